@@ -1,0 +1,19 @@
+/**
+ * msrprelay: a plugin-based, embeddable MSRP relay (RFC 4975, RFC 4976).
+ *
+ *   import { createRelay } from 'msrprelay';
+ */
+
+export { createRelay, Relay, type CreateRelayOptions } from './relay.ts';
+export { MsrpError, MSRP_ERRORS, isMsrpError, type MsrpErrorCode } from './errors.ts';
+export { HOOK_ORDER, HookTimeoutError, PluginError, describeTaps, type RelayHooks, type HookName } from './hooks.ts';
+export type { Logger, PluginHost, RelayPlugin, RelayPluginClass, SessionsView } from './plugin.ts';
+export type * from './types.ts';
+export type { RelayConfig, RelayConfigInput, ListenConfig, PluginEntry } from './config/schema.ts';
+
+import type { RelayConfigInput } from './config/schema.ts';
+
+/** Types a config file without changing it: `export default defineConfig({ ... })`. */
+export function defineConfig(config: RelayConfigInput): RelayConfigInput {
+  return config;
+}

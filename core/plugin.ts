@@ -1,0 +1,83 @@
+/**
+ * The plugin contract (DESIGN.md §4, STYLE.md convention 3).
+ *
+ * A plugin is a class: a `name`, a static JSON `schema` for its options, a
+ * constructor that takes validated options (defaults filled in by the schema),
+ * `apply(relay)` that taps hooks, and an optional `close()`. The tap name is the
+ * plugin name. Per-connection state lives in `ctx.notes`, keyed by plugin name.
+ *
+ * ```ts
+ * export default class Hello implements RelayPlugin {
+ *   static schema = { type: 'object', properties: { greeting: { type: 'string', default: 'hi' } } };
+ *   readonly name = 'hello';
+ *   constructor(private options: { greeting: string }) {}
+ *   apply(relay: PluginHost) {
+ *     relay.hooks.authenticated.tap(this.name, (identity) => relay.log.info(`${this.options.greeting} ${identity.username}`));
+ *   }
+ * }
+ * ```
+ */
+
+import type { RelayConfig } from './config/schema.ts';
+import type { RelayHooks } from './hooks.ts';
+import type { ListenerInfo, SessionInfo } from './types.ts';
+
+/** Structured log calls; the embedded relay is silent until a logger is set. */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** A read-only view of the live sessions. */
+export interface SessionsView {
+  get(id: string): SessionInfo | undefined;
+  readonly size: number;
+  values(): IterableIterator<SessionInfo>;
+}
+
+/** What `apply()` receives: the relay as a plugin may use it. */
+export interface PluginHost {
+  readonly hooks: RelayHooks<PluginHost>;
+  readonly config: Readonly<RelayConfig>;
+  /** The host written into Use-Path URIs. */
+  readonly hostname: string;
+  /** The bound listeners (ports are real once listen() has resolved). */
+  readonly listeners: readonly ListenerInfo[];
+  readonly sessions: SessionsView;
+  /** Live connection count. */
+  readonly connectionCount: number;
+  readonly log: Logger;
+  /** Replaces the relay's logger (the logging plugin does this). */
+  setLogger(logger: Logger): void;
+}
+
+export interface RelayPlugin {
+  readonly name: string;
+  apply(relay: PluginHost): void | Promise<void>;
+  close?(): void | Promise<void>;
+}
+
+/** A plugin class as a config names it. */
+export interface RelayPluginClass<O = any> {
+  new (options: O): RelayPlugin;
+  /** JSON schema of the options; ajv fills defaults from it before the constructor runs. */
+  readonly schema?: object;
+}
+
+export const silentLogger: Logger = Object.freeze({
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+});
+
+export function isRelayPlugin(x: unknown): x is RelayPlugin {
+  return (
+    typeof x === 'object' &&
+    x !== null &&
+    typeof (x as RelayPlugin).name === 'string' &&
+    typeof (x as RelayPlugin).apply === 'function'
+  );
+}

@@ -1,0 +1,377 @@
+/**
+ * The Relay: owns the hooks, the listeners, the connections and the session table.
+ *
+ * It is the only place that knows all the parts; each of them (router, writer,
+ * framer, plugins) sees just what it needs. Embed it with createRelay():
+ *
+ * ```ts
+ * const relay = await createRelay({ hostname: 'relay.example.com', listen: [...], plugins: [...] });
+ * await relay.listen();
+ * ...
+ * await relay.close();
+ * ```
+ */
+
+import type net from 'node:net';
+import { DefaultDomainPlugin } from './builtin/default-domain.ts';
+import { DigestAuthPlugin } from './builtin/digest.ts';
+import { NextHopPlugin } from './builtin/next-hop.ts';
+import type { ListenConfig, RelayConfig, RelayConfigInput } from './config/schema.ts';
+import { normalizeConfig } from './config/validate.ts';
+import { createHooks, isTapped, type RelayHooks } from './hooks.ts';
+import { silentLogger, type Logger, type PluginHost, type RelayPlugin, type SessionsView } from './plugin.ts';
+import { loadPlugins } from './plugin-loader.ts';
+import { Connection } from './session/connection.ts';
+import { Router } from './session/router.ts';
+import { maskId, SessionTable, type Session } from './session/session-table.ts';
+import { dialNextHop } from './transport/dialer.ts';
+import { openListener, type Listener } from './transport/listener.ts';
+import type { CloseReason, ListenerInfo, NextHop, TransportName } from './types.ts';
+
+export interface CreateRelayOptions {
+  /** Folder that relative paths in the config (certificates, plugin files) are resolved against. */
+  baseDir?: string;
+  /** The config file name, for error messages. */
+  source?: string;
+  logger?: Logger;
+}
+
+/** Validates the config, loads its plugins and applies them; the relay does not listen yet. */
+export async function createRelay(input: RelayConfigInput | RelayConfig, options: CreateRelayOptions = {}): Promise<Relay> {
+  const baseDir = options.baseDir ?? process.cwd();
+  const config = normalizeConfig(input, { baseDir, ...(options.source !== undefined ? { source: options.source } : {}) });
+  const plugins = await loadPlugins(config.plugins, { baseDir });
+  const relay = new Relay(config, options.logger ?? silentLogger);
+  await relay.install(plugins);
+  return relay;
+}
+
+export class Relay implements PluginHost {
+  private configValue: RelayConfig;
+  private hooksValue: RelayHooks<PluginHost>;
+  private logger: Logger;
+  private plugins: RelayPlugin[] = [];
+  private readonly table: SessionTable<Connection>;
+  private readonly router: Router;
+  private readonly openListeners: Listener[] = [];
+  private readonly connections = new Set<Connection>();
+  private readonly perIp = new Map<string, number>();
+  private state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
+
+  constructor(config: RelayConfig, logger: Logger = silentLogger) {
+    this.configValue = config;
+    this.logger = logger;
+    this.hooksValue = this.newHooks();
+    this.table = new SessionTable<Connection>({
+      closed: (s, reason) => this.onSessionClosed(s, reason),
+    });
+    this.router = new Router({
+      config: () => this.configValue,
+      hooks: () => this.hooksValue as RelayHooks<unknown>,
+      sessions: this.table,
+      hostname: () => this.configValue.hostname,
+      listeners: () => this.listeners,
+      log: () => this.logger,
+      dial: (hop, session) => this.dial(hop, session),
+      connectionGone: (conn, reason) => this.onConnectionGone(conn, reason),
+    });
+  }
+
+  // ------------------------------------------------------------ PluginHost
+
+  get hooks(): RelayHooks<PluginHost> {
+    return this.hooksValue;
+  }
+
+  get config(): Readonly<RelayConfig> {
+    return this.configValue;
+  }
+
+  get hostname(): string {
+    return this.configValue.hostname;
+  }
+
+  get listeners(): readonly ListenerInfo[] {
+    return this.openListeners.map((l) => l.info);
+  }
+
+  get sessions(): SessionsView {
+    const t = this.table;
+    return {
+      get: (id) => t.get(id),
+      get size() {
+        return t.size;
+      },
+      values: () => t.values(),
+    };
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  get log(): Logger {
+    return this.logger;
+  }
+
+  setLogger(logger: Logger): void {
+    this.logger = logger;
+  }
+
+  /** The loaded plugins, built-in ones first. */
+  get pluginNames(): string[] {
+    return this.plugins.map((p) => p.name);
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** @internal applies built-in and configured plugins to the current hooks. */
+  async install(plugins: RelayPlugin[]): Promise<void> {
+    // The built-ins are kept across reloads, so nonces issued before a SIGHUP stay valid.
+    this.builtins ??= [new DigestAuthPlugin(), new DefaultDomainPlugin(), new NextHopPlugin()];
+    const all: RelayPlugin[] = [...this.builtins, ...plugins];
+    for (const p of all) await p.apply(this);
+    this.plugins = all;
+  }
+
+  private builtins: RelayPlugin[] | undefined;
+
+  /** Runs beforeListen, then binds every listener. */
+  async listen(): Promise<void> {
+    if (this.state !== 'new') throw new Error(`relay.listen(): the relay is ${this.state}`);
+    await this.hooksValue.beforeListen.promise(this);
+    try {
+      for (const cfg of this.configValue.listen) this.openListeners.push(await this.bind(cfg));
+    } catch (e) {
+      await Promise.all(this.openListeners.splice(0).map((l) => l.close()));
+      throw e;
+    }
+    this.state = 'listening';
+    for (const l of this.listeners) this.logger.info('listening', { transport: l.transport, host: l.host, port: l.port });
+  }
+
+  /**
+   * Stops accepting, lets open transfers drain for `timeouts.drain` seconds, closes every
+   * connection, closes the plugins, then runs `closed`.
+   */
+  async close(): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    try {
+      await this.hooksValue.beforeClose.promise(this);
+    } catch (e) {
+      this.reportError(e, 'beforeClose');
+    }
+    await Promise.all(this.openListeners.splice(0).map((l) => l.close()));
+    const deadline = Date.now() + this.configValue.timeouts.drain * 1000;
+    while (Date.now() < deadline && [...this.connections].some((c) => !c.writer.isIdle || c.inbound !== undefined)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const s of [...this.table.values()]) this.table.remove(s, { code: 'shutdown' });
+    const gone = [...this.connections].map((c) => new Promise<void>((r) => (c.socket.destroyed ? r() : c.socket.once('close', () => r()))));
+    for (const c of this.connections) c.close({ code: 'shutdown' });
+    await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 2500).unref())]);
+    for (const c of this.connections) c.destroy({ code: 'shutdown' });
+    await this.closePlugins(this.plugins);
+    try {
+      await this.hooksValue.closed.promise(this);
+    } catch (e) {
+      this.reportError(e, 'closed');
+    }
+    this.state = 'closed';
+  }
+
+  private async closePlugins(plugins: RelayPlugin[]): Promise<void> {
+    for (const p of [...plugins].reverse()) {
+      try {
+        await p.close?.();
+      } catch (e) {
+        this.reportError(e, 'close', p.name);
+      }
+    }
+  }
+
+  private reportError(e: unknown, hook: string, plugin?: string): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    this.logger.error(`${plugin !== undefined ? `plugin ${plugin}: ` : ''}${hook} failed`, { error: err.message });
+    try {
+      this.hooksValue.error.call(err, { hook, ...(plugin !== undefined ? { plugin } : {}) });
+    } catch {
+      // nothing left to tell
+    }
+  }
+
+  /**
+   * Applies a new config without dropping sessions: new hooks with the new plugins,
+   * new timeouts and limits, listeners opened/closed to match, certificates re-read.
+   * On any error the old config stays in force.
+   */
+  async reload(input: unknown, options: { baseDir?: string; source?: string } = {}): Promise<void> {
+    const baseDir = options.baseDir ?? process.cwd();
+    const config = normalizeConfig(input, { baseDir, ...(options.source !== undefined ? { source: options.source } : {}) });
+    const plugins = await loadPlugins(config.plugins, { baseDir });
+    const oldHooks = this.hooksValue;
+    const oldConfig = this.configValue;
+    const oldPlugins = this.plugins;
+    this.configValue = config;
+    this.hooksValue = this.newHooks();
+    try {
+      await this.install(plugins);
+      if (this.state === 'listening') await this.reconcileListeners(config.listen);
+    } catch (e) {
+      // The old config stays in force; the new plugins that were applied are released.
+      const applied = this.plugins === oldPlugins ? plugins : this.plugins;
+      this.configValue = oldConfig;
+      this.hooksValue = oldHooks;
+      this.plugins = oldPlugins;
+      await this.closePlugins(applied.filter((p) => !oldPlugins.includes(p)));
+      throw e;
+    }
+    await this.closePlugins(oldPlugins.filter((p) => !this.plugins.includes(p)));
+    this.logger.info('configuration reloaded', { plugins: this.pluginNames.length, sessions: this.table.size });
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private newHooks(): RelayHooks<PluginHost> {
+    return createHooks<PluginHost>({ tapTimeoutMs: () => this.configValue.timeouts.hook * 1000 });
+  }
+
+  private bind(cfg: ListenConfig): Promise<Listener> {
+    return openListener(cfg, (socket, info) => this.accept(socket, info));
+  }
+
+  private async reconcileListeners(wanted: ListenConfig[]): Promise<void> {
+    // A listener is kept when its address and its settings other than the certificate files
+    // are unchanged (its certificate is re-read); otherwise it is closed and bound anew.
+    // Connections already accepted stay open either way.
+    const key = (c: ListenConfig) => JSON.stringify({ ...c, cert: undefined, key: undefined });
+    const wantedByKey = new Map(wanted.map((c) => [key(c), c]));
+    for (const l of [...this.openListeners]) {
+      const next = wantedByKey.get(key(l.config));
+      if (next === undefined) {
+        this.openListeners.splice(this.openListeners.indexOf(l), 1);
+        await l.close();
+      } else {
+        l.reloadCertificates(next);
+      }
+    }
+    const have = new Set(this.openListeners.map((l) => key(l.config)));
+    for (const c of wanted) if (!have.has(key(c))) this.openListeners.push(await this.bind(c));
+  }
+
+  private newConnection(socket: net.Socket, direction: 'inbound' | 'outbound', transport: TransportName, listener?: ListenerInfo): Connection {
+    const cfg = this.configValue;
+    return new Connection({
+      socket,
+      direction,
+      transport,
+      ...(listener !== undefined ? { listener } : {}),
+      handler: this.router,
+      limits: {
+        maxStartLine: cfg.limits.maxStartLine,
+        maxHeaderLine: cfg.limits.maxHeaderLine,
+        maxHeaderSection: cfg.limits.maxHeaderSection,
+        maxHeaders: cfg.limits.maxHeaders,
+      },
+      timeouts: {
+        firstRequestMs: direction === 'inbound' ? cfg.timeouts.firstRequest * 1000 : 0,
+        headerCompletionMs: cfg.timeouts.headerCompletion * 1000,
+        idleMs: cfg.timeouts.idle * 1000,
+      },
+    });
+  }
+
+  private accept(socket: net.Socket, info: ListenerInfo): void {
+    const cfg = this.configValue;
+    if (this.state !== 'listening') {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    const ip = socket.remoteAddress ?? '';
+    const fromIp = this.perIp.get(ip) ?? 0;
+    // R-88: caps per source address and in total: accepted and closed at once.
+    if (this.inboundCount >= cfg.limits.maxConnections || fromIp >= cfg.limits.maxConnectionsPerIp) {
+      this.logger.warn('connection refused: limit reached', { remote: ip });
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    // R-4: a client certificate, when one is presented on a listener with a CA, must be valid.
+    const t = socket as import('node:tls').TLSSocket;
+    if (typeof t.getPeerCertificate === 'function' && t.authorizationError !== undefined && t.authorizationError !== null) {
+      const peer = t.getPeerCertificate();
+      if (peer !== null && Object.keys(peer).length > 0) {
+        this.logger.warn('connection refused: invalid client certificate', { remote: ip, error: String(t.authorizationError) });
+        socket.on('error', () => {});
+        socket.destroy();
+        return;
+      }
+    }
+    const conn = this.newConnection(socket, 'inbound', info.transport, info);
+    this.register(conn);
+    const hooks = this.hooksValue;
+    if (!isTapped(hooks.acceptConnection)) {
+      conn.start();
+      return;
+    }
+    socket.pause();
+    hooks.acceptConnection.promise(conn).then(
+      (r) => {
+        if (r !== undefined) {
+          this.logger.info('connection rejected by plugin', { remote: ip, reason: r.reject.message });
+          conn.destroy({ code: 'rejected', message: r.reject.message });
+          return;
+        }
+        conn.start();
+      },
+      (e: unknown) => {
+        hooks.error.call(e instanceof Error ? e : new Error(String(e)), { connection: conn, hook: 'acceptConnection' });
+        conn.destroy({ code: 'rejected', message: 'acceptConnection failed' });
+      },
+    );
+  }
+
+  private register(conn: Connection): void {
+    this.connections.add(conn);
+    if (conn.direction === 'inbound') {
+      this.inboundCount++;
+      this.perIp.set(conn.remoteAddress, (this.perIp.get(conn.remoteAddress) ?? 0) + 1);
+    }
+  }
+
+  private inboundCount = 0;
+
+  private async dial(hop: NextHop, session: Session<Connection>): Promise<Connection> {
+    if (this.configValue.shareOutboundConnections) {
+      // R-12: reuse an open connection to the same next hop.
+      for (const c of this.connections) {
+        if (c.direction === 'outbound' && !c.isClosed && c.peerLabel === `${hop.transport}://${hop.host}:${hop.port}`) return c;
+      }
+    }
+    const socket = await dialNextHop(hop, this.configValue);
+    const conn = this.newConnection(socket, 'outbound', hop.transport);
+    conn.peerLabel = `${hop.transport}://${hop.host}:${hop.port}`;
+    this.register(conn);
+    conn.start();
+    this.logger.debug('next hop connected', { hop: conn.peerLabel, session: maskId(session.id) });
+    return conn;
+  }
+
+  private onConnectionGone(conn: Connection, reason: CloseReason): void {
+    if (!this.connections.delete(conn)) return;
+    if (conn.direction === 'inbound') {
+      this.inboundCount--;
+      const n = (this.perIp.get(conn.remoteAddress) ?? 1) - 1;
+      if (n <= 0) this.perIp.delete(conn.remoteAddress);
+      else this.perIp.set(conn.remoteAddress, n);
+    }
+    this.hooksValue.connectionClosed.call(conn, reason);
+  }
+
+  private onSessionClosed(s: Session<Connection>, reason: CloseReason): void {
+    this.router.sessionClosed(s);
+    this.hooksValue.sessionClosed.call(s, reason);
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * AUTH addressed to this relay (RFC 4976 §5.1, §6.3; RFC.md R-31 … R-46).
+ *
+ * The policy around Digest lives here (TLS only, one AUTH at a time, Expires
+ * bounds, failure counting, session caps, issuing the token); the Digest exchange
+ * itself is the `authenticate` hook (core:digest) and credentials come from the
+ * `lookupCredentials` hook, so this file knows no credential store.
+ */
+
+import { MsrpError } from '../errors.ts';
+import type { RelayHooks } from '../hooks.ts';
+import type { RawHeader } from '../protocol/framer.ts';
+import { getHeader, parseSeconds, type MsrpRequestHead } from '../protocol/message.ts';
+import { parseUri } from '../protocol/uri.ts';
+import type { RelayConfig } from '../config/schema.ts';
+import type { AuthDecision, AuthRequest, Identity, ListenerInfo } from '../types.ts';
+import type { Connection } from './connection.ts';
+import { newSessionId, Session, type SessionTable } from './session-table.ts';
+
+/** The relay's answer to one AUTH. */
+export interface AuthOutcome {
+  status: number;
+  comment?: string;
+  headers: RawHeader[];
+  /** Close the connection once the answer is written (R-7, R-43). */
+  close: boolean;
+  reason: string;
+}
+
+export interface AuthenticatorDeps {
+  config(): RelayConfig;
+  hooks(): RelayHooks<unknown>;
+  sessions: SessionTable<Connection>;
+  hostname(): string;
+  listeners(): readonly ListenerInfo[];
+  /** The default relay port that clients write whatever port DNS gave them (I-3). */
+  readonly defaultPort: number;
+  now(): number;
+}
+
+export class Authenticator {
+  private readonly d: AuthenticatorDeps;
+
+  constructor(deps: AuthenticatorDeps) {
+    this.d = deps;
+  }
+
+  /** True when an AUTH To-Path[0] port may name this relay (R-44, I-3). */
+  portMatches(port: number | undefined, conn: Connection): boolean {
+    if (port === undefined || port === this.d.defaultPort) return true;
+    if (conn.listener !== undefined && conn.listener.port === port) return true;
+    return this.d.listeners().some((l) => l.port === port);
+  }
+
+  async authenticate(conn: Connection, req: MsrpRequestHead): Promise<AuthOutcome> {
+    const cfg = this.d.config();
+    // R-7: AUTH only over TLS, unless this listener says otherwise.
+    if (!conn.secure && conn.listener?.insecureAuth !== true) {
+      return this.fail(conn, req, new MsrpError('MSRP_ERR_AUTH_NEEDS_TLS'), { close: true, count: false });
+    }
+    // R-46: one AUTH transaction at a time per connection.
+    if (conn.authInProgress) {
+      return this.fail(conn, req, new MsrpError('MSRP_ERR_AUTH_IN_PROGRESS'), { close: false, count: false });
+    }
+    conn.authInProgress = true;
+    try {
+      return await this.run(conn, req, cfg);
+    } finally {
+      conn.authInProgress = false;
+    }
+  }
+
+  private async run(conn: Connection, req: MsrpRequestHead, cfg: RelayConfig): Promise<AuthOutcome> {
+    const hooks = this.d.hooks();
+    // R-41: Expires within bounds, else 423 with the bound crossed.
+    const expiresText = getHeader(req.headers, 'Expires');
+    let expires = cfg.session.defaultExpires;
+    if (expiresText !== undefined) {
+      // Validated as digits by the message layer (R-41: else 400).
+      const asked = parseSeconds(expiresText) ?? cfg.session.defaultExpires;
+      if (asked < cfg.session.minExpires) {
+        return this.plain(423, [['Min-Expires', String(Math.ceil(cfg.session.minExpires))]], 'expires below minimum');
+      }
+      if (asked > cfg.session.maxExpires) {
+        return this.plain(423, [['Max-Expires', String(Math.floor(cfg.session.maxExpires))]], 'expires above maximum');
+      }
+      // R-42: never more than asked.
+      expires = asked;
+    }
+    expires = Math.floor(expires);
+
+    const signal = conn.signal;
+    const host = req.toUris[0]!.host;
+    const domain = await hooks.resolveDomain.promise({ connection: conn, request: req, host, signal });
+    if (domain === undefined) return this.fail(conn, req, new MsrpError('MSRP_ERR_DOMAIN_NOT_SERVED'), { close: false, count: true });
+    if ('reject' in domain) return this.fail(conn, req, domain.reject, { close: false, count: counts(domain.reject) });
+
+    const auth: AuthRequest = {
+      connection: conn,
+      request: req,
+      domain: domain.domain,
+      realm: domain.realm,
+      // R-36: the Digest uri is the rightmost To-Path URI, byte for byte.
+      digestUri: req.toPath[req.toPath.length - 1]!,
+      authorization: getHeader(req.headers, 'Authorization'),
+      signal,
+    };
+    const decision: AuthDecision | undefined = await hooks.authenticate.promise(auth);
+    if (decision === undefined) {
+      // No tap answered: fail closed.
+      return this.fail(conn, req, new MsrpError('MSRP_ERR_FORBIDDEN', 'no authentication method accepted the request'), {
+        close: false,
+        count: true,
+      });
+    }
+    if ('challenge' in decision) {
+      const outcome: AuthOutcome = {
+        status: 401,
+        headers: [['WWW-Authenticate', decision.challenge]],
+        close: false,
+        reason: decision.reason,
+      };
+      if (decision.failed) this.countFailure(conn, req, outcome, auth);
+      return outcome;
+    }
+    if ('reject' in decision) {
+      return this.fail(conn, req, decision.reject, { close: false, count: counts(decision.reject) }, auth);
+    }
+    const identity: Identity = decision.accept;
+    // R-38: authenticated, but not allowed.
+    const refusal = await hooks.authorize.promise(identity, auth);
+    if (refusal !== undefined) return this.fail(conn, req, refusal.reject, { close: false, count: counts(refusal.reject) }, auth);
+    // R-88: sessions per connection.
+    if (conn.sessions.size >= cfg.limits.maxSessionsPerConnection) {
+      return this.fail(conn, req, new MsrpError('MSRP_ERR_TOO_MANY_SESSIONS'), { close: false, count: false }, auth);
+    }
+    if (conn.isClosed) return this.plain(500, [], 'connection closed during AUTH');
+
+    const session = this.issue(conn, req, identity, expires);
+    conn.identities.push(identity);
+    conn.markSucceeded();
+    const headers: RawHeader[] = [
+      ['Use-Path', session.uri],
+      ['Expires', String(expires)],
+    ];
+    if (decision.authenticationInfo !== undefined) headers.push(['Authentication-Info', decision.authenticationInfo]);
+    hooks.authenticated.call(identity, auth, session);
+    return { status: 200, headers, close: false, reason: 'authenticated' };
+  }
+
+  /** R-47, R-42: a fresh 128-bit token on the listener's scheme and port, with the relay's hostname. */
+  private issue(conn: Connection, req: MsrpRequestHead, identity: Identity, expires: number): Session<Connection> {
+    const now = this.d.now();
+    const l = conn.listener ?? this.d.listeners().find((x) => (x.scheme === 'msrps') === conn.secure) ?? this.d.listeners()[0];
+    const scheme = l?.scheme ?? (conn.secure ? 'msrps' : 'msrp');
+    const port = l?.port ?? this.d.defaultPort;
+    let id = newSessionId();
+    while (this.d.sessions.get(id) !== undefined) id = newSessionId();
+    const uri = `${scheme}://${this.d.hostname()}:${port}/${id};tcp`;
+    const session = new Session<Connection>({
+      id,
+      uri,
+      parsedUri: parseUri(uri),
+      identity,
+      owner: conn,
+      ownerHopUri: req.fromUris[0]!,
+      expiresAt: now + expires * 1000,
+      now,
+    });
+    this.d.sessions.add(session, now);
+    conn.sessions.add(session);
+    return session;
+  }
+
+  private plain(status: number, headers: RawHeader[], reason: string): AuthOutcome {
+    return { status, headers, close: false, reason };
+  }
+
+  private fail(
+    conn: Connection,
+    req: MsrpRequestHead,
+    err: MsrpError,
+    o: { close: boolean; count: boolean },
+    auth?: AuthRequest,
+  ): AuthOutcome {
+    const outcome: AuthOutcome = { status: err.status, headers: [...err.headers], close: o.close, reason: err.message };
+    if (o.count) this.countFailure(conn, req, outcome, auth);
+    else if (err.status === 401 || err.status === 403) this.notifyFailure(conn, req, outcome, auth);
+    return outcome;
+  }
+
+  /** R-43: after maxAuthFailures failed AUTHs the connection is closed. */
+  private countFailure(conn: Connection, req: MsrpRequestHead, outcome: AuthOutcome, auth?: AuthRequest): void {
+    conn.authFailures++;
+    if (conn.authFailures >= this.d.config().limits.maxAuthFailures) outcome.close = true;
+    this.notifyFailure(conn, req, outcome, auth);
+  }
+
+  private notifyFailure(conn: Connection, req: MsrpRequestHead, outcome: AuthOutcome, auth?: AuthRequest): void {
+    let username: string | undefined;
+    const a = auth?.authorization;
+    if (a !== undefined) {
+      const m = /username\s*=\s*"([^"]{0,256})"/i.exec(a);
+      username = m?.[1];
+    }
+    this.d.hooks().authFailed.call({
+      connection: conn,
+      request: req,
+      status: outcome.status,
+      reason: outcome.reason,
+      username,
+      domain: auth?.domain,
+    });
+  }
+}
+
+/** R-43: refusals that count toward closing the connection are 401 and 403. */
+function counts(e: MsrpError): boolean {
+  return e.status === 401 || e.status === 403;
+}

@@ -1,0 +1,143 @@
+/**
+ * Relay sessions: one per issued Use-Path URI (token), R-47 … R-57a.
+ *
+ * A session belongs to the connection that authenticated it (R-48) and dies with
+ * it (R-15). Until the far end first uses it, it expires at Expires (R-49); once
+ * bound it lives as long as its connections (I-4: clients never refresh).
+ */
+
+import { randomBytes } from 'node:crypto';
+import type { MsrpUri } from '../protocol/uri.ts';
+import type { CloseReason, ConnectionContext, Identity, SessionInfo, SessionStats } from '../types.ts';
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/**
+ * A session-id: 128 random bits written as 22 base62 characters (R-47; I-5: letters
+ * and digits only, so every client library accepts it in a URI).
+ */
+export function newSessionId(): string {
+  const bytes = randomBytes(17);
+  let n = 0n;
+  for (let i = 0; i < 16; i++) n = (n << 8n) | BigInt(bytes[i]!);
+  let s = '';
+  for (let i = 0; i < 22; i++) {
+    s += BASE62[Number(n % 62n)];
+    n /= 62n;
+  }
+  return s;
+}
+
+/** Masks a secret for logs: the first 4 characters stay, to tell sessions apart (R-87). */
+export function maskId(id: string): string {
+  return id.length <= 4 ? '****' : `${id.slice(0, 4)}…`;
+}
+
+/** Either a real connection or, for two sessions of this relay, the other session (local hand-over). */
+export type FarLeg<C extends ConnectionContext> = { kind: 'connection'; connection: C; hopUri: MsrpUri | undefined } | { kind: 'local'; session: Session<C> };
+
+export class Session<C extends ConnectionContext = ConnectionContext> implements SessionInfo {
+  readonly id: string;
+  readonly uri: string;
+  readonly parsedUri: MsrpUri;
+  readonly identity: Identity;
+  readonly owner: C;
+  /** The owner's previous hop: the first From-Path URI of its AUTH (R-51 b). */
+  readonly ownerHopUri: MsrpUri;
+  readonly createdAt: number;
+  expiresAt: number;
+  /** The first far-end leg that delivered toward the owner (R-57a). */
+  farLeg: FarLeg<C> | undefined;
+  /** The connection this relay opened for the outward leg (R-12 aside, one per session). */
+  outbound: C | undefined;
+  /** A pending dial, so concurrent requests share one outbound connection. */
+  dialing: Promise<C> | undefined;
+  readonly stats: SessionStats = { bytesOut: 0, messagesOut: 0, bytesIn: 0, messagesIn: 0 };
+  /** R-72: Message-IDs refused with 413; every later chunk of them gets 413 too (bounded). */
+  readonly refusedMessages = new Set<string>();
+  closed = false;
+  /** @internal expiry timer of an unbound session */
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(o: { id: string; uri: string; parsedUri: MsrpUri; identity: Identity; owner: C; ownerHopUri: MsrpUri; expiresAt: number; now: number }) {
+    this.id = o.id;
+    this.uri = o.uri;
+    this.parsedUri = o.parsedUri;
+    this.identity = o.identity;
+    this.owner = o.owner;
+    this.ownerHopUri = o.ownerHopUri;
+    this.expiresAt = o.expiresAt;
+    this.createdAt = o.now;
+  }
+
+  get bound(): boolean {
+    return this.farLeg !== undefined || this.outbound !== undefined;
+  }
+
+  /** The far-end connection, for plugins (undefined for a local hand-over or none yet). */
+  get far(): C | undefined {
+    return this.farLeg?.kind === 'connection' ? this.farLeg.connection : this.outbound;
+  }
+
+  refuseMessage(messageId: string): void {
+    if (this.refusedMessages.size >= 64) {
+      const first = this.refusedMessages.values().next().value;
+      if (first !== undefined) this.refusedMessages.delete(first);
+    }
+    this.refusedMessages.add(messageId);
+  }
+}
+
+export interface SessionTableEvents<C extends ConnectionContext> {
+  closed(session: Session<C>, reason: CloseReason): void;
+}
+
+export class SessionTable<C extends ConnectionContext = ConnectionContext> {
+  private readonly byId = new Map<string, Session<C>>();
+  private readonly events: SessionTableEvents<C>;
+
+  constructor(events: SessionTableEvents<C>) {
+    this.events = events;
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** R-50: the session-id part is compared case-sensitively. */
+  get(id: string): Session<C> | undefined {
+    return this.byId.get(id);
+  }
+
+  values(): IterableIterator<Session<C>> {
+    return this.byId.values();
+  }
+
+  add(s: Session<C>, now: number): void {
+    this.byId.set(s.id, s);
+    this.armExpiry(s, now);
+  }
+
+  /** R-49 / I-4: an unbound session is removed at its expiry; a bound one is not. */
+  armExpiry(s: Session<C>, now: number): void {
+    if (s.timer !== undefined) clearTimeout(s.timer);
+    s.timer = undefined;
+    if (s.bound || s.closed) return;
+    const ms = Math.max(0, s.expiresAt - now);
+    s.timer = setTimeout(() => {
+      s.timer = undefined;
+      if (!s.bound) this.remove(s, { code: 'expired' });
+    }, ms);
+    s.timer.unref();
+  }
+
+  /** Ends a session: it is gone from the table at once (later requests get 481). */
+  remove(s: Session<C>, reason: CloseReason): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (s.timer !== undefined) clearTimeout(s.timer);
+    s.timer = undefined;
+    this.byId.delete(s.id);
+    this.events.closed(s, reason);
+  }
+}

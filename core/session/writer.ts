@@ -1,0 +1,274 @@
+/**
+ * One Writer per connection: it serialises what the relay sends on that socket.
+ *
+ * Two kinds of output share the socket:
+ * - control frames: complete responses and REPORTs (small, written at once);
+ * - streams: forwarded requests whose body arrives slice by slice from another
+ *   connection and is written as it comes (R-71: stream, don't store).
+ *
+ * One stream is active at a time; others wait (their sources are paused, so a
+ * waiting stream holds at most one slice). A control frame never waits behind a
+ * SEND body: the active SEND chunk is interrupted at the current byte with `+`
+ * and resumed later with a new transaction id and a continuing Byte-Range
+ * (R-67, RFC 4975 §7.1.1). Streams of different sessions take turns every
+ * FAIRNESS_BYTES by the same mechanism (R-68).
+ */
+
+import type { Socket } from 'node:net';
+import { formatEndLine, newTransactionId } from '../protocol/message.ts';
+import type { EndFlag } from '../protocol/framer.ts';
+
+/** R-68: a SEND stream yields to a waiting one after this many body bytes. */
+export const FAIRNESS_BYTES = 256 * 1024;
+
+export interface OutStreamEvents {
+  /** A piece with this tid starts on the wire (register the transaction before any response can come). */
+  onPieceStart(tid: string, bodyOffset: number): void;
+  /** A piece ended with this flag after `bytes` body bytes (start the per-hop timer, R-62). */
+  onPieceEnd(tid: string, flag: EndFlag, bodyOffset: number, bytes: number): void;
+  /** The stream can take body again (it became active, or the socket drained). */
+  onWritable(): void;
+  /** The stream's last end-line is written. */
+  onFinished(flag: EndFlag, totalBytes: number): void;
+  /** The connection closed under the stream before it finished. */
+  onDropped?(): void;
+}
+
+/**
+ * A forwarded request on its way out. `head(tid, bodyOffset)` renders the start line
+ * and headers for a piece starting `bodyOffset` bytes into this chunk's body, so an
+ * interrupted SEND resumes with a Byte-Range that continues where it stopped.
+ */
+export class OutStream {
+  readonly interruptible: boolean;
+  readonly hasBody: boolean;
+  readonly events: OutStreamEvents;
+  private readonly head: (tid: string, bodyOffset: number) => string;
+
+  /** @internal writer state */
+  state: 'new' | 'queued' | 'active' | 'done' = 'new';
+  /** @internal tid of the piece on the wire (or next to go). */
+  tid: string;
+  /** @internal body bytes written so far (all pieces). */
+  sent = 0;
+  /** @internal body bytes in the current piece. */
+  pieceBytes = 0;
+  /** @internal head of the current piece written? */
+  headWritten = false;
+  /** @internal bytes since this stream became active (fairness). */
+  sinceActive = 0;
+  /** @internal slices that arrived while not active (at most one, as the source pauses). */
+  held: Buffer[] = [];
+  /** @internal the end flag, when it arrived while not active. */
+  heldEnd: EndFlag | undefined;
+
+  constructor(o: { tid: string; interruptible: boolean; hasBody: boolean; head: (tid: string, bodyOffset: number) => string; events: OutStreamEvents }) {
+    this.tid = o.tid;
+    this.interruptible = o.interruptible;
+    this.hasBody = o.hasBody;
+    this.head = o.head;
+    this.events = o.events;
+  }
+
+  /** @internal */
+  renderHead(): string {
+    return this.head(this.tid, this.sent);
+  }
+}
+
+export class Writer {
+  private readonly socket: Socket;
+  private active: OutStream | undefined;
+  private readonly waiting: OutStream[] = [];
+  /** Control frames held while a non-interruptible stream is active. */
+  private readonly heldControl: Buffer[] = [];
+  private closed = false;
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('drain', () => {
+      const a = this.active;
+      if (a !== undefined) a.events.onWritable();
+    });
+  }
+
+  /** True when the socket has room (below its high-water mark). */
+  get writable(): boolean {
+    return !this.closed && !this.socket.writableNeedDrain;
+  }
+
+  get isIdle(): boolean {
+    return this.active === undefined && this.waiting.length === 0;
+  }
+
+  /**
+   * Writes a complete frame (a response or a REPORT) as soon as possible: now, or right
+   * after interrupting the active SEND chunk (R-67). Returns false when the socket is gone.
+   */
+  control(frame: Buffer): boolean {
+    if (this.closed) return false;
+    const a = this.active;
+    if (a !== undefined && a.headWritten && a.hasBody) {
+      if (!a.interruptible) {
+        this.heldControl.push(frame);
+        return true;
+      }
+      this.interrupt(a);
+    }
+    this.socket.write(frame);
+    return true;
+  }
+
+  /** Queues a stream; it becomes active when the writer is free. */
+  open(s: OutStream): void {
+    if (this.closed) return;
+    if (this.active === undefined) this.activate(s);
+    else {
+      s.state = 'queued';
+      this.waiting.push(s);
+    }
+  }
+
+  /** Body bytes of a stream. Returns false when the source should pause until onWritable. */
+  body(s: OutStream, slice: Buffer): boolean {
+    if (this.closed || s.state === 'done') return true;
+    if (s !== this.active) {
+      s.held.push(slice);
+      return false;
+    }
+    this.writeBody(s, slice);
+    if (this.waiting.length > 0 && s.interruptible && s.sinceActive >= FAIRNESS_BYTES) {
+      // R-68: take turns with the streams of other sessions.
+      this.interrupt(s);
+      s.state = 'queued';
+      this.waiting.push(s);
+      this.active = undefined;
+      this.next();
+      return false;
+    }
+    return !this.socket.writableNeedDrain;
+  }
+
+  /** The stream's end-line. */
+  end(s: OutStream, flag: EndFlag): void {
+    if (this.closed || s.state === 'done') return;
+    if (s !== this.active) {
+      s.heldEnd = flag;
+      return;
+    }
+    this.finish(s, flag);
+    this.active = undefined;
+    this.next();
+  }
+
+  /**
+   * The source of a stream is gone mid-chunk: end what is on the wire with `#` (R-69:
+   * never a `$` the sender did not send), or drop it if it never started.
+   */
+  abort(s: OutStream): void {
+    if (s.state === 'done') return;
+    if (s === this.active) {
+      if (this.closed) {
+        s.state = 'done';
+        return;
+      }
+      this.finish(s, '#');
+      this.active = undefined;
+      this.next();
+      return;
+    }
+    const i = this.waiting.indexOf(s);
+    if (i >= 0) this.waiting.splice(i, 1);
+    if (s.sent > 0 && !this.closed) {
+      // It was interrupted earlier: its message must still be ended.
+      s.held = [];
+      s.heldEnd = '#';
+      this.waiting.unshift(s);
+      if (this.active === undefined) this.next();
+      return;
+    }
+    s.state = 'done';
+  }
+
+  /** The socket closed: nothing more is written; streams are dropped. */
+  close(): OutStream[] {
+    this.closed = true;
+    const dropped: OutStream[] = [];
+    if (this.active !== undefined) dropped.push(this.active);
+    dropped.push(...this.waiting);
+    for (const s of dropped) s.state = 'done';
+    this.active = undefined;
+    this.waiting.length = 0;
+    this.heldControl.length = 0;
+    return dropped;
+  }
+
+  // ------------------------------------------------------------------ internal
+
+  private activate(s: OutStream): void {
+    this.active = s;
+    s.state = 'active';
+    s.sinceActive = 0;
+    if (!s.headWritten) this.writeHead(s);
+    if (s.held.length > 0) {
+      const held = s.held;
+      s.held = [];
+      for (const h of held) this.writeBody(s, h);
+    }
+    if (s.heldEnd !== undefined) {
+      const flag = s.heldEnd;
+      s.heldEnd = undefined;
+      this.finish(s, flag);
+      this.active = undefined;
+      this.next();
+      return;
+    }
+    s.events.onWritable();
+  }
+
+  private next(): void {
+    while (this.active === undefined && !this.closed) {
+      if (this.heldControl.length > 0) {
+        for (const f of this.heldControl.splice(0)) this.socket.write(f);
+      }
+      const s = this.waiting.shift();
+      if (s === undefined) return;
+      this.activate(s);
+    }
+  }
+
+  private writeHead(s: OutStream): void {
+    s.events.onPieceStart(s.tid, s.sent);
+    s.pieceBytes = 0;
+    s.headWritten = true;
+    this.socket.write(s.renderHead());
+  }
+
+  private writeBody(s: OutStream, slice: Buffer): void {
+    if (!s.headWritten) this.writeHead(s);
+    this.socket.write(slice);
+    s.sent += slice.length;
+    s.pieceBytes += slice.length;
+    s.sinceActive += slice.length;
+  }
+
+  /** R-67: end the current piece with `+`; the next body byte opens a new piece with a new tid. */
+  private interrupt(s: OutStream): void {
+    this.socket.write(formatEndLine(s.tid, '+', true));
+    s.events.onPieceEnd(s.tid, '+', s.sent - s.pieceBytes, s.pieceBytes);
+    s.tid = newTransactionId();
+    s.headWritten = false;
+  }
+
+  private finish(s: OutStream, flag: EndFlag): void {
+    if (!s.headWritten) {
+      // Interrupted right before its end: the rest of the message is an empty piece
+      // (a continuation chunk with no body bytes still carries the real flag).
+      this.writeHead(s);
+    }
+    this.socket.write(formatEndLine(s.tid, flag, s.hasBody));
+    s.state = 'done';
+    s.events.onPieceEnd(s.tid, flag, s.sent - s.pieceBytes, s.pieceBytes);
+    s.events.onFinished(flag, s.sent);
+  }
+}

@@ -1,0 +1,4 @@
+/** Test tools for the relay and for plugin authors: `msrprelay/testing`. */
+export * from './client.ts';
+export * from './harness.ts';
+export { makeTestCertificates, type TestCertificates } from '../transport/self-signed.ts';
