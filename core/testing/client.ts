@@ -351,6 +351,9 @@ export class MsrpTestClient {
   private readonly frameListeners = new Set<() => void>();
   private current: Incoming | undefined;
   private closedFlag = false;
+  /** Chunks being streamed right now: whole frames wait for their end-lines (never inside a body). */
+  private chunksOpen = 0;
+  private readonly heldFrames: Array<Buffer | string> = [];
 
   /** Connects over TCP or TLS; rejects on a connection error or after timeoutMs. */
   static connect(opts: ClientOptions): Promise<MsrpTestClient> {
@@ -453,7 +456,7 @@ export class MsrpTestClient {
       body === undefined
         ? Buffer.from(head + formatEndLine(tid, flag, false), 'utf8')
         : Buffer.concat([Buffer.from(head, 'utf8'), body, Buffer.from(formatEndLine(tid, flag, true), 'latin1')]);
-    this.socket.write(out);
+    this.writeFrame(out);
     return tid;
   }
 
@@ -461,7 +464,17 @@ export class MsrpTestClient {
   respond(to: ReceivedFrame, status: number, comment?: string, headers?: Array<[string, string]>): void {
     if (to.kind !== 'request') throw new Error('respond(): only requests can be answered');
     const toPath = to.method === 'SEND' ? to.fromPath.slice(0, 1) : to.fromPath;
-    this.socket.write(formatResponse({ tid: to.tid, status, comment, toPath, fromPath: [this.uri], headers }));
+    this.writeFrame(formatResponse({ tid: to.tid, status, comment, toPath, fromPath: [this.uri], headers }));
+  }
+
+  /**
+   * A whole frame: written now, or after the end-line of the chunk being streamed, so
+   * it never lands inside that chunk's body. (A real client may instead interrupt the
+   * chunk, R-67; waiting is the simple correct choice for a test client.)
+   */
+  private writeFrame(frame: Buffer | string): void {
+    if (this.chunksOpen > 0) this.heldFrames.push(frame);
+    else this.socket.write(frame);
   }
 
   /**
@@ -525,9 +538,15 @@ export class MsrpTestClient {
       if (o.extraHeaders !== undefined) headers.push(...o.extraHeaders);
       headers.push(['Content-Type', o.contentType ?? 'text/plain']);
       tids.push(tid);
-      await write(formatRequestHead({ tid, method: 'SEND', toPath: o.toPath, fromPath: [this.uri], headers, hasBody: true }));
-      await fill(start, len, write);
-      await write(formatEndLine(tid, last ? '$' : '+', true));
+      this.chunksOpen++;
+      try {
+        await write(formatRequestHead({ tid, method: 'SEND', toPath: o.toPath, fromPath: [this.uri], headers, hasBody: true }));
+        await fill(start, len, write);
+        await write(formatEndLine(tid, last ? '$' : '+', true));
+      } finally {
+        this.chunksOpen--;
+        if (this.chunksOpen === 0 && !this.socket.destroyed) for (const f of this.heldFrames.splice(0)) this.socket.write(f);
+      }
       start += len;
     } while (start < size);
     return { messageId, tids };
@@ -825,7 +844,7 @@ export class MsrpTestClient {
     if (this.autoRespond && f.kind === 'request' && f.method === 'SEND' && f.fromPath.length > 0) {
       const fr = (f.header('Failure-Report') ?? 'yes').toLowerCase();
       if (fr !== 'no' && fr !== 'partial' && !this.socket.destroyed) {
-        this.socket.write(formatResponse({ tid: f.tid, status: 200, toPath: f.fromPath.slice(0, 1), fromPath: [this.uri] }));
+        this.writeFrame(formatResponse({ tid: f.tid, status: 200, toPath: f.fromPath.slice(0, 1), fromPath: [this.uri] }));
       }
     }
     this.deliver(f);
