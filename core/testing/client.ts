@@ -106,6 +106,11 @@ export interface AuthOptions {
   via?: string[];
   /** 'omit' (default, like python-msrplib, I-2) or 'include' a uri="..." parameter. */
   digestUri?: 'omit' | 'include';
+  /**
+   * Check the 200's Authentication-Info (rspauth, qop, cnonce, nc; R-42). Default true;
+   * false for relays that send none (Kamailio's msrp module does not).
+   */
+  checkAuthenticationInfo?: boolean;
   /** Write qop="auth", nc="00000001" quoted, like python-msrplib (I-2). Default false (RFC 4976 §9.1 form). */
   quotedQopNc?: boolean;
 }
@@ -619,7 +624,7 @@ export class MsrpTestClient {
     const authorization = o.quotedQopNc === true ? formatQuotedAuthorization(creds) : formatAuthorization(creds);
     const t2 = this.sendRequest({ method: 'AUTH', toPath, headers: [['Authorization', authorization], ...base] });
     const final = await this.waitForResponse(t2);
-    if (final.status === 200) {
+    if (final.status === 200 && o.checkAuthenticationInfo !== false) {
       const infoValue = final.header('Authentication-Info');
       if (infoValue === undefined) throw new Error('auth(): the 200 has no Authentication-Info header (R-42)');
       const info = parseAuthenticationInfo(infoValue);
