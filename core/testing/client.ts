@@ -764,6 +764,18 @@ export class MsrpTestClient {
     }
   }
 
+  /**
+   * Stops reading the socket (the peer's writes back up: a slow receiver), for
+   * back-pressure and interruption tests; resumeReading() goes on.
+   */
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
   /** Drops the connection at once (RST-like), for abrupt-disconnect tests. */
   destroy(): void {
     this.socket.destroy();
