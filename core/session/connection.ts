@@ -55,6 +55,9 @@ export interface Transaction {
 
 let seq = 0;
 
+/** The abort reason of every connection's signal: made once (a DOMException per close costs). */
+const CONNECTION_CLOSED = Object.freeze(Object.assign(new Error('the connection closed'), { name: 'AbortError' }));
+
 export class Connection implements ConnectionContext {
   readonly id: string;
   readonly direction: 'inbound' | 'outbound';
@@ -91,7 +94,8 @@ export class Connection implements ConnectionContext {
   inbound: unknown;
 
   private readonly handler: ConnectionHandler;
-  private readonly controller = new AbortController();
+  /** Made on first use of `signal`: most connections never need one (an AbortController and its abort's DOMException are not free). */
+  private controller: AbortController | undefined;
   private readonly pauseReasons = new Set<string>();
   private readonly timeouts: ConnectionTimeouts;
   private firstTimer: NodeJS.Timeout | undefined;
@@ -143,6 +147,10 @@ export class Connection implements ConnectionContext {
   }
 
   get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.ended) this.controller.abort(CONNECTION_CLOSED);
+    }
     return this.controller.signal;
   }
 
@@ -166,6 +174,9 @@ export class Connection implements ConnectionContext {
     }
     s.on('data', (d: Buffer) => this.onData(d));
     s.on('end', () => this.close({ code: 'peer-closed' }));
+    // A socket paused before start (while acceptConnection ran) stays paused when a
+    // 'data' listener is added: resume it explicitly.
+    if (this.pauseReasons.size === 0) s.resume();
   }
 
   /** R-9: a request succeeded, so the connection is past probation. */
@@ -276,7 +287,7 @@ export class Connection implements ConnectionContext {
     this.ended = true;
     this.closing = true;
     this.clearTimers();
-    this.controller.abort();
+    this.controller?.abort(CONNECTION_CLOSED);
     this.handler.onClose(this, this.closeReason ?? { code: 'peer-closed' });
   }
 }

@@ -73,4 +73,35 @@ describe('interrupting a long chunk (R-67, R-71)', () => {
     await a.waitFor((x) => x.header('Message-ID') === 'interrupt1');
     await Promise.all([a.close(), b.close()]);
   });
+
+  it('a REPORT for B (R-63: a far end answered 486) goes out in the middle of the chunk B is receiving', async () => {
+    const a = await MsrpTestClient.connect({ port: t.tcpPort, storeBodies: false, timeoutMs: 20000 });
+    const b = await MsrpTestClient.connect({ port: t.tcpPort, storeBodies: false, timeoutMs: 20000 });
+    const c = await MsrpTestClient.connect({ port: t.tcpPort, autoRespond: false, timeoutMs: 20000 });
+    const ta = (await a.auth({ relayUri: 'msrp://example.com;tcp', username: 'alice', password: 'secret' })).usePath[0]!;
+    const tb = (await b.auth({ relayUri: 'msrp://example.com;tcp', username: 'bob', password: 'secret' })).usePath[0]!;
+    const tc = (await c.auth({ relayUri: 'msrp://example.com;tcp', username: 'alice', password: 'secret' })).usePath[0]!;
+
+    b.pauseReading();
+    const size = 16 * 2 ** 20;
+    const src = seededSource(4);
+    const sending = a.streamMessage({ toPath: [ta, tb, b.uri], size, source: src });
+    await new Promise((r) => setTimeout(r, 200));
+    // B writes to C; C refuses with 486, which the relay turns into a REPORT for B.
+    b.sendRequest({ method: 'SEND', toPath: [tb, tc, c.uri], headers: [['Message-ID', 'tocarol1'], ['Byte-Range', '1-3/3']], body: 'hey' });
+    const atC = await c.waitFor((x) => x.header('Message-ID') === 'tocarol1');
+    c.respond(atC, 486, 'Busy Here');
+    await new Promise((r) => setTimeout(r, 100));
+    b.resumeReading();
+
+    const report = await b.waitFor((x) => x.method === 'REPORT' && x.header('Message-ID') === 'tocarol1');
+    assert.match(report.header('Status') ?? '', /^000 486/);
+    const sent = await sending;
+    const m = await b.waitForMessage(sent.messageId, 30000);
+    assert.equal(m.sha256, hashSource(size, src));
+    const pieces = b.frames.filter((f) => f.kind === 'request' && f.header('Message-ID') === sent.messageId);
+    const at = b.frames.indexOf(report);
+    assert.ok(pieces.length >= 2 && at > b.frames.indexOf(pieces[0]!) && at < b.frames.indexOf(pieces.at(-1)!), 'the REPORT interrupted the chunk');
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
 });

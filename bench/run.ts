@@ -1,0 +1,270 @@
+/**
+ * `npm run bench`: the load generator against this relay, Kamailio's msrp module
+ * and a raw TCP pipe, side by side. See bench/README.md for the options.
+ *
+ * Order: for each scenario, for each repetition, each target in turn (A B C A B
+ * C ...), each started fresh and stopped after the scenario's variants ran, so
+ * a noisy minute on a shared machine hits every target rather than one. The
+ * report gives medians over the repetitions.
+ */
+
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { auth } from './scenarios/auth.ts';
+import { bulk } from './scenarios/bulk.ts';
+import { idle } from './scenarios/idle.ts';
+import { latency } from './scenarios/latency.ts';
+import { rate } from './scenarios/rate.ts';
+import type { BenchOptions, Scenario } from './scenarios/scenario.ts';
+import { kamailioTarget } from './targets/kamailio.ts';
+import { msrprelayTarget, relayRunner } from './targets/msrprelay.ts';
+import { directTarget, rawPipeTarget } from './targets/raw-pipe.ts';
+import type { TargetSpec } from './targets/target.ts';
+import { chart, summarise, table, type RunRecord } from './report.ts';
+import { summariseProfile } from './profile-summary.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SCENARIOS: Scenario[] = [bulk, rate, auth, idle, latency];
+
+const HELP = `usage: npm run bench -- [options]
+
+  --scenarios LIST     bulk,rate,auth,idle,latency (default: all)
+  --targets LIST       msrprelay,kamailio,raw,direct (default; msrprelay-sql is added when
+                       plugins/auth-sql exists; msrprelay-wN is reserved for --workers N)
+  --reps N             repetitions per target, alternated (default 3)
+  --quick              a run under two minutes: --reps 1 --size 16M --duration 2
+                       --auth-duration 2 --idle-sessions 2000 --round-trips 1000
+  bulk:    --size SIZE (256M)  --chunks LIST (2K,64K,whole)  --bulk-window SIZE (8M, 0 = none)
+  rate:    --pairs N (100)  --window N (16)  --message-size SIZE (100)  --duration S (5)
+  auth:    --auth-clients N (20)  --auth-duration S (5)
+  idle:    --idle-sessions N (10000)  --idle-per-conn N (1)  --idle-samples N (50)
+  latency: --round-trips N (2000)
+  --profile            instead of comparing: run this relay under node --cpu-prof for
+                       bulk 64K, rate and auth, and print the top self-time functions
+  --out DIR            where results go (default bench/results)
+  --keep               keep the relay's temp dir (config, log)
+`;
+
+function parseSize(s: string): number {
+  if (s === 'whole' || s === 'one') return 0;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(s.trim());
+  if (m === null) throw new Error(`not a size: ${s}`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  return Math.round(Number(m[1]) * mult);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      scenarios: { type: 'string' },
+      targets: { type: 'string' },
+      reps: { type: 'string' },
+      quick: { type: 'boolean' },
+      size: { type: 'string' },
+      chunks: { type: 'string' },
+      'bulk-window': { type: 'string' },
+      pairs: { type: 'string' },
+      window: { type: 'string' },
+      'message-size': { type: 'string' },
+      duration: { type: 'string' },
+      'auth-clients': { type: 'string' },
+      'auth-duration': { type: 'string' },
+      'idle-sessions': { type: 'string' },
+      'idle-per-conn': { type: 'string' },
+      'idle-samples': { type: 'string' },
+      'round-trips': { type: 'string' },
+      profile: { type: 'boolean' },
+      out: { type: 'string' },
+      keep: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const quick = values.quick === true;
+  const num = (v: string | undefined, def: number) => (v === undefined ? def : Number(v));
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const o: BenchOptions = {
+    size: values.size !== undefined ? parseSize(values.size) : quick ? 16 * 2 ** 20 : 256 * 2 ** 20,
+    chunks: (values.chunks ?? '2K,64K,whole').split(',').map(parseSize),
+    bulkWindow: values['bulk-window'] !== undefined ? parseSize(values['bulk-window']) : 8 * 2 ** 20,
+    pairs: num(values.pairs, 100),
+    window: num(values.window, 16),
+    messageSize: values['message-size'] !== undefined ? parseSize(values['message-size']) : 100,
+    duration: num(values.duration, quick ? 2 : 5),
+    authClients: num(values['auth-clients'], 20),
+    authDuration: num(values['auth-duration'], quick ? 2 : 5),
+    idleSessions: num(values['idle-sessions'], quick ? 2000 : 10_000),
+    idlePerConnection: num(values['idle-per-conn'], 1),
+    idleSamples: num(values['idle-samples'], 50),
+    roundTrips: num(values['round-trips'], quick ? 1000 : 2000),
+    log,
+  };
+  const reps = num(values.reps, quick ? 1 : 3);
+  const outDir = resolve(values.out ?? join(ROOT, 'bench/results'));
+  mkdirSync(outDir, { recursive: true });
+
+  if (values.profile === true) return profile(o, outDir, log);
+
+  const wanted = (values.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(',');
+  const scenarios = wanted.map((n) => {
+    const s = SCENARIOS.find((x) => x.name === n);
+    if (s === undefined) throw new Error(`unknown scenario ${n} (have ${SCENARIOS.map((x) => x.name).join(', ')})`);
+    return s;
+  });
+  const defaultTargets = ['msrprelay', 'kamailio', 'raw', 'direct'];
+  if (existsSync(join(ROOT, 'plugins/auth-sql/index.ts'))) defaultTargets.splice(1, 0, 'msrprelay-sql');
+  const targets = (values.targets ?? defaultTargets.join(',')).split(',').map((n) => targetByName(n, values.keep === true));
+
+  const runner = relayRunner(ROOT);
+  log(`msrprelay runs from ${runner.note}`);
+  const started = new Date();
+  const load0 = loadavg();
+  const records: RunRecord[] = [];
+
+  for (const sc of scenarios) {
+    const variants = sc.variants(o);
+    for (let rep = 1; rep <= reps; rep++) {
+      for (const spec of targets) {
+        const skip = spec.unavailable() ?? spec.skips(sc.name);
+        const runnable = variants.filter((v) => sc.notApplicable?.(v, spec, o) === undefined);
+        for (const v of variants) {
+          const na = skip ?? sc.notApplicable?.(v, spec, o);
+          if (na !== undefined) records.push({ scenario: sc.name, variant: v.name, target: spec.name, rep, status: 'n/a', reason: na, metrics: {} });
+        }
+        if (skip !== undefined || runnable.length === 0) continue;
+        let running;
+        try {
+          running = await spec.start();
+        } catch (e) {
+          log(`${spec.name}: ${(e as Error).message}`);
+          for (const v of runnable) {
+            records.push({ scenario: sc.name, variant: v.name, target: spec.name, rep, status: 'failed', reason: `did not start: ${firstLine(e)}`, metrics: {} });
+          }
+          continue;
+        }
+        try {
+          for (const v of runnable) {
+            log(`${sc.name} ${v.name} on ${spec.name}, rep ${rep}/${reps} ...`);
+            try {
+              const out = await sc.run(running, spec, v, o);
+              const status = out.failures.length === 0 ? 'ok' : 'failed';
+              records.push({
+                scenario: sc.name,
+                variant: v.name,
+                target: spec.name,
+                rep,
+                status,
+                ...(status === 'failed' ? { reason: out.failures.join('; ') } : {}),
+                metrics: out.metrics,
+                metered: out.metered,
+              });
+              const m = sc.metrics[0]!;
+              log(`  ${m.key} ${fmtNum(out.metrics[m.key])}  relay CPU ${out.metered.relayCpu.toFixed(2)} s  wall ${out.metered.seconds.toFixed(2)} s${status === 'ok' ? '' : `  FAILED: ${out.failures.join('; ')}`}`);
+            } catch (e) {
+              log(`  FAILED: ${(e as Error).message}`);
+              records.push({ scenario: sc.name, variant: v.name, target: spec.name, rep, status: 'failed', reason: firstLine(e), metrics: {} });
+            }
+          }
+        } finally {
+          await running.stop();
+        }
+      }
+    }
+  }
+
+  const rows = summarise(records, scenarios);
+  const stamp = started.toISOString().replace(/[:.]/g, '-');
+  const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
+  const text = table(rows, scenarios);
+  process.stdout.write(`\n${command}\n${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load ${load0.map((x) => x.toFixed(2)).join(' ')} at start; medians of ${reps} rep(s)\n\n${text}\n`);
+  process.stdout.write(
+    '\nvs columns: value / reference value (and the same per relay CPU-second). For MB/s, msg/s and auth/s above 1 is better;\n' +
+      'for latency and memory rows below 1 is better. "gen CPU" is the load generator\'s CPU share of one core.\n',
+  );
+  const json = {
+    command,
+    started: started.toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgAtStart: load0, node: process.version },
+    relayRunner: runner.note,
+    options: { ...o, log: undefined, reps },
+    targets: targets.map((t) => ({ name: t.name, kind: t.kind, description: t.description })),
+    summary: rows,
+    runs: records,
+  };
+  const base = join(outDir, `bench-${stamp}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(`${base}.svg`, chart(rows, scenarios, `msrprelay bench ${started.toISOString().slice(0, 16)} — ${command}`));
+  writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(outDir, 'latest.svg'), chart(rows, scenarios, `msrprelay bench ${started.toISOString().slice(0, 16)} — ${command}`));
+  process.stdout.write(`\nwrote ${base}.json and .svg (and latest.json / latest.svg)\n`);
+  return 0;
+}
+
+function targetByName(name: string, keep: boolean): TargetSpec {
+  if (name === 'msrprelay') return msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, keep });
+  if (name === 'msrprelay-sql') return msrprelayTarget({ root: ROOT, auth: 'sql', workers: 1, keep });
+  const w = /^msrprelay-w(\d+)$/.exec(name);
+  if (w !== null) return msrprelayTarget({ root: ROOT, auth: 'memory', workers: Number(w[1]), keep });
+  if (name === 'kamailio') return kamailioTarget({ keep });
+  if (name === 'raw') return rawPipeTarget(ROOT);
+  if (name === 'direct') return directTarget();
+  throw new Error(`unknown target ${name}`);
+}
+
+/** Runs this relay under the V8 sampling profiler for bulk 64 KiB, rate and auth; prints where the time goes. */
+async function profile(o: BenchOptions, outDir: string, log: (m: string) => void): Promise<number> {
+  const cases: Array<{ sc: Scenario; opts: BenchOptions }> = [
+    { sc: bulk, opts: { ...o, chunks: [64 * 1024] } },
+    { sc: rate, opts: o },
+    { sc: auth, opts: o },
+  ];
+  for (const { sc, opts } of cases) {
+    const dir = join(outDir, `profile-${sc.name}`);
+    mkdirSync(dir, { recursive: true });
+    const spec = msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    const before = new Set(readdirSync(dir));
+    const t0 = Date.now();
+    const running = await spec.start();
+    const startupMs = Date.now() - t0 + 300;
+    try {
+      for (const v of sc.variants(opts)) {
+        log(`profiling ${sc.name} ${v.name} ...`);
+        const out = await sc.run(running, spec, v, opts);
+        log(`  ${sc.metrics[0]!.key} ${fmtNum(out.metrics[sc.metrics[0]!.key])} ${out.failures.join('; ')}`);
+      }
+    } finally {
+      await running.stop();
+    }
+    // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the relay's main thread
+    // (the others are tsx's module-loader thread when the relay runs from sources)
+    const fresh = readdirSync(dir).filter((f) => /\.\d+\.0\.\d+\.cpuprofile$/.test(f) && !before.has(f));
+    for (const f of fresh) {
+      const text = summariseProfile(join(dir, f), 25, startupMs);
+      if (text !== undefined) process.stdout.write(`\n== ${sc.name} (${f}, first ${startupMs} ms skipped)\n${text}\n`);
+    }
+  }
+  return 0;
+}
+
+function firstLine(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+}
+
+function fmtNum(x: number | undefined): string {
+  return x === undefined || !Number.isFinite(x) ? '-' : x >= 100 ? Math.round(x).toString() : x.toFixed(2);
+}
+
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,157 @@
+/**
+ * idle: `idleSessions` authenticated sessions held open at once. Memory of the
+ * relay's processes (Pss, see process-stats.ts) is read before the first
+ * connection and again once every session is up and the relay had a few seconds
+ * to settle; octets per session = the difference over the number of sessions.
+ * Then `idleSamples` SENDs between random pairs of those sessions check that
+ * they all still work.
+ *
+ * Sessions sit `idlePerConnection` to a connection (default one: each client its
+ * own connection, as msrplib does); a target that cannot hold that many
+ * connections (Kamailio: 8192) gets more sessions per connection, and the result
+ * says so. Through the raw pipe a "session" is one paired connection.
+ */
+
+import { formatRequest, getHeader, newTransactionId } from '../../core/protocol/message.ts';
+import type { Endpoint } from '../loadgen/endpoint.ts';
+import { Meter, nowNs } from '../meter.ts';
+import { memoryBytes } from '../process-stats.ts';
+import type { Leg, Pair, RunningTarget } from '../targets/target.ts';
+import type { Scenario } from './scenario.ts';
+
+const OPEN_CONCURRENCY = 50;
+const SETTLE_MS = 3000;
+
+async function settle(): Promise<void> {
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+}
+
+async function openRelaySessions(target: RunningTarget, n: number, perConn: number, log: (m: string) => void): Promise<Leg[]> {
+  const legs: Leg[] = [];
+  const conns = Math.ceil(n / perConn);
+  let next = 0;
+  const worker = async () => {
+    while (next < conns) {
+      const c = next++;
+      const user = c % 2 === 0 ? 'a' : 'b';
+      const first = await target.session!(user);
+      legs.push(first);
+      const more = Math.min(perConn, n - c * perConn) - 1;
+      for (let k = 0; k < more; k++) legs.push(await target.session!(user, first.ep));
+      if (c > 0 && c % 2000 === 0) log(`  ${legs.length} sessions up`);
+    }
+  };
+  await Promise.all(Array.from({ length: OPEN_CONCURRENCY }, worker));
+  return legs;
+}
+
+export const idle: Scenario = {
+  name: 'idle',
+  metrics: [
+    { key: 'B/session', unit: 'B', higherIsBetter: false, perCpu: false },
+    { key: 'sessions/s', unit: '/s', higherIsBetter: true, perCpu: false },
+  ],
+  variants: (o) => [{ name: `${o.idleSessions} sessions`, params: { sessions: o.idleSessions } }],
+  notApplicable(_v, spec) {
+    return spec.kind === 'direct' ? 'no relay process to measure' : undefined;
+  },
+  async run(target, spec, v, o) {
+    const n = v.params['sessions']!;
+    let perConn = Math.max(1, o.idlePerConnection);
+    if (spec.maxConnections !== undefined && Math.ceil(n / perConn) > spec.maxConnections) perConn = Math.ceil(n / spec.maxConnections);
+    const failures: string[] = [];
+    await settle();
+    const pids = target.pids();
+    const before = memoryBytes(pids);
+    const meter = new Meter(target.pids);
+    const t0 = nowNs();
+    let legs: Leg[];
+    /** Pairs that can reach each other: any two sessions of a relay, the two halves of a pipe pair. */
+    let reachable: (i: number) => [Leg, Leg];
+    if (spec.kind === 'relay') {
+      legs = await openRelaySessions(target, n, perConn, o.log);
+      // R-57a: a session binds to the first far end that uses it, so every
+      // sampled session is used once: disjoint pairs from a shuffled list.
+      const order = legs.map((_, i) => i).sort(() => Math.random() - 0.5);
+      reachable = (i) => {
+        const x = legs[order[(2 * i) % order.length]!]!;
+        let y = legs[order[(2 * i + 1) % order.length]!]!;
+        if (y.ep === x.ep) y = legs[order[(2 * i + 2 + o.idleSamples * 2) % order.length]!]!;
+        return [x, y];
+      };
+    } else {
+      legs = [];
+      const pairs: Pair[] = [];
+      for (let i = 0; i < n / 2; i += OPEN_CONCURRENCY) {
+        const batch = await Promise.all(Array.from({ length: Math.min(OPEN_CONCURRENCY, n / 2 - i) }, () => target.pair()));
+        pairs.push(...batch);
+      }
+      for (const p of pairs) legs.push(p.a, p.b);
+      reachable = () => {
+        const p = pairs[Math.floor(Math.random() * pairs.length)]!;
+        return [p.a, p.b];
+      };
+    }
+    const setupSeconds = Number(nowNs() - t0) / 1e9;
+    await settle();
+    const after = memoryBytes(pids);
+    const metered = meter.stop();
+
+    // ------------------------------------------------------------- samples
+    const waiting = new Map<string, () => void>();
+    const eps = new Set<Endpoint>(legs.map((l) => l.ep));
+    for (const ep of eps) {
+      ep.sink = {
+        requestEnd(h) {
+          const mid = getHeader(h.headers, 'Message-ID') ?? '';
+          const w = waiting.get(mid);
+          if (w !== undefined) {
+            waiting.delete(mid);
+            w();
+          }
+        },
+      };
+    }
+    let ok = 0;
+    for (let i = 0; i < o.idleSamples; i++) {
+      const [x, y] = reachable(i);
+      const mid = `idle${i}x${newTransactionId().slice(0, 8)}`;
+      const got = new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => {
+          waiting.delete(mid);
+          resolve(false);
+        }, 5000);
+        waiting.set(mid, () => {
+          clearTimeout(t);
+          resolve(true);
+        });
+      });
+      x.ep.write(
+        formatRequest({
+          tid: newTransactionId(),
+          method: 'SEND',
+          toPath: [...x.route, ...y.route, y.uri],
+          fromPath: [x.uri],
+          headers: [['Message-ID', mid], ['Byte-Range', '1-5/5'], ['Content-Type', 'text/plain']],
+          body: 'hello',
+        }),
+      );
+      if (await got) ok++;
+    }
+    if (ok < o.idleSamples) failures.push(`${o.idleSamples - ok} of ${o.idleSamples} sampled sessions did not deliver`);
+    const closedEarly = [...eps].filter((e) => e.closed).length;
+    if (closedEarly > 0) failures.push(`${closedEarly} connections were closed while idle`);
+    for (const ep of eps) ep.destroy();
+    return {
+      metrics: {
+        'B/session': (after.pss - before.pss) / n,
+        'sessions/s': n / setupSeconds,
+        'rss B/session': (after.rss - before.rss) / n,
+        'sessions per connection': perConn,
+        'samples delivered': ok,
+      },
+      metered,
+      failures,
+    };
+  },
+};

@@ -1,0 +1,94 @@
+/**
+ * latency: one session, ping-pong. A sends a 100-octet SEND to B; when B has it,
+ * B answers 200 and sends one back to A; when A has that, the round trip is
+ * timed and the next one starts. A round trip crosses the relay twice each way
+ * (both hops of both directions live on the one relay). The first tenth of the
+ * round trips warms up and is not counted.
+ */
+
+import { formatRequest, newTransactionId } from '../../core/protocol/message.ts';
+import { Meter, nowNs } from '../meter.ts';
+import { latencySummary } from '../stats.ts';
+import { pathAtoB, pathBtoA } from '../targets/target.ts';
+import type { Scenario } from './scenario.ts';
+
+export const latency: Scenario = {
+  name: 'latency',
+  metrics: [
+    { key: 'p50 ms', unit: 'ms', higherIsBetter: false, perCpu: false },
+    { key: 'p99 ms', unit: 'ms', higherIsBetter: false, perCpu: false },
+  ],
+  variants: (o) => [{ name: 'ping-pong', params: { roundTrips: o.roundTrips } }],
+  async run(target, _spec, v, o) {
+    const p = await target.pair();
+    const total = v.params['roundTrips']!;
+    const warm = Math.floor(total / 10);
+    const body = Buffer.alloc(o.messageSize, 0x62);
+    const ab = pathAtoB(p);
+    const ba = pathBtoA(p);
+    const rtts: number[] = [];
+    const failures: string[] = [];
+    let n = 0;
+    let t = 0n;
+    const send = (from: typeof p.a, toPath: string[]) => {
+      const tid = newTransactionId();
+      from.ep.write(
+        formatRequest({
+          tid,
+          method: 'SEND',
+          toPath,
+          fromPath: [from.uri],
+          headers: [['Message-ID', `rt${n}x${tid.slice(0, 8)}`], ['Byte-Range', `1-${body.length}/${body.length}`], ['Content-Type', 'text/plain']],
+          body,
+        }),
+      );
+    };
+    let meter: Meter | undefined;
+    const done = new Promise<void>((resolve, reject) => {
+      p.b.ep.sink = {
+        requestEnd(h) {
+          if (h.method === 'SEND') send(p.b, ba);
+        },
+        closed: () => reject(new Error('B was disconnected')),
+      };
+      p.a.ep.sink = {
+        requestEnd(h) {
+          if (h.method !== 'SEND') return;
+          if (n >= warm) rtts.push(Number(nowNs() - t) / 1e6);
+          n++;
+          if (n === warm) meter = new Meter(target.pids);
+          if (n >= total + warm) {
+            resolve();
+            return;
+          }
+          t = nowNs();
+          send(p.a, ab);
+        },
+        closed: () => reject(new Error('A was disconnected')),
+      };
+    });
+    if (warm === 0) meter = new Meter(target.pids);
+    t = nowNs();
+    send(p.a, ab);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        done,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`timed out after ${n} round trips`)), 60_000 + total * 20);
+        }),
+      ]);
+    } catch (e) {
+      failures.push((e as Error).message);
+    } finally {
+      clearTimeout(timer);
+    }
+    const metered = (meter ?? new Meter(target.pids)).stop();
+    p.a.ep.sink = {};
+    p.b.ep.sink = {};
+    p.a.ep.destroy();
+    p.b.ep.destroy();
+    const lat = latencySummary(rtts);
+    return { metrics: { 'p50 ms': lat.p50, 'p99 ms': lat.p99, 'max ms': lat.max, 'round trips/s': rtts.length / metered.seconds }, metered, failures };
+  },
+};

@@ -1,0 +1,60 @@
+/** The contract between the runner and a scenario. */
+
+import type { RunningTarget, TargetSpec } from '../targets/target.ts';
+import type { Metered } from '../meter.ts';
+
+export interface BenchOptions {
+  /** bulk: file size in octets. */
+  size: number;
+  /** bulk: chunk body sizes in octets; 0 = the whole file as one chunk. */
+  chunks: number[];
+  /** bulk: most unacknowledged body octets in flight (0 = no limit). */
+  bulkWindow: number;
+  /** rate: session pairs, messages in flight per pair, body size, seconds. */
+  pairs: number;
+  window: number;
+  messageSize: number;
+  duration: number;
+  /** auth: concurrent clients, seconds. */
+  authClients: number;
+  authDuration: number;
+  /** idle: sessions held, sessions per connection, SENDs sampled. */
+  idleSessions: number;
+  idlePerConnection: number;
+  idleSamples: number;
+  /** latency: round trips timed (after a warm-up of a tenth of them). */
+  roundTrips: number;
+  log(msg: string): void;
+}
+
+export interface Variant {
+  /** Shown in the table after the scenario name ('' for a single variant). */
+  readonly name: string;
+  readonly params: Record<string, number>;
+}
+
+/** What one run of one variant on one target measured. */
+export interface Outcome {
+  metrics: Record<string, number>;
+  metered: Metered;
+  /** Checks that failed (content hash, undelivered sample, errors): the run does not count. */
+  failures: string[];
+}
+
+export interface Metric {
+  key: string;
+  unit: string;
+  /** True for rates (more is better); false for latencies and memory. */
+  higherIsBetter: boolean;
+  /** Also report it per CPU-second of the relay. */
+  perCpu: boolean;
+}
+
+export interface Scenario {
+  readonly name: string;
+  readonly metrics: readonly Metric[];
+  variants(o: BenchOptions): Variant[];
+  /** Why this variant cannot run on this target (undefined = it can). */
+  notApplicable?(v: Variant, spec: TargetSpec, o: BenchOptions): string | undefined;
+  run(target: RunningTarget, spec: TargetSpec, v: Variant, o: BenchOptions): Promise<Outcome>;
+}

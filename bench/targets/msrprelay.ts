@@ -1,0 +1,153 @@
+/**
+ * This project's relay, as an operator runs it: `node bin/msrprelay.js --config FILE`
+ * in a child process, with a config generated for the run (one plain TCP listener
+ * on a free loopback port, AUTH allowed on it, limits raised so the bench, not
+ * the relay's abuse limits, decides how much load there is).
+ *
+ * Variants:
+ * - `msrprelay`        auth-memory with alice and bob;
+ * - `msrprelay-sql`    auth-sql on a SQLite file (runs when plugins/auth-sql exists);
+ * - `msrprelay-wN`     N worker processes: reserved for `msrprelay --workers N`
+ *                      (DESIGN.md §7). The relay has no cluster mode yet, so the
+ *                      target reports itself unavailable; when it exists, add
+ *                      `--workers N` to the command line below and nothing else changes.
+ */
+
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { computeHa1 } from '../../core/protocol/digest.ts';
+import { freePort, relayClient, spawnGroup, tail, waitForPort, REALM, USERS, type RunningTarget, type TargetSpec } from './target.ts';
+
+export interface MsrprelayOptions {
+  /** The repository root (where bin/ and plugins/ are). */
+  root: string;
+  auth: 'memory' | 'sql';
+  /** Worker processes (1 = today's single process). */
+  workers: number;
+  /** Extra node flags for the relay process (e.g. --cpu-prof). */
+  nodeArgs?: string[];
+  /** Keep the temp dir (config, log, profiles) after stop. */
+  keep?: boolean;
+}
+
+/** Which code the relay child runs: the build in dist/ when it is there and fresh, else the sources through tsx. */
+export function relayRunner(root: string): { args: string[]; note: string } {
+  const bin = join(root, 'bin/msrprelay.js');
+  const built = join(root, 'dist/core/cli.js');
+  if (!existsSync(built)) return { args: [bin], note: 'bin/msrprelay.js, no dist/: sources through tsx (same code, slower start)' };
+  const builtAt = statSync(built).mtimeMs;
+  const newest = Math.max(newestTs(join(root, 'core')), newestTs(join(root, 'plugins')));
+  if (newest > builtAt) {
+    return {
+      args: ['--import', 'tsx', join(root, 'bench/targets/relay-main.ts')],
+      note: 'dist/ is older than the sources: core/cli.ts through tsx (npm run build to use dist/)',
+    };
+  }
+  return { args: [bin], note: 'bin/msrprelay.js on dist/ (npm run build output)' };
+}
+
+function newestTs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestTs(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
+  const name = o.workers > 1 ? `msrprelay-w${o.workers}` : o.auth === 'sql' ? 'msrprelay-sql' : 'msrprelay';
+  return {
+    name,
+    kind: 'relay',
+    description:
+      o.auth === 'sql'
+        ? 'this relay, auth-sql on SQLite (sqlite3 driver)'
+        : o.workers > 1
+          ? `this relay with ${o.workers} worker processes`
+          : 'this relay, auth-memory',
+    unavailable() {
+      if (o.workers > 1) return 'the relay has no --workers mode yet (DESIGN.md §7)';
+      if (o.auth === 'sql' && !existsSync(join(o.root, 'plugins/auth-sql/index.ts'))) return 'plugins/auth-sql is not there yet';
+      return undefined;
+    },
+    skips(scenario) {
+      // The SQL variant differs from the memory one only on the AUTH path.
+      if (o.auth === 'sql' && scenario !== 'auth') return 'auth-sql only changes AUTH: measured in the auth scenario';
+      return undefined;
+    },
+    async start(): Promise<RunningTarget> {
+      const dir = mkdtempSync(join(tmpdir(), 'msrprelay-bench-'));
+      const port = await freePort();
+      const plugins: unknown[] = [['domain-map', { default: REALM }]];
+      if (o.auth === 'sql') {
+        const filename = join(dir, 'users.db');
+        await makeSubscriberDb(filename);
+        plugins.unshift(['auth-sql', { driver: 'sqlite3', filename }]);
+      } else {
+        plugins.unshift(['auth-memory', { users: Object.values(USERS).map((u) => ({ ...u, domain: REALM })) }]);
+      }
+      const config = {
+        hostname: '127.0.0.1',
+        listen: [{ transport: 'tcp', host: '127.0.0.1', port, insecureAuth: true }],
+        limits: {
+          // the single-chunk bulk case sends one chunk of the whole file
+          maxMessageSize: 2 ** 40,
+          maxConnectionsPerIp: 1_000_000,
+          maxConnections: 1_000_000,
+          maxSessionsPerConnection: 10_000,
+        },
+        plugins,
+      };
+      const configFile = join(dir, 'msrprelay.config.json');
+      writeFileSync(configFile, JSON.stringify(config, null, 2));
+      const args = [...(o.nodeArgs ?? []), ...relayRunner(o.root).args, '--config', configFile];
+      if (o.workers > 1) args.push('--workers', String(o.workers));
+      const g = spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
+      try {
+        await waitForPort(port, 60_000, () => !g.exited);
+      } catch (e) {
+        await g.stop();
+        throw new Error(`${name} did not start: ${(e as Error).message}\n${tail(g.log)}`);
+      }
+      const addr = { host: '127.0.0.1', port, transport: 'tcp' as const };
+      return relayClient(addr, g.pids, async () => {
+        await g.stop();
+        if (o.keep !== true) rmSync(dir, { recursive: true, force: true });
+      });
+    },
+  };
+}
+
+/**
+ * An OpenSIPS-style `subscriber` table (DESIGN.md §5) with alice and bob, written
+ * with the sqlite3 package the relay itself depends on.
+ */
+async function makeSubscriberDb(filename: string): Promise<void> {
+  const mod = (await import('sqlite3')) as unknown as { default: { Database: new (f: string, cb: (e: Error | null) => void) => SqliteDb } };
+  const db = await new Promise<SqliteDb>((resolve, reject) => {
+    const d = new mod.default.Database(filename, (e) => (e ? reject(e) : resolve(d)));
+  });
+  const run = (sql: string, params: unknown[] = []) =>
+    new Promise<void>((resolve, reject) => db.run(sql, params, (e) => (e ? reject(e) : resolve())));
+  await run(
+    'CREATE TABLE subscriber (id INTEGER PRIMARY KEY AUTOINCREMENT, username TEXT NOT NULL, domain TEXT NOT NULL, ' +
+      "password TEXT NOT NULL DEFAULT '', ha1 TEXT NOT NULL DEFAULT '', ha1b TEXT NOT NULL DEFAULT '', email_address TEXT, rpid TEXT)",
+  );
+  for (const u of Object.values(USERS)) {
+    await run('INSERT INTO subscriber (username, domain, password, ha1) VALUES (?, ?, ?, ?)', [
+      u.username,
+      REALM,
+      u.password,
+      computeHa1(u.username, REALM, u.password),
+    ]);
+  }
+  await new Promise<void>((resolve, reject) => db.close((e) => (e ? reject(e) : resolve())));
+}
+
+interface SqliteDb {
+  run(sql: string, params: unknown[], cb: (e: Error | null) => void): void;
+  close(cb: (e: Error | null) => void): void;
+}
