@@ -328,7 +328,7 @@ export class Framer {
     for (let i = 0; i < probe; i++) {
       if (b[off + i] !== MSRP_SP[i]) this.fail('bad-start-line', 'the start line does not begin with "MSRP "');
     }
-    const eol = b.indexOf('\r\n', off, 'latin1');
+    const eol = findCrlf(b, off);
     if (eol === -1) {
       // A trailing CR may be the first half of this line's CRLF: it does not count (else a
       // line of exactly the limit would fail or pass depending on where the read split it).
@@ -394,7 +394,7 @@ export class Framer {
   private readHeaderLine(): boolean {
     const b = this.buf;
     const off = this.off;
-    const eol = b.indexOf('\r\n', off, 'latin1');
+    const eol = findCrlf(b, off);
     const lim = this.limits;
     if (eol === -1) {
       const avail = b.length - off;
@@ -629,4 +629,19 @@ export class Framer {
     if (b.length - r > needle.length + 1 && b[r + needle.length + 1] !== CR) return false;
     return true;
   }
+}
+
+/**
+ * The index of the next CRLF at or after `from`, or -1. A numeric search for CR is
+ * several times cheaper than a two-octet string needle (which Buffer#indexOf converts
+ * on every call); a bare CR is skipped, as the string search would.
+ */
+function findCrlf(b: Buffer, from: number): number {
+  let i = b.indexOf(CR, from);
+  while (i !== -1) {
+    if (i + 1 >= b.length) return -1;
+    if (b[i + 1] === LF) return i;
+    i = b.indexOf(CR, i + 1);
+  }
+  return -1;
 }
