@@ -1,8 +1,11 @@
-// The relay that `npm start` runs: plain TCP and TLS on loopback, two demo
-// accounts in memory. Copy this file and edit it for a real deployment
+// The relay that `npm start` runs: plain TCP and TLS on loopback, accounts in a
+// SQLite file. Copy this file and edit it for a real deployment
 // (docs/guides/getting-started.md, docs/reference/configuration.md).
 //
-// On first start a self-signed certificate is generated into ./tls/ (ignored by git).
+// On first start a self-signed certificate is generated into ./tls/ and the
+// accounts database into ./data/users.db (both ignored by git).
+
+import { fileURLToPath } from 'node:url';
 
 /** @type {import('./core/index.ts').RelayConfigInput} */
 export default {
@@ -15,11 +18,18 @@ export default {
   ],
   session: { minExpires: 60, defaultExpires: 600, maxExpires: 3600 },
   plugins: [
-    // Demo accounts (realm example.com): replace with your users, or with auth-sql / auth-ldap.
+    // Accounts in an OpenSIPS-style `subscriber` table (docs/plugins/auth-sql.md). The file, its
+    // folder and the table are created on first start. Manage accounts with
+    //   msrprelay users add carol@example.com --password …   (also: passwd, remove, list)
     [
-      'auth-memory',
+      'auth-sql',
       {
-        users: [
+        driver: 'sqlite3',
+        // Beside this file, wherever the relay is started from.
+        filename: fileURLToPath(new URL('./data/users.db', import.meta.url)),
+        // Demo accounts (realm example.com), stored as HA1 only while the table is empty:
+        // remove them with `msrprelay users remove alice@example.com` (and bob).
+        seed: [
           { username: 'alice', domain: 'example.com', password: 'secret' },
           { username: 'bob', domain: 'example.com', password: 'secret' },
         ],

@@ -33,7 +33,7 @@ const HELP = `usage: npm run bench -- [options]
 
   --scenarios LIST     bulk,rate,auth,idle,latency (default: all)
   --targets LIST       msrprelay,kamailio,raw,direct (default; msrprelay-sql is added when
-                       plugins/auth-sql exists; msrprelay-wN is reserved for --workers N)
+                       plugins/auth-sql exists; msrprelay-wN runs --workers N)
   --reps N             repetitions per target, alternated (default 3)
   --quick              a run under two minutes: --reps 1 --size 16M --duration 2
                        --auth-duration 2 --idle-sessions 2000 --round-trips 1000

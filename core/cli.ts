@@ -15,9 +15,12 @@ import { describeTaps, type RelayHooks } from './hooks.ts';
 import type { Logger } from './plugin.ts';
 import { PluginLoadError } from './plugin-loader.ts';
 import { createRelay, type Relay } from './relay.ts';
+import { leaveCluster, parseWorkerCount, reportReady, runPrimary, workerFromEnv, workerSignals } from './cluster.ts';
+import type { WorkerOptions } from './transport/internal.ts';
 import { ensureSelfSignedCert } from './transport/self-signed.ts';
 
 const USAGE = `Usage: msrprelay [options]
+       msrprelay users add|passwd|remove|list ...   (auth-sql accounts: msrprelay users --help)
 
 Runs an MSRP relay (RFC 4975, RFC 4976) in the foreground until SIGTERM or
 SIGINT, then lets open transfers drain and exits. SIGHUP reloads the config.
@@ -29,6 +32,9 @@ Options:
       --print-config  print the resolved config (defaults filled in, secrets
                       masked) as JSON, then exit
       --print-hooks   print every hook and its taps in run order, then exit
+  -w, --workers N     run N worker processes sharing the listeners (node:cluster;
+                      "auto": one per CPU; 1 or absent: one process); a request
+                      for a session of another worker is passed to it
   -h, --help          print this help
   -v, --version       print the version
 
@@ -62,7 +68,7 @@ const defaultIO = (): CliIO => ({
  */
 export async function main(argv: string[], io: Partial<CliIO> = {}): Promise<number> {
   const cli: CliIO = { ...defaultIO(), ...io };
-  let values: { config?: string; 'check-config'?: boolean; 'print-config'?: boolean; 'print-hooks'?: boolean; help?: boolean; version?: boolean };
+  let values: { config?: string; workers?: string; 'check-config'?: boolean; 'print-config'?: boolean; 'print-hooks'?: boolean; help?: boolean; version?: boolean };
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -73,6 +79,7 @@ export async function main(argv: string[], io: Partial<CliIO> = {}): Promise<num
         'check-config': { type: 'boolean' },
         'print-config': { type: 'boolean' },
         'print-hooks': { type: 'boolean' },
+        workers: { type: 'string', short: 'w' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -96,7 +103,17 @@ export async function main(argv: string[], io: Partial<CliIO> = {}): Promise<num
     if (values['print-config'] === true) return printConfig(loaded, cli);
     if (values['print-hooks'] === true) return await printHooks(loaded, cli);
     if (values['check-config'] === true) return await checkConfig(loaded, cli);
-    return await run(loaded, cli);
+    let workers = 1;
+    let worker: WorkerOptions | undefined;
+    try {
+      if (values.workers !== undefined) workers = parseWorkerCount(values.workers);
+      worker = workers > 1 ? workerFromEnv() : undefined;
+    } catch (e) {
+      cli.stderr(`msrprelay: ${(e as Error).message}\nTry "msrprelay --help".`);
+      return 2;
+    }
+    if (workers > 1 && worker === undefined) return await runCluster(loaded, cli, workers, argv);
+    return await run(loaded, cli, worker);
   } catch (e) {
     if (e instanceof ConfigError || e instanceof PluginLoadError) {
       cli.stderr(e.message);
@@ -151,8 +168,8 @@ async function checkConfig(loaded: LoadedConfigFile, cli: CliIO): Promise<number
 }
 
 /** The foreground relay: listen, print the listeners, serve until a signal. */
-async function run(loaded: LoadedConfigFile, cli: CliIO): Promise<number> {
-  const log = createConsoleLogger((line) => cli.stderr(line));
+async function run(loaded: LoadedConfigFile, cli: CliIO, worker?: WorkerOptions): Promise<number> {
+  const log = createConsoleLogger((line) => cli.stderr(worker !== undefined ? `[w${worker.index}] ${line}` : line));
   const source = sourceOf(loaded, cli);
   const config = normalizeConfig(loaded.config, { baseDir: loaded.baseDir, source });
 
@@ -169,7 +186,7 @@ async function run(loaded: LoadedConfigFile, cli: CliIO): Promise<number> {
     log.info('generated a self-signed certificate', { cert: c.cert, key: c.key, hostnames });
   }
 
-  const relay = await newRelay(loaded, cli, log);
+  const relay = await newRelay(loaded, cli, log, worker);
   try {
     await relay.listen();
   } catch (e) {
@@ -178,12 +195,41 @@ async function run(loaded: LoadedConfigFile, cli: CliIO): Promise<number> {
     return 1;
   }
   const useHost = config.hostname.includes(':') && !config.hostname.startsWith('[') ? `[${config.hostname}]` : config.hostname;
+  const lines: string[] = [];
   for (const l of relay.listeners) {
     const host = l.host.includes(':') ? `[${l.host}]` : l.host;
     const transportParam = l.transport === 'ws' || l.transport === 'wss' ? 'ws' : 'tcp';
-    cli.stdout(`listening ${l.transport}://${host}:${l.port} (Use-Path ${l.scheme}://${useHost}:${l.port}/...;${transportParam})`);
+    lines.push(`listening ${l.transport}://${host}:${l.port} (Use-Path ${l.scheme}://${useHost}:${l.port}/...;${transportParam})`);
   }
-  return serveUntilSignal(relay, loaded, cli, log);
+  if (worker === undefined) {
+    for (const line of lines) cli.stdout(line);
+    return serveUntilSignal(relay, loaded, cli, log);
+  }
+  // A worker: the primary prints worker 0's lines once every worker listens.
+  reportReady(worker.index === 0 ? lines : []);
+  const code = await serveUntilSignal(relay, loaded, { ...cli, signals: workerSignals() }, log);
+  leaveCluster();
+  return code;
+}
+
+/** `--workers N`: check the config here (same messages as --check-config), then fork and supervise the workers. */
+async function runCluster(loaded: LoadedConfigFile, cli: CliIO, workers: number, argv: string[]): Promise<number> {
+  const log = createConsoleLogger((line) => cli.stderr(`[primary] ${line}`));
+  const relay = await newRelay(loaded, cli);
+  const config = relay.config;
+  await relay.close();
+  // Generated certificates are written once, here, not by every worker at the same time.
+  for (const c of tlsFiles(config, loaded.baseDir)) {
+    if (c.missing.length === 0 || !c.generated) continue;
+    const hostnames = [...new Set([config.hostname, 'localhost'])];
+    try {
+      await ensureSelfSignedCert({ certFile: c.cert, keyFile: c.key, hostnames, ips: ['127.0.0.1', '::1'] });
+    } catch (e) {
+      cli.stderr(`msrprelay: cannot generate a self-signed certificate for /listen/${c.index}: ${(e as Error).message}`);
+      return 1;
+    }
+  }
+  return runPrimary({ count: workers, args: argv, log, stdout: (t) => cli.stdout(t), signals: cli.signals, exit: (code) => cli.exit(code) });
 }
 
 function serveUntilSignal(relay: Relay, loaded: LoadedConfigFile, cli: CliIO, log: Logger): Promise<number> {
@@ -239,11 +285,12 @@ function serveUntilSignal(relay: Relay, loaded: LoadedConfigFile, cli: CliIO, lo
 
 // ------------------------------------------------------------------ helpers
 
-function newRelay(loaded: LoadedConfigFile, cli: CliIO, logger?: Logger): Promise<Relay> {
+function newRelay(loaded: LoadedConfigFile, cli: CliIO, logger?: Logger, worker?: WorkerOptions): Promise<Relay> {
   return createRelay(loaded.config as RelayConfigInput, {
     baseDir: loaded.baseDir,
     source: sourceOf(loaded, cli),
     ...(logger !== undefined ? { logger } : {}),
+    ...(worker !== undefined ? { worker } : {}),
   });
 }
 

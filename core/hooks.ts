@@ -45,6 +45,7 @@ import type {
   PathPair,
   Rejection,
   RequestContext,
+  SentResponse,
   SessionInfo,
 } from './types.ts';
 
@@ -61,6 +62,8 @@ export interface RelayHooks<R = unknown> {
   readonly acceptConnection: AsyncSeriesBailHookT<[ConnectionContext], Rejection | undefined>;
   /** The socket is gone. */
   readonly connectionClosed: SyncHookT<[ConnectionContext, CloseReason]>;
+  /** Each valid request header block, before receiveRequest (observers: counters, access logs). */
+  readonly requestReceived: SyncHookT<[RequestContext]>;
   /** Each valid request header block, before routing. A Rejection is answered hop by hop. */
   readonly receiveRequest: AsyncSeriesBailHookT<[RequestContext], Rejection | undefined>;
   /** AUTH, before the challenge: the SIP domain and realm (core:default-domain answers last). */
@@ -85,8 +88,16 @@ export interface RelayHooks<R = unknown> {
   readonly rewritePath: SyncWaterfallHookT<[PathPair, ForwardContext]>;
   /** Each chunk's headers, before its bytes flow. A Rejection is answered with its status (413, 415, 403…); awaiting throttles. */
   readonly forwardChunk: AsyncSeriesBailHookT<[ChunkContext], Rejection | undefined>;
+  /**
+   * Body bytes of a forwarded chunk were handed to the next hop: one call per slice read from
+   * the sender (so at most one socket read ago). Called only when tapped; a throttle paces the
+   * sender with `chunk.connection.pauseReading()` (back-pressure, never buffering).
+   */
+  readonly bodyForwarded: SyncHookT<[ChunkContext, number]>;
   /** A chunk was fully written to the next hop. */
   readonly chunkForwarded: SyncHookT<[ChunkStats]>;
+  /** The relay wrote a response of its own (hop-by-hop 200, error, AUTH answer) to a request it received. */
+  readonly responseSent: SyncHookT<[SentResponse]>;
   /** An unexpected error the core caught (a plugin threw, a socket failed oddly). */
   readonly error: SyncHookT<[Error, ErrorContext]>;
 }
@@ -95,6 +106,7 @@ export interface RelayHooks<R = unknown> {
 export const HOOK_ORDER = [
   'beforeListen',
   'acceptConnection',
+  'requestReceived',
   'receiveRequest',
   'resolveDomain',
   'authenticate',
@@ -106,7 +118,9 @@ export const HOOK_ORDER = [
   'resolveNextHop',
   'rewritePath',
   'forwardChunk',
+  'bodyForwarded',
   'chunkForwarded',
+  'responseSent',
   'sessionClosed',
   'connectionClosed',
   'error',
@@ -170,7 +184,17 @@ const ASYNC_HOOKS = new Set<HookName>([
   'resolveNextHop',
   'forwardChunk',
 ]);
-const NOTIFICATIONS = new Set<HookName>(['connectionClosed', 'authenticated', 'authFailed', 'sessionClosed', 'chunkForwarded', 'error']);
+const NOTIFICATIONS = new Set<HookName>([
+  'connectionClosed',
+  'requestReceived',
+  'authenticated',
+  'authFailed',
+  'sessionClosed',
+  'chunkForwarded',
+  'bodyForwarded',
+  'responseSent',
+  'error',
+]);
 
 /** Creates the frozen hooks object with timeouts and error isolation installed. */
 export function createHooks<R>(options: HookOptions): RelayHooks<R> {
@@ -180,6 +204,7 @@ export function createHooks<R>(options: HookOptions): RelayHooks<R> {
     closed: new AsyncParallelHook<[R]>(['relay'], 'closed'),
     acceptConnection: new AsyncSeriesBailHook<[ConnectionContext], Rejection | undefined>(['connection'], 'acceptConnection'),
     connectionClosed: new SyncHook<[ConnectionContext, CloseReason]>(['connection', 'reason'], 'connectionClosed'),
+    requestReceived: new SyncHook<[RequestContext]>(['ctx'], 'requestReceived'),
     receiveRequest: new AsyncSeriesBailHook<[RequestContext], Rejection | undefined>(['ctx'], 'receiveRequest'),
     resolveDomain: new AsyncSeriesBailHook<[DomainQuery], DomainDecision | undefined>(['query'], 'resolveDomain'),
     authenticate: new AsyncSeriesBailHook<[AuthRequest], AuthDecision | undefined>(['auth'], 'authenticate'),
@@ -192,7 +217,9 @@ export function createHooks<R>(options: HookOptions): RelayHooks<R> {
     resolveNextHop: new AsyncSeriesBailHook<[NextHopQuery], NextHopDecision | undefined>(['query'], 'resolveNextHop'),
     rewritePath: new SyncWaterfallHook<[PathPair, ForwardContext]>(['paths', 'ctx'], 'rewritePath'),
     forwardChunk: new AsyncSeriesBailHook<[ChunkContext], Rejection | undefined>(['chunk'], 'forwardChunk'),
+    bodyForwarded: new SyncHook<[ChunkContext, number]>(['chunk', 'bytes'], 'bodyForwarded'),
     chunkForwarded: new SyncHook<[ChunkStats]>(['stats'], 'chunkForwarded'),
+    responseSent: new SyncHook<[SentResponse]>(['response'], 'responseSent'),
     error: new SyncHook<[Error, ErrorContext]>(['error', 'ctx'], 'error'),
   };
 

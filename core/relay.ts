@@ -23,8 +23,22 @@ import { silentLogger, type Logger, type PluginHost, type RelayPlugin, type Sess
 import { loadPlugins } from './plugin-loader.ts';
 import { Connection } from './session/connection.ts';
 import { Router } from './session/router.ts';
-import { maskId, SessionTable, type Session } from './session/session-table.ts';
+import { maskId, newWorkerSessionId, SessionTable, workerOfSession, type Session } from './session/session-table.ts';
 import { dialNextHop } from './transport/dialer.ts';
+import {
+  dialWorker,
+  firstToPathUri,
+  formatHandoff,
+  isHandoff,
+  MAX_PREAMBLE,
+  openInternalServer,
+  parseHandoff,
+  pipeBoth,
+  readLines,
+  workerSocketPath,
+  type Handoff,
+  type WorkerOptions,
+} from './transport/internal.ts';
 import { openListener, type Listener } from './transport/listener.ts';
 import type { CloseReason, ListenerInfo, NextHop, TransportName } from './types.ts';
 
@@ -34,6 +48,8 @@ export interface CreateRelayOptions {
   /** The config file name, for error messages. */
   source?: string;
   logger?: Logger;
+  /** Runs the relay as one worker of `msrprelay --workers N` (DESIGN.md §7). */
+  worker?: WorkerOptions;
 }
 
 /** Validates the config, loads its plugins and applies them; the relay does not listen yet. */
@@ -41,7 +57,7 @@ export async function createRelay(input: RelayConfigInput | RelayConfig, options
   const baseDir = options.baseDir ?? process.cwd();
   const config = normalizeConfig(input, { baseDir, ...(options.source !== undefined ? { source: options.source } : {}) });
   const plugins = await loadPlugins(config.plugins, { baseDir });
-  const relay = new Relay(config, options.logger ?? silentLogger);
+  const relay = new Relay(config, options.logger ?? silentLogger, options.worker);
   await relay.install(plugins);
   return relay;
 }
@@ -57,10 +73,18 @@ export class Relay implements PluginHost {
   private readonly connections = new Set<Connection>();
   private readonly perIp = new Map<string, number>();
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
+  /** Cluster mode only (DESIGN.md §7); everything below that reads it is skipped without it. */
+  private readonly worker: WorkerOptions | undefined;
+  private internalServer: { close(): Promise<void> } | undefined;
+  /** Connections between workers: outside the connection caps. */
+  private readonly internal = new WeakSet<Connection>();
+  /** Client sockets this worker pipes to the worker that owns their token. */
+  private readonly handedOver = new Set<net.Socket>();
 
-  constructor(config: RelayConfig, logger: Logger = silentLogger) {
+  constructor(config: RelayConfig, logger: Logger = silentLogger, worker?: WorkerOptions) {
     this.configValue = config;
     this.logger = logger;
+    this.worker = worker;
     this.hooksValue = this.newHooks();
     this.table = new SessionTable<Connection>({
       closed: (s, reason) => this.onSessionClosed(s, reason),
@@ -74,6 +98,16 @@ export class Relay implements PluginHost {
       log: () => this.logger,
       dial: (hop, session) => this.dial(hop, session),
       connectionGone: (conn, reason) => this.onConnectionGone(conn, reason),
+      ...(worker !== undefined
+        ? {
+            newSessionId: () => newWorkerSessionId(worker.index),
+            otherWorker: (id: string) => {
+              const w = workerOfSession(id, worker.count);
+              return w !== undefined && w !== worker.index ? w : undefined;
+            },
+            dialWorker: (index: number, session: Session<Connection>) => this.dialWorker(index, session),
+          }
+        : {}),
     });
   }
 
@@ -141,9 +175,15 @@ export class Relay implements PluginHost {
     if (this.state !== 'new') throw new Error(`relay.listen(): the relay is ${this.state}`);
     await this.hooksValue.beforeListen.promise(this);
     try {
+      if (this.worker !== undefined) {
+        const w = this.worker;
+        this.internalServer = await openInternalServer(workerSocketPath(w.socketDir, w.index), (s) => this.acceptInternal(s));
+      }
       for (const cfg of this.configValue.listen) this.openListeners.push(await this.bind(cfg));
     } catch (e) {
       await Promise.all(this.openListeners.splice(0).map((l) => l.close()));
+      await this.internalServer?.close();
+      this.internalServer = undefined;
       throw e;
     }
     this.state = 'listening';
@@ -166,6 +206,13 @@ export class Relay implements PluginHost {
     const deadline = Date.now() + this.configValue.timeouts.drain * 1000;
     while (Date.now() < deadline && [...this.connections].some((c) => !c.writer.isIdle || c.inbound !== undefined)) {
       await new Promise((r) => setTimeout(r, 50));
+    }
+    if (this.worker !== undefined) {
+      // Stop accepting on the private socket; its open connections close with the others below
+      // (the server's close completes only once they have).
+      void this.internalServer?.close();
+      this.internalServer = undefined;
+      for (const s of this.handedOver) s.destroy();
     }
     for (const s of [...this.table.values()]) this.table.remove(s, { code: 'shutdown' });
     const gone = [...this.connections].map((c) => new Promise<void>((r) => (c.socket.destroyed ? r() : c.socket.once('close', () => r()))));
@@ -260,13 +307,21 @@ export class Relay implements PluginHost {
     for (const c of wanted) if (!have.has(key(c))) this.openListeners.push(await this.bind(c));
   }
 
-  private newConnection(socket: net.Socket, direction: 'inbound' | 'outbound', transport: TransportName, listener?: ListenerInfo): Connection {
+  private newConnection(
+    socket: net.Socket,
+    direction: 'inbound' | 'outbound',
+    transport: TransportName,
+    listener?: ListenerInfo,
+    hop = false,
+    peer?: ConstructorParameters<typeof Connection>[0]['peer'],
+  ): Connection {
     const cfg = this.configValue;
     return new Connection({
       socket,
       direction,
       transport,
       ...(listener !== undefined ? { listener } : {}),
+      ...(peer !== undefined ? { peer } : {}),
       handler: this.router,
       limits: {
         maxStartLine: cfg.limits.maxStartLine,
@@ -275,7 +330,7 @@ export class Relay implements PluginHost {
         maxHeaders: cfg.limits.maxHeaders,
       },
       timeouts: {
-        firstRequestMs: direction === 'inbound' ? cfg.timeouts.firstRequest * 1000 : 0,
+        firstRequestMs: direction === 'inbound' && !hop ? cfg.timeouts.firstRequest * 1000 : 0,
         headerCompletionMs: cfg.timeouts.headerCompletion * 1000,
         idleMs: cfg.timeouts.idle * 1000,
       },
@@ -284,7 +339,7 @@ export class Relay implements PluginHost {
 
   private accept(socket: net.Socket, info: ListenerInfo): void {
     const cfg = this.configValue;
-    if (this.state !== 'listening') {
+    if (this.state !== 'listening' && !this.workerAccepting()) {
       socket.on('error', () => {});
       socket.destroy();
       return;
@@ -309,8 +364,19 @@ export class Relay implements PluginHost {
         return;
       }
     }
-    const conn = this.newConnection(socket, 'inbound', info.transport, info);
+    if (this.worker !== undefined) {
+      this.routeToWorker(socket, info);
+      return;
+    }
+    this.startInbound(this.newConnection(socket, 'inbound', info.transport, info));
+  }
+
+  /** Registers an accepted connection and starts it once acceptConnection taps let it in. */
+  private startInbound(conn: Connection, counted = true): void {
+    if (!counted) this.internal.add(conn);
     this.register(conn);
+    const ip = conn.remoteAddress;
+    const socket = conn.socket;
     const hooks = this.hooksValue;
     if (!isTapped(hooks.acceptConnection)) {
       conn.start();
@@ -333,12 +399,156 @@ export class Relay implements PluginHost {
     );
   }
 
+  // ------------------------------------------------------------ cluster mode (DESIGN.md §7)
+
+  /**
+   * A worker accepts as soon as its listeners are being bound: the cluster's shared port is
+   * already open (another worker bound it) and hands this worker connections at once.
+   */
+  private workerAccepting(): boolean {
+    return this.worker !== undefined && (this.state === 'listening' || this.state === 'new');
+  }
+
+  /**
+   * A client connection accepted by this worker: read its first request's start line and
+   * To-Path; when that names a token of another worker, hand the connection over to it,
+   * otherwise serve it here as in a single process.
+   */
+  private routeToWorker(socket: net.Socket, info: ListenerInfo): void {
+    const w = this.worker!;
+    const cfg = this.configValue;
+    const max = cfg.limits.maxStartLine + cfg.limits.maxHeaderLine + 4;
+    const wait = Math.min(cfg.timeouts.headerCompletion, cfg.timeouts.firstRequest) * 1000;
+    void readLines(socket, 2, max, wait).then((data) => {
+      if (data === undefined) {
+        socket.destroy();
+        return;
+      }
+      const uri = firstToPathUri(data);
+      const owner = uri?.sessionId !== undefined && uri.host.toLowerCase() === cfg.hostname.toLowerCase() ? workerOfSession(uri.sessionId, w.count) : undefined;
+      if (owner === undefined || owner === w.index || !this.workerAccepting()) {
+        this.serveHere(socket, info, data);
+        return;
+      }
+      this.handOver(socket, info, data, owner);
+    });
+  }
+
+  private serveHere(socket: net.Socket, info: ListenerInfo, data: Buffer): void {
+    if (socket.destroyed) return;
+    if (!this.workerAccepting()) {
+      socket.destroy();
+      return;
+    }
+    if (data.length > 0) socket.unshift(data);
+    this.startInbound(this.newConnection(socket, 'inbound', info.transport, info));
+  }
+
+  /** Pipes a fresh client connection to the worker that owns the token its first request names. */
+  private handOver(socket: net.Socket, info: ListenerInfo, data: Buffer, owner: number): void {
+    const w = this.worker!;
+    const ip = socket.remoteAddress ?? '';
+    // The client's socket stays here: it counts against this worker's caps.
+    this.countInbound(ip, 1);
+    this.handedOver.add(socket);
+    socket.on('error', () => {});
+    const preamble: Handoff = {
+      transport: info.transport,
+      listenerPort: info.port,
+      remoteAddress: ip,
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+    };
+    dialWorker(workerSocketPath(w.socketDir, owner), this.configValue.timeouts.connect * 1000).then(
+      (peer) => {
+        if (socket.destroyed) {
+          peer.destroy();
+          return this.handOverEnded(socket, ip);
+        }
+        peer.setNoDelay?.(true);
+        peer.write(formatHandoff(preamble));
+        peer.write(data);
+        pipeBoth(socket, peer, () => this.handOverEnded(socket, ip));
+        this.logger.debug('connection handed over', { worker: owner, remote: ip });
+      },
+      (e: unknown) => {
+        // The owner is gone (restarting): serve here; the token is unknown here, so 481.
+        this.logger.warn('hand-over failed', { worker: owner, error: e instanceof Error ? e.message : String(e) });
+        this.handOverEnded(socket, ip);
+        this.serveHere(socket, info, data);
+      },
+    );
+  }
+
+  private handOverEnded(socket: net.Socket, ip: string): void {
+    if (!this.handedOver.delete(socket)) return;
+    this.countInbound(ip, -1);
+  }
+
+  /** A connection on this worker's private socket: a hand-over (preamble) or a hop from another worker. */
+  private acceptInternal(socket: net.Socket): void {
+    if (!this.workerAccepting()) {
+      socket.destroy();
+      return;
+    }
+    void readLines(socket, 1, MAX_PREAMBLE, this.configValue.timeouts.headerCompletion * 1000).then((data) => {
+      if (data === undefined || socket.destroyed) return;
+      if (!isHandoff(data)) {
+        // A hop: MSRP frames from another worker, like a connection from another relay.
+        if (data.length > 0) socket.unshift(data);
+        const conn = this.newConnection(socket, 'inbound', 'tcp', undefined, true);
+        this.internal.add(conn);
+        this.register(conn);
+        conn.start();
+        return;
+      }
+      const eol = data.indexOf(0x0a);
+      const h = eol === -1 ? undefined : parseHandoff(data.toString('latin1', 0, eol).replace(/\r$/, ''));
+      const info = h === undefined ? undefined : this.listeners.find((l) => l.transport === h.transport && l.port === h.listenerPort);
+      if (h === undefined || info === undefined) {
+        this.logger.warn('bad hand-over from another worker: closed');
+        socket.destroy();
+        return;
+      }
+      const rest = data.subarray(eol + 1);
+      if (rest.length > 0) socket.unshift(rest);
+      const conn = this.newConnection(socket, 'inbound', info.transport, info, false, {
+        remoteAddress: h.remoteAddress,
+        remotePort: h.remotePort,
+        localAddress: h.localAddress,
+        localPort: h.localPort,
+      });
+      // Counted against the caps by the worker that holds the client's socket.
+      this.startInbound(conn, false);
+    });
+  }
+
+  /** An outbound leg to another worker's private socket (a hop, DESIGN.md §7). */
+  private async dialWorker(index: number, session: Session<Connection>): Promise<Connection> {
+    const label = `worker:${index}`;
+    if (this.configValue.shareOutboundConnections) {
+      for (const c of this.connections) if (c.direction === 'outbound' && !c.isClosed && c.peerLabel === label) return c;
+    }
+    const socket = await dialWorker(workerSocketPath(this.worker!.socketDir, index), this.configValue.timeouts.connect * 1000);
+    const conn = this.newConnection(socket, 'outbound', 'tcp');
+    conn.peerLabel = label;
+    this.register(conn);
+    conn.start();
+    this.logger.debug('worker connected', { worker: index, session: maskId(session.id) });
+    return conn;
+  }
+
   private register(conn: Connection): void {
     this.connections.add(conn);
-    if (conn.direction === 'inbound') {
-      this.inboundCount++;
-      this.perIp.set(conn.remoteAddress, (this.perIp.get(conn.remoteAddress) ?? 0) + 1);
-    }
+    if (conn.direction === 'inbound' && !this.internal.has(conn)) this.countInbound(conn.remoteAddress, 1);
+  }
+
+  private countInbound(ip: string, delta: 1 | -1): void {
+    this.inboundCount += delta;
+    const n = (this.perIp.get(ip) ?? 0) + delta;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
   }
 
   private inboundCount = 0;
@@ -361,12 +571,7 @@ export class Relay implements PluginHost {
 
   private onConnectionGone(conn: Connection, reason: CloseReason): void {
     if (!this.connections.delete(conn)) return;
-    if (conn.direction === 'inbound') {
-      this.inboundCount--;
-      const n = (this.perIp.get(conn.remoteAddress) ?? 1) - 1;
-      if (n <= 0) this.perIp.delete(conn.remoteAddress);
-      else this.perIp.set(conn.remoteAddress, n);
-    }
+    if (conn.direction === 'inbound' && !this.internal.has(conn)) this.countInbound(conn.remoteAddress, -1);
     this.hooksValue.connectionClosed.call(conn, reason);
   }
 

@@ -61,6 +61,14 @@ export interface ConnectionContext {
   readonly identities: readonly Identity[];
   /** Closes the connection (after what is queued is written). */
   close(reason?: CloseReason): void;
+  /**
+   * Stops reading this connection (socket and framer together, so nothing is buffered) until
+   * every reason that paused it is resumed. Use your plugin name as the reason: the core's own
+   * are `decide`, `forward` and `outstanding`. A throttle paces a sender this way (bodyForwarded).
+   */
+  pauseReading(reason: string): void;
+  /** Lifts one reason given to pauseReading; reading restarts when none is left. */
+  resumeReading(reason: string): void;
 }
 
 /** What a bail tap returns to refuse: the relay answers with the error's status. */
@@ -212,6 +220,8 @@ export interface ForwardContext {
 /** forwardChunk: a chunk's headers, before its bytes flow. Awaiting here throttles. */
 export interface ChunkContext extends ForwardContext {
   readonly signal: AbortSignal;
+  /** When both ends are clients of this relay (a hand-over): the sending session; `session` is the receiving one. */
+  readonly from?: SessionInfo;
 }
 
 export interface ChunkStats {
@@ -230,6 +240,15 @@ export interface ErrorContext {
   readonly plugin?: string;
   readonly hook?: string;
   readonly connection?: ConnectionContext;
+}
+
+/** responseSent: a response the relay composed and wrote to a request it received. */
+export interface SentResponse {
+  readonly connection: ConnectionContext;
+  /** The method of the request answered (also for a request whose head failed validation). */
+  readonly method: string;
+  readonly tid: string;
+  readonly status: number;
 }
 
 /** A response the relay received for a request it forwarded (for observers). */

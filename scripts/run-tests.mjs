@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Runs every test/**/*.test.ts through node:test with tsx.
+// Runs every test/**/*.test.ts and examples/**/*.test.ts through node:test with tsx.
 // Node 20's --test does not expand globs, so the files are listed here; the run
 // fails when no test ran, so an empty or mis-globbed suite can never pass.
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,20 +14,26 @@ function walk(dir) {
   const out = [];
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
+    if (name === 'node_modules') continue;
     if (statSync(p).isDirectory()) out.push(...walk(p));
     else if (name.endsWith('.test.ts')) out.push(p);
   }
   return out;
 }
 
-let files = walk(join(root, 'test')).map((f) => relative(root, f));
+// The examples' tests run too, so a copied example is known to work.
+let files = ['test', 'examples']
+  .filter((d) => existsSync(join(root, d)))
+  .flatMap((d) => walk(join(root, d)))
+  .map((f) => relative(root, f));
 if (only.length) files = files.filter((f) => only.some((o) => f.includes(o)));
 if (files.length === 0) {
   console.error('run-tests: no test files found');
   process.exit(1);
 }
 
-const args = ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files];
+// A test that hangs fails after 4 minutes instead of stalling the whole run.
+const args = ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=240000', ...files];
 const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
 let tail = '';
 child.stdout.on('data', (d) => {

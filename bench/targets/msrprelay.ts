@@ -7,10 +7,8 @@
  * Variants:
  * - `msrprelay`        auth-memory with alice and bob;
  * - `msrprelay-sql`    auth-sql on a SQLite file (runs when plugins/auth-sql exists);
- * - `msrprelay-wN`     N worker processes: reserved for `msrprelay --workers N`
- *                      (DESIGN.md §7). The relay has no cluster mode yet, so the
- *                      target reports itself unavailable; when it exists, add
- *                      `--workers N` to the command line below and nothing else changes.
+ * - `msrprelay-wN`     `msrprelay --workers N`: N worker processes (DESIGN.md §7)
+ *                      sharing the listener; the process group holds them all.
  */
 
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
@@ -69,7 +67,6 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
           ? `this relay with ${o.workers} worker processes`
           : 'this relay, auth-memory',
     unavailable() {
-      if (o.workers > 1) return 'the relay has no --workers mode yet (DESIGN.md §7)';
       if (o.auth === 'sql' && !existsSync(join(o.root, 'plugins/auth-sql/index.ts'))) return 'plugins/auth-sql is not there yet';
       return undefined;
     },

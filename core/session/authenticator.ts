@@ -36,6 +36,8 @@ export interface AuthenticatorDeps {
   /** The default relay port that clients write whatever port DNS gave them (I-3). */
   readonly defaultPort: number;
   now(): number;
+  /** Cluster mode: session-ids that name this worker (DESIGN.md §7); newSessionId otherwise. */
+  newSessionId?(): string;
 }
 
 export class Authenticator {
@@ -154,8 +156,9 @@ export class Authenticator {
     const l = conn.listener ?? this.d.listeners().find((x) => (x.scheme === 'msrps') === conn.secure) ?? this.d.listeners()[0];
     const scheme = l?.scheme ?? (conn.secure ? 'msrps' : 'msrp');
     const port = l?.port ?? this.d.defaultPort;
-    let id = newSessionId();
-    while (this.d.sessions.get(id) !== undefined) id = newSessionId();
+    const fresh = this.d.newSessionId ?? newSessionId;
+    let id = fresh();
+    while (this.d.sessions.get(id) !== undefined) id = fresh();
     const uri = `${scheme}://${this.d.hostname()}:${port}/${id};tcp`;
     const session = new Session<Connection>({
       id,

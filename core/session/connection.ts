@@ -112,6 +112,8 @@ export class Connection implements ConnectionContext {
     handler: ConnectionHandler;
     limits: Partial<FramerLimits>;
     timeouts: ConnectionTimeouts;
+    /** The client's addresses when the socket is not the client's own (a connection handed over between workers). */
+    peer?: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number };
   }) {
     this.id = `${(++seq).toString(36)}${randomBytes(3).toString('hex')}`;
     this.socket = o.socket;
@@ -119,10 +121,10 @@ export class Connection implements ConnectionContext {
     this.transport = o.transport;
     this.secure = o.transport === 'tls' || o.transport === 'wss';
     this.listener = o.listener;
-    this.remoteAddress = o.socket.remoteAddress ?? '';
-    this.remotePort = o.socket.remotePort ?? 0;
-    this.localAddress = o.socket.localAddress ?? '';
-    this.localPort = o.socket.localPort ?? 0;
+    this.remoteAddress = o.peer?.remoteAddress ?? o.socket.remoteAddress ?? '';
+    this.remotePort = o.peer?.remotePort ?? o.socket.remotePort ?? 0;
+    this.localAddress = o.peer?.localAddress ?? o.socket.localAddress ?? '';
+    this.localPort = o.peer?.localPort ?? o.socket.localPort ?? 0;
     this.handler = o.handler;
     this.timeouts = o.timeouts;
     this.writer = new Writer(o.socket);

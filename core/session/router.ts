@@ -31,12 +31,14 @@ import { tryParseUri, uriEquals, type MsrpUri } from '../protocol/uri.ts';
 import { statusComment } from '../protocol/status.ts';
 import type { RelayConfig } from '../config/schema.ts';
 import type { Logger } from '../plugin.ts';
-import type { CloseReason, ErrorContext, ForwardDirection, ListenerInfo, NextHop, PathPair } from '../types.ts';
+import type { ChunkContext, CloseReason, ErrorContext, ForwardDirection, ListenerInfo, NextHop, PathPair } from '../types.ts';
 import type { Connection, ConnectionHandler, Transaction } from './connection.ts';
 import { Authenticator } from './authenticator.ts';
 import { maskId, type Session, type SessionTable } from './session-table.ts';
 import { OutStream } from './writer.ts';
 
+/** R-67: SEND chunks with more body octets than this are interruptible (range-end `*`). */
+const INTERRUPTIBLE_OVER = 2048;
 /** R-29: bodies of requests other than SEND. */
 const MAX_NON_SEND_BODY = 10240;
 /** R-10: failed requests tolerated before the first success. */
@@ -56,6 +58,12 @@ export interface RouterDeps {
   dial(hop: NextHop, session: Session<Connection>): Promise<Connection>;
   /** A connection is gone (the relay drops it from its registry). */
   connectionGone(conn: Connection, reason: CloseReason): void;
+  /** Cluster mode (DESIGN.md §7): session-ids that name this worker. */
+  newSessionId?(): string;
+  /** Cluster mode: the worker that owns a session-id of this relay, when it is another one. */
+  otherWorker?(sessionId: string): number | undefined;
+  /** Cluster mode: an outbound leg to another worker of this relay. */
+  dialWorker?(index: number, session: Session<Connection>): Promise<Connection>;
 }
 
 /** What the router decided for one request. */
@@ -85,6 +93,8 @@ interface Inbound {
   session?: Session<Connection>;
   from?: Session<Connection>;
   direction?: ForwardDirection;
+  /** The context bodyForwarded taps get, made at the first slice and only when tapped. */
+  chunk?: ChunkContext;
   /** Sent when the end-line is read (the 200 of R-56, or an error known earlier). */
   respondAtEnd?: Buffer;
   /** The target dropped the stream: answer this status at the end (R-65). */
@@ -113,6 +123,7 @@ export class Router implements ConnectionHandler {
       listeners: deps.listeners,
       defaultPort: DEFAULT_RELAY_PORT,
       now: () => Date.now(),
+      ...(deps.newSessionId !== undefined ? { newSessionId: deps.newSessionId } : {}),
     });
   }
 
@@ -135,6 +146,8 @@ export class Router implements ConnectionHandler {
     }
     const inbound: Inbound = { req, mode: 'pending', bodyBytes: 0, startedAt: Date.now() };
     conn.inbound = inbound;
+    const observers = this.d.hooks();
+    if (isTapped(observers.requestReceived)) observers.requestReceived.call({ connection: conn, request: req, signal: conn.signal });
     let decision: Decision | Promise<Decision>;
     try {
       decision = this.decide(conn, req);
@@ -184,6 +197,11 @@ export class Router implements ConnectionHandler {
       return;
     }
     if (!inb.target!.writer.body(inb.stream!, data)) conn.pauseReading(FORWARD);
+    const hooks = this.d.hooks();
+    if (isTapped(hooks.bodyForwarded)) {
+      inb.chunk ??= { connection: conn, session: inb.session!, request: req, direction: inb.direction!, signal: conn.signal, ...(inb.from !== undefined ? { from: inb.from } : {}) };
+      hooks.bodyForwarded.call(inb.chunk, data.length);
+    }
   }
 
   onEnd(conn: Connection, flag: EndFlag): void {
@@ -360,8 +378,11 @@ export class Router implements ConnectionHandler {
       };
       return d instanceof Promise ? d.then(bindSender) : bindSender(d);
     }
+    let worker: number | undefined;
     if (this.isOwnHost(next) && next.sessionId !== undefined) {
-      return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop is an unknown session of this relay');
+      // Cluster mode: a token of another worker is a hop to that worker (DESIGN.md §7).
+      worker = this.d.otherWorker?.(next.sessionId);
+      if (worker === undefined) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop is an unknown session of this relay');
     }
     // W-7, R-16: a `;ws` or `.invalid` URI is reached only over its bound connection.
     const unreachable = next.transport === 'ws' || next.host.toLowerCase().endsWith('.invalid');
@@ -369,6 +390,9 @@ export class Router implements ConnectionHandler {
     const target = this.outwardConnection(session, next);
     if (target !== undefined) return this.finishForward(conn, req, session, 'outward', target, paths, reportFrom);
     if (unreachable) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop cannot be dialled and is not connected (W-7)');
+    if (worker !== undefined) {
+      return this.openWorkerHop(session, worker).then((t) => ('kind' in t ? t : this.finishForward(conn, req, session, 'outward', t, paths, reportFrom)));
+    }
     return this.openOutward(session, req, next).then((t) =>
       'kind' in t ? t : this.finishForward(conn, req, session, 'outward', t, paths, reportFrom),
     );
@@ -429,7 +453,7 @@ export class Router implements ConnectionHandler {
     const decision: Decision = { kind: 'forward', target, session, direction, paths, reportFrom, ...(from !== undefined ? { from } : {}) };
     if (isTapped(hooks.forwardChunk)) {
       return hooks.forwardChunk
-        .promise({ connection: conn, session, request: req, direction, signal: conn.signal })
+        .promise({ connection: conn, session, request: req, direction, signal: conn.signal, ...(from !== undefined ? { from } : {}) })
         .then((r) => (r !== undefined ? this.rejection(r.reject) : decision));
     }
     return decision;
@@ -445,6 +469,40 @@ export class Router implements ConnectionHandler {
       return far.connection;
     }
     return undefined;
+  }
+
+  /** Cluster mode: the outward leg to the worker that owns the next token (DESIGN.md §7). */
+  private async openWorkerHop(session: Session<Connection>, worker: number): Promise<Connection | Decision> {
+    if (session.dialing === undefined) {
+      const dialing = (async () => {
+        let c: Connection;
+        try {
+          c = await this.d.dialWorker!(worker, session);
+        } catch (e) {
+          throw new DialError(e instanceof Error ? e.message : String(e));
+        }
+        if (session.closed) {
+          c.close({ code: 'owner-closed' });
+          throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'session closed while dialling');
+        }
+        session.outbound = c;
+        c.farSessions.add(session);
+        this.d.sessions.armExpiry(session, Date.now());
+        return c;
+      })();
+      session.dialing = dialing;
+      dialing.then(
+        () => (session.dialing = undefined),
+        () => (session.dialing = undefined),
+      );
+    }
+    try {
+      return await session.dialing;
+    } catch (e) {
+      if (isMsrpError(e)) return this.rejection(e);
+      this.d.log().warn('worker unreachable', { worker, error: e instanceof Error ? e.message : String(e) });
+      return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
+    }
   }
 
   private async openOutward(session: Session<Connection>, req: MsrpRequestHead, next: MsrpUri): Promise<Connection | Decision> {
@@ -508,7 +566,7 @@ export class Router implements ConnectionHandler {
         const frame = this.responseFrame(req, d.status, d.comment, d.headers);
         if (frame !== undefined) {
           // AUTH and errors known before the body answer at once; the body (if any) is discarded.
-          conn.sendFrame(frame);
+          this.writeResponse(conn, frame, req.method, req.tid, d.status);
         }
         if (d.close === true) conn.close({ code: d.status === 401 || d.status === 403 ? 'auth-failures' : 'rejected', message: d.reason });
         return;
@@ -535,11 +593,14 @@ export class Router implements ConnectionHandler {
     const blank = req.hasBody ? '\r\n' : '';
     const method = req.method;
     const range = req.byteRange;
+    // R-67: a SEND chunk with more than 2048 body octets may be interrupted, so it goes out
+    // with range-end `*` (and so does every continuation piece).
+    const starEnd = isSend && req.hasBody && range !== undefined && range.end !== -1 && range.end - range.start + 1 > INTERRUPTIBLE_OVER;
     const head = (tid: string, off: number): string => {
-      if (off === 0) return `MSRP ${tid} ${method}\r\n${prefix}${rest}${blank}`;
-      // R-67: a continuation piece: same headers, Byte-Range starting where the last piece stopped.
+      if (off === 0 && !starEnd) return `MSRP ${tid} ${method}\r\n${prefix}${rest}${blank}`;
+      // A continuation piece: same headers, Byte-Range starting where the last piece stopped.
       const start = (range?.start ?? 1) + off;
-      const br = formatByteRange({ start, end: range !== undefined && range.end !== -1 ? range.end : -1, total: range?.total ?? -1 });
+      const br = formatByteRange({ start, end: range !== undefined && range.end !== -1 && !starEnd ? range.end : -1, total: range?.total ?? -1 });
       let text = '';
       let placed = false;
       for (const [n, v] of req.headers) {
@@ -567,7 +628,8 @@ export class Router implements ConnectionHandler {
     let started = false;
     const stream = new OutStream({
       tid: newTransactionId(),
-      interruptible: isSend && req.hasBody,
+      // A chunk announced as 2048 octets or less is never cut (its range-end stays exact).
+      interruptible: isSend && req.hasBody && (range === undefined || range.end === -1 || starEnd),
       hasBody: req.hasBody,
       head,
       events: {
@@ -696,7 +758,8 @@ export class Router implements ConnectionHandler {
       return;
     }
     if (t.method === 'AUTH' && t.source !== null && !t.source.isClosed) {
-      t.source.sendFrame(formatResponse({ tid: t.sourceTid, status, comment: statusComment(status), toPath: t.reportTo, fromPath: [t.reportFrom] }));
+      const frame = formatResponse({ tid: t.sourceTid, status, comment: statusComment(status), toPath: t.reportTo, fromPath: [t.reportFrom] });
+      this.writeResponse(t.source, frame, t.method, t.sourceTid, status);
     }
   }
 
@@ -789,7 +852,14 @@ export class Router implements ConnectionHandler {
 
   private sendResponse(conn: Connection, req: MsrpRequestHead, status: number): void {
     const f = this.responseFrame(req, status);
-    if (f !== undefined) conn.sendFrame(f);
+    if (f !== undefined) this.writeResponse(conn, f, req.method, req.tid, status);
+  }
+
+  /** Writes a response the relay composed, and tells responseSent taps (skipped when untapped). */
+  private writeResponse(conn: Connection, frame: Buffer, method: string, tid: string, status: number): void {
+    conn.sendFrame(frame);
+    const hooks = this.d.hooks();
+    if (isTapped(hooks.responseSent)) hooks.responseSent.call({ connection: conn, method, tid, status });
   }
 
   private refuseMalformed(conn: Connection, head: FrameHead, e: MessageError): void {
@@ -804,7 +874,7 @@ export class Router implements ConnectionHandler {
       const to = head.headers[0]![1].split(/[ \t]+/)[0]!;
       const from = head.headers[1]![1].split(/[ \t]+/).filter((x) => x !== '');
       const toPath = head.method === 'SEND' ? [from[0]!] : from;
-      conn.sendFrame(formatResponse({ tid: head.tid, status: e.status, comment: statusComment(e.status), toPath, fromPath: [to] }));
+      this.writeResponse(conn, formatResponse({ tid: head.tid, status: e.status, comment: statusComment(e.status), toPath, fromPath: [to] }), head.method, head.tid, e.status);
     }
     this.countProbationFailure(conn, e.status);
   }

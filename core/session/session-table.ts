@@ -28,6 +28,25 @@ export function newSessionId(): string {
   return s;
 }
 
+/** At most this many workers in cluster mode: the worker index is one base62 character. */
+export const MAX_WORKERS = BASE62.length;
+
+/**
+ * A session-id in cluster mode (DESIGN.md §7): the worker index as one base62 character,
+ * then the 22 characters of newSessionId (R-47: still 128 random bits).
+ */
+export function newWorkerSessionId(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index >= MAX_WORKERS) throw new RangeError(`worker index ${index} is out of range`);
+  return BASE62[index]! + newSessionId();
+}
+
+/** The worker index a cluster-mode session-id names, or undefined when it is not one of `count` workers' ids. */
+export function workerOfSession(id: string, count: number): number | undefined {
+  if (id.length !== 23) return undefined;
+  const i = BASE62.indexOf(id[0]!);
+  return i >= 0 && i < count ? i : undefined;
+}
+
 /** Masks a secret for logs: the first 4 characters stay, to tell sessions apart (R-87). */
 export function maskId(id: string): string {
   return id.length <= 4 ? '****' : `${id.slice(0, 4)}…`;

@@ -77,7 +77,13 @@ export function openListener(cfg: ListenConfig, onSocket: SocketHandler): Promis
       const listener: Listener = {
         info,
         config: cfg,
-        close: () => new Promise<void>((r) => server.close(() => r())),
+        // Stops accepting at once. server.close()'s callback would wait until every accepted
+        // connection has gone, which an idle peer (another relay, a client) may never do: the
+        // relay closes its connections itself, after the drain.
+        close: () => {
+          server.close();
+          return Promise.resolve();
+        },
         reloadCertificates(next) {
           if (!secure) return;
           (server as tls.Server).setSecureContext(tlsOptions(next));

@@ -134,4 +134,15 @@ describe('listeners', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('close() does not wait for idle peers: their connections are closed and close() resolves', async () => {
+    const t = await startTestRelay({ users });
+    const a = await MsrpTestClient.connect({ port: t.tcpPort });
+    assert.equal((await a.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).status, 200);
+    const idle = await MsrpTestClient.connect({ port: t.tcpPort });
+    await t.close();
+    await a.closed;
+    await idle.closed;
+    assert.ok(a.isClosed && idle.isClosed);
+  });
 });

@@ -1,0 +1,355 @@
+/**
+ * auth-sql: Digest credentials from an SQL table (RFC.md R-31 … R-37). It
+ * answers `lookupCredentials` for core:digest from an OpenSIPS/Kamailio style
+ * `subscriber` table, in SQLite (embedded default), PostgreSQL or MySQL/MariaDB.
+ *
+ * A database that is down or slow fails closed: the lookup gives up before the
+ * hook timeout and the AUTH is answered 500 (the client learns the relay cannot
+ * check credentials now, rather than a 401 that would read as a wrong password
+ * or a 403 that would read as a banned account), one error line is logged, and
+ * the next AUTH tries the database again, so service resumes by itself.
+ */
+
+import { MsrpError } from '../../core/errors.ts';
+import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
+import { computeHa1 } from '../../core/protocol/digest.ts';
+import type { CredentialQuery, Credentials } from '../../core/types.ts';
+import { CredentialCache } from './credential-cache.ts';
+import { createDriver, type DriverName, type DriverOptions, type SqlDriver } from './driver.ts';
+import { compileStatement } from './statement.ts';
+import { QUERY_PLACEHOLDERS, SubscriberTable, type Columns, type PasswordMode } from './subscriber-table.ts';
+
+export interface SeedAccount {
+  username: string;
+  domain: string;
+  password: string;
+  /** The Digest realm of the stored HA1; default the domain (R-32). */
+  realm?: string;
+}
+
+export interface AuthSqlOptions {
+  driver: DriverName;
+  /** SQLite drivers: the database file (relative paths: to the working directory). */
+  filename: string;
+  /** pg / mysql2: a connection URL (postgres://…, mysql://…), instead of or besides host, port, … */
+  url?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+  ssl?: boolean | Record<string, unknown>;
+  /** pg / mysql2: connections in the pool. */
+  poolSize: number;
+  /** Seconds; kept below the relay's timeouts.hook. */
+  timeouts: { connect: number; query: number };
+  mode: PasswordMode;
+  table: string;
+  columns: Columns;
+  useDomain: boolean;
+  /** A whole lookup query with :username, :domain, :realm placeholders, returning `ha1` and/or `password`. */
+  query?: string;
+  /** ttl seconds (0 = off) and the most entries kept. */
+  cache: { ttl: number; max: number };
+  /** Create the table (and for SQLite the file and its folder) when missing; default true for SQLite, false otherwise. */
+  createTable?: boolean;
+  /** Accounts inserted when the table was just found empty (demo accounts). */
+  seed: SeedAccount[];
+}
+
+const IDENT = '^[A-Za-z_][A-Za-z0-9_]*$';
+const TABLE = '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)?$';
+const HA1 = /^[0-9a-fA-F]{32}$/;
+
+/** Part of the connect + query budget kept under the hook timeout. */
+const HOOK_SHARE = 0.8;
+/** Outage log lines are at most this often (ms). */
+const LOG_EVERY_MS = 10_000;
+
+export default class AuthSql implements RelayPlugin {
+  static readonly schema = {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      driver: { enum: ['sqlite3', 'better-sqlite3', 'pg', 'mysql2'], default: 'sqlite3' },
+      filename: { type: 'string', minLength: 1, default: './data/users.db' },
+      url: { type: 'string', minLength: 1 },
+      host: { type: 'string', minLength: 1 },
+      port: { type: 'integer', minimum: 1, maximum: 65535 },
+      user: { type: 'string' },
+      password: { type: 'string' },
+      database: { type: 'string' },
+      ssl: { type: ['boolean', 'object'] },
+      poolSize: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
+      timeouts: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        properties: {
+          connect: { type: 'number', exclusiveMinimum: 0, default: 2 },
+          query: { type: 'number', exclusiveMinimum: 0, default: 2 },
+        },
+      },
+      mode: { enum: ['auto', 'ha1', 'plaintext'], default: 'auto' },
+      table: { type: 'string', pattern: TABLE, default: 'subscriber' },
+      columns: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        properties: {
+          username: { type: 'string', pattern: IDENT, default: 'username' },
+          domain: { type: 'string', pattern: IDENT, default: 'domain' },
+          password: { type: 'string', pattern: IDENT, default: 'password' },
+          ha1: { type: 'string', pattern: IDENT, default: 'ha1' },
+        },
+      },
+      useDomain: { type: 'boolean', default: true },
+      query: { type: 'string', minLength: 1 },
+      cache: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        properties: {
+          ttl: { type: 'number', minimum: 0, default: 0 },
+          max: { type: 'integer', minimum: 1, default: 10000 },
+        },
+      },
+      createTable: { type: 'boolean' },
+      seed: {
+        type: 'array',
+        default: [],
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['username', 'domain', 'password'],
+          properties: {
+            username: { type: 'string', minLength: 1 },
+            domain: { type: 'string', minLength: 1 },
+            password: { type: 'string', minLength: 1 },
+            realm: { type: 'string', minLength: 1 },
+          },
+        },
+      },
+    },
+  } as const;
+
+  readonly name = 'auth-sql';
+  readonly options: AuthSqlOptions;
+  private relay: PluginHost | undefined;
+  private driver: SqlDriver | undefined;
+  private table: SubscriberTable | undefined;
+  private budgetMs = 0;
+  private prepared: Promise<void> | undefined;
+  private readonly cache: CredentialCache;
+  private outage: { since: number; lastLog: number; failures: number } | undefined;
+
+  constructor(options: AuthSqlOptions) {
+    this.options = options;
+    this.cache = new CredentialCache(options.cache.ttl, options.cache.max);
+    if (options.query !== undefined && !/^\s*(select|with)\b/i.test(options.query)) {
+      throw new Error('query must be a SELECT returning columns named ha1 and/or password');
+    }
+    // Checked now, so a wrong placeholder is a config error rather than a failing AUTH.
+    if (options.query !== undefined) compileStatement(options.query, () => '?', QUERY_PLACEHOLDERS);
+  }
+
+  /** SQLite drivers by default create the file, folder and table; network databases are left alone. */
+  get createsTable(): boolean {
+    return this.options.createTable ?? isSqlite(this.options.driver);
+  }
+
+  async apply(relay: PluginHost): Promise<void> {
+    this.relay = relay;
+    this.cache.clear();
+    // Haraka's lesson (STYLE.md): I/O timeouts sit below the hook timeout, so the plugin answers first.
+    const hookMs = relay.config.timeouts.hook * 1000;
+    let connectMs = this.options.timeouts.connect * 1000;
+    let queryMs = this.options.timeouts.query * 1000;
+    if (connectMs + queryMs > hookMs * HOOK_SHARE) {
+      const scale = (hookMs * HOOK_SHARE) / (connectMs + queryMs);
+      connectMs = Math.max(1, Math.floor(connectMs * scale));
+      queryMs = Math.max(1, Math.floor(queryMs * scale));
+      relay.log.warn('auth-sql: timeouts shortened to stay below timeouts.hook', { connectMs, queryMs, hookMs });
+    }
+    this.budgetMs = connectMs + queryMs;
+    if (this.driver === undefined) {
+      // Imports the driver's package now, so --check-config reports a missing one; no connection is opened yet.
+      this.driver = await createDriver(this.options.driver, driverOptions(this.options, this.createsTable, connectMs, queryMs));
+      this.table = new SubscriberTable(this.driver, this.options);
+    }
+
+    relay.hooks.beforeListen.tapPromise(this.name, async () => {
+      try {
+        await this.prepare();
+      } catch (e) {
+        // SQLite is a local file: failing to create it is a broken install, reported at start.
+        if (isSqlite(this.options.driver)) throw new Error(`auth-sql: cannot open ${this.options.filename}: ${this.scrub(e)}`);
+        relay.log.warn('auth-sql: the database is not reachable yet; AUTH is answered 500 until it is', { driver: this.options.driver, error: this.scrub(e) });
+      }
+    });
+    relay.hooks.lookupCredentials.tapPromise(this.name, (q) => this.lookup(q));
+  }
+
+  async close(): Promise<void> {
+    this.cache.clear();
+    const d = this.driver;
+    this.driver = undefined;
+    this.table = undefined;
+    this.prepared = undefined;
+    await d?.close();
+  }
+
+  /** The table, created and seeded as on start when createTable is on: for `msrprelay users`. */
+  async openTable(): Promise<SubscriberTable> {
+    if (this.table === undefined) {
+      const o = this.options;
+      this.driver = await createDriver(o.driver, driverOptions(o, this.createsTable, o.timeouts.connect * 1000, o.timeouts.query * 1000));
+      this.table = new SubscriberTable(this.driver, o);
+    }
+    await this.prepare();
+    return this.table;
+  }
+
+  /** Creates the table and seeds it, once; a failure is retried on the next lookup. */
+  private prepare(): Promise<void> {
+    if (!this.createsTable) return Promise.resolve();
+    this.prepared ??= (async () => {
+      const table = this.table!;
+      await table.create();
+      if (this.options.seed.length > 0 && (await table.count()) === 0) {
+        for (const a of this.options.seed) await table.insert(secretColumns(this.options.mode, { ...a, domain: a.domain.toLowerCase() }));
+        this.relay?.log.info('auth-sql: created the accounts table with the seed accounts', { accounts: this.options.seed.map((a) => `${a.username}@${a.domain}`) });
+      }
+    })().catch((e: unknown) => {
+      this.prepared = undefined;
+      throw e;
+    });
+    return this.prepared;
+  }
+
+  private async lookup(q: CredentialQuery): Promise<Credentials | undefined> {
+    const key = `${q.username}\u0000${q.domain}\u0000${q.realm}`;
+    const hit = this.cache.get(key);
+    if (hit !== undefined) return hit;
+    const table = this.table;
+    if (table === undefined) throw new MsrpError('MSRP_ERR_INTERNAL', 'The credential store is closed');
+    let found;
+    try {
+      found = await withDeadline(
+        (async () => {
+          await this.prepare();
+          return table.lookup({ username: q.username, domain: q.domain, realm: q.realm });
+        })(),
+        this.budgetMs,
+        q.signal,
+      );
+    } catch (e) {
+      if (q.signal.aborted) throw new MsrpError('MSRP_ERR_INTERNAL', 'The connection closed during the lookup');
+      this.noteFailure(e);
+      // Fail closed with a server-side status: the client's credentials were never checked.
+      throw new MsrpError('MSRP_ERR_INTERNAL', 'The credential store is unavailable', { cause: e });
+    }
+    this.noteSuccess();
+    const creds = pick(this.options.mode, found);
+    if (creds !== undefined) this.cache.set(key, creds);
+    return creds;
+  }
+
+  private noteFailure(e: unknown): void {
+    const now = Date.now();
+    const log = this.relay?.log;
+    if (this.outage === undefined) this.outage = { since: now, lastLog: 0, failures: 0 };
+    this.outage.failures++;
+    if (now - this.outage.lastLog < LOG_EVERY_MS) return;
+    this.outage.lastLog = now;
+    log?.error('auth-sql: the credential store is unavailable, AUTH answered 500', {
+      driver: this.options.driver,
+      error: this.scrub(e),
+      failedLookups: this.outage.failures,
+    });
+  }
+
+  private noteSuccess(): void {
+    if (this.outage === undefined) return;
+    this.relay?.log.info('auth-sql: the credential store answers again', {
+      driver: this.options.driver,
+      downSeconds: Math.round((Date.now() - this.outage.since) / 1000),
+      failedLookups: this.outage.failures,
+    });
+    this.outage = undefined;
+  }
+
+  /** An error message with the configured password and URL credentials masked (STYLE.md 7). */
+  private scrub(e: unknown): string {
+    let text = e instanceof Error ? e.message || e.name : String(e);
+    const code = (e as { code?: unknown })?.code;
+    if (typeof code === 'string' && !text.includes(code)) text = `${code}: ${text}`;
+    for (const secret of [this.options.password, this.options.url]) {
+      if (secret !== undefined && secret !== '') text = text.split(secret).join('***');
+    }
+    return text.replace(/(\/\/[^:@/\s]+):[^@/\s]+@/g, '$1:***@');
+  }
+}
+
+/** The columns of an account row for a password, as `mode` wants them stored. */
+export function secretColumns(
+  mode: PasswordMode,
+  a: { username: string; domain: string; password: string; realm?: string },
+): { username: string; domain: string; password: string; ha1: string } {
+  const { username, domain, password } = a;
+  if (mode === 'plaintext') return { username, domain, password, ha1: '' };
+  // R-32: the realm is the SIP domain unless the relay is set up otherwise.
+  return { username, domain, password: '', ha1: computeHa1(username, a.realm ?? domain, password) };
+}
+
+/** What the row gives core:digest in this mode; an empty or malformed secret is no secret. */
+function pick(mode: PasswordMode, found: { ha1?: string; password?: string } | undefined): Credentials | undefined {
+  if (found === undefined) return undefined;
+  const ha1 = found.ha1?.trim();
+  const hasHa1 = ha1 !== undefined && HA1.test(ha1);
+  const hasPassword = found.password !== undefined && found.password !== '';
+  if (mode !== 'plaintext' && hasHa1) return { ha1: ha1.toLowerCase() };
+  if (mode !== 'ha1' && hasPassword) return { password: found.password! };
+  return undefined;
+}
+
+function isSqlite(driver: DriverName): boolean {
+  return driver === 'sqlite3' || driver === 'better-sqlite3';
+}
+
+function driverOptions(o: AuthSqlOptions, create: boolean, connectTimeoutMs: number, queryTimeoutMs: number): DriverOptions {
+  return {
+    filename: o.filename,
+    create,
+    ...(o.url !== undefined ? { url: o.url } : {}),
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.port !== undefined ? { port: o.port } : {}),
+    ...(o.user !== undefined ? { user: o.user } : {}),
+    ...(o.password !== undefined ? { password: o.password } : {}),
+    ...(o.database !== undefined ? { database: o.database } : {}),
+    ...(o.ssl !== undefined ? { ssl: o.ssl } : {}),
+    poolSize: o.poolSize,
+    connectTimeoutMs,
+    queryTimeoutMs,
+  };
+}
+
+/** Settles with `p`, or rejects after `ms` or when `signal` aborts; `p` keeps running but is ignored. */
+function withDeadline<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
+  p.catch(() => {});
+  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => finish(() => reject(new Error('aborted')));
+    const timer = setTimeout(() => finish(() => reject(new Error(`no answer within ${ms} ms`))), ms);
+    const finish = (f: () => void) => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      f();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => finish(() => resolve(v)),
+      (e: unknown) => finish(() => reject(e)),
+    );
+  });
+}
