@@ -167,13 +167,11 @@ async function checkConfig(loaded: LoadedConfigFile, cli: CliIO): Promise<number
   return 0;
 }
 
-/** The foreground relay: listen, print the listeners, serve until a signal. */
-async function run(loaded: LoadedConfigFile, cli: CliIO, worker?: WorkerOptions): Promise<number> {
-  const log = createConsoleLogger((line) => cli.stderr(worker !== undefined ? `[w${worker.index}] ${line}` : line));
-  const source = sourceOf(loaded, cli);
-  const config = normalizeConfig(loaded.config, { baseDir: loaded.baseDir, source });
-
-  // `npm start` on a fresh clone: the sample config's certificate is generated, not shipped.
+/**
+ * Writes the self-signed certificates a config asks for under its tls/ folder and does not
+ * have yet. False (after saying why on stderr) when one cannot be made.
+ */
+async function generateCertificates(config: RelayConfig, loaded: LoadedConfigFile, cli: CliIO, log: Logger): Promise<boolean> {
   for (const c of tlsFiles(config, loaded.baseDir)) {
     if (c.missing.length === 0 || !c.generated) continue;
     const hostnames = [...new Set([config.hostname, 'localhost'])];
@@ -181,10 +179,21 @@ async function run(loaded: LoadedConfigFile, cli: CliIO, worker?: WorkerOptions)
       await ensureSelfSignedCert({ certFile: c.cert, keyFile: c.key, hostnames, ips: ['127.0.0.1', '::1'] });
     } catch (e) {
       cli.stderr(`msrprelay: cannot generate a self-signed certificate for /listen/${c.index}: ${(e as Error).message}`);
-      return 1;
+      return false;
     }
     log.info('generated a self-signed certificate', { cert: c.cert, key: c.key, hostnames });
   }
+  return true;
+}
+
+/** The foreground relay: listen, print the listeners, serve until a signal. */
+async function run(loaded: LoadedConfigFile, cli: CliIO, worker?: WorkerOptions): Promise<number> {
+  const log = createConsoleLogger((line) => cli.stderr(worker !== undefined ? `[w${worker.index}] ${line}` : line));
+  const source = sourceOf(loaded, cli);
+  const config = normalizeConfig(loaded.config, { baseDir: loaded.baseDir, source });
+
+  // `npm start` on a fresh clone: the sample config's certificate is generated, not shipped.
+  if (!(await generateCertificates(config, loaded, cli, log))) return 1;
 
   const relay = await newRelay(loaded, cli, log, worker);
   try {
@@ -219,16 +228,7 @@ async function runCluster(loaded: LoadedConfigFile, cli: CliIO, workers: number,
   const config = relay.config;
   await relay.close();
   // Generated certificates are written once, here, not by every worker at the same time.
-  for (const c of tlsFiles(config, loaded.baseDir)) {
-    if (c.missing.length === 0 || !c.generated) continue;
-    const hostnames = [...new Set([config.hostname, 'localhost'])];
-    try {
-      await ensureSelfSignedCert({ certFile: c.cert, keyFile: c.key, hostnames, ips: ['127.0.0.1', '::1'] });
-    } catch (e) {
-      cli.stderr(`msrprelay: cannot generate a self-signed certificate for /listen/${c.index}: ${(e as Error).message}`);
-      return 1;
-    }
-  }
+  if (!(await generateCertificates(config, loaded, cli, log))) return 1;
   return runPrimary({ count: workers, args: argv, log, stdout: (t) => cli.stdout(t), signals: cli.signals, exit: (code) => cli.exit(code) });
 }
 

@@ -105,6 +105,13 @@ interface Inbound {
 /** The next hop could not be reached (not a plugin's fault). */
 class DialError extends Error {}
 
+/** A dial whose failure is a DialError. */
+function dialing(p: Promise<Connection>): Promise<Connection> {
+  return p.catch((e: unknown) => {
+    throw new DialError(e instanceof Error ? e.message : String(e));
+  });
+}
+
 const FORWARD = 'forward';
 const DECIDE = 'decide';
 const OUTSTANDING = 'outstanding';
@@ -473,31 +480,8 @@ export class Router implements ConnectionHandler {
 
   /** Cluster mode: the outward leg to the worker that owns the next token (DESIGN.md §7). */
   private async openWorkerHop(session: Session<Connection>, worker: number): Promise<Connection | Decision> {
-    if (session.dialing === undefined) {
-      const dialing = (async () => {
-        let c: Connection;
-        try {
-          c = await this.d.dialWorker!(worker, session);
-        } catch (e) {
-          throw new DialError(e instanceof Error ? e.message : String(e));
-        }
-        if (session.closed) {
-          c.close({ code: 'owner-closed' });
-          throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'session closed while dialling');
-        }
-        session.outbound = c;
-        c.farSessions.add(session);
-        this.d.sessions.armExpiry(session, Date.now());
-        return c;
-      })();
-      session.dialing = dialing;
-      dialing.then(
-        () => (session.dialing = undefined),
-        () => (session.dialing = undefined),
-      );
-    }
     try {
-      return await session.dialing;
+      return await this.outboundFor(session, () => dialing(this.d.dialWorker!(worker, session)));
     } catch (e) {
       if (isMsrpError(e)) return this.rejection(e);
       this.d.log().warn('worker unreachable', { worker, error: e instanceof Error ? e.message : String(e) });
@@ -506,18 +490,29 @@ export class Router implements ConnectionHandler {
   }
 
   private async openOutward(session: Session<Connection>, req: MsrpRequestHead, next: MsrpUri): Promise<Connection | Decision> {
-    if (session.dialing === undefined) {
-      const hooks = this.d.hooks();
-      const dialing = (async () => {
+    const hooks = this.d.hooks();
+    try {
+      return await this.outboundFor(session, async () => {
         const hop = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
         if (hop === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
         if ('reject' in hop) throw hop.reject;
-        let c: Connection;
-        try {
-          c = await this.d.dial(hop, session);
-        } catch (e) {
-          throw new DialError(e instanceof Error ? e.message : String(e));
-        }
+        return dialing(this.d.dial(hop, session));
+      });
+    } catch (e) {
+      if (isMsrpError(e)) return this.rejection(e);
+      // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
+      // like a timed-out transaction.
+      if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
+      this.d.log().warn('next hop unreachable', { error: e instanceof Error ? e.message : String(e) });
+      return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
+    }
+  }
+
+  /** The session's own outbound leg, opened once by `open` however many requests wait for it. */
+  private outboundFor(session: Session<Connection>, open: () => Promise<Connection>): Promise<Connection> {
+    if (session.dialing === undefined) {
+      const pending = (async () => {
+        const c = await open();
         if (session.closed) {
           c.close({ code: 'owner-closed' });
           throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'session closed while dialling');
@@ -527,22 +522,13 @@ export class Router implements ConnectionHandler {
         this.d.sessions.armExpiry(session, Date.now());
         return c;
       })();
-      session.dialing = dialing;
-      dialing.then(
+      session.dialing = pending;
+      pending.then(
         () => (session.dialing = undefined),
         () => (session.dialing = undefined),
       );
     }
-    try {
-      return await session.dialing;
-    } catch (e) {
-      if (isMsrpError(e)) return this.rejection(e);
-      // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
-      // like a timed-out transaction.
-      if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
-      this.d.log().warn('next hop unreachable', { error: e instanceof Error ? e.message : String(e) });
-      return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
-    }
+    return session.dialing;
   }
 
   // ================================================================== applying
