@@ -23,7 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { computeHa1 } from '../core/protocol/digest.ts';
 import { MsrpTestClient, startTestRelay, type TestRelay } from '../core/testing/index.ts';
 import AuthSql from '../plugins/auth-sql/index.ts';
-import { createDriver, type DriverName, type SqlDriver } from '../plugins/auth-sql/driver.ts';
+import type { DriverName, SqlDriver } from '../plugins/auth-sql/driver.ts';
+import { createDriver } from '../plugins/auth-sql/load-driver.ts';
 import { bindValues, compileStatement } from '../plugins/auth-sql/statement.ts';
 
 const SECONDS = Number(process.env['AUTH_BENCH_SECONDS'] ?? 5);

@@ -15,7 +15,8 @@ import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
 import { computeHa1 } from '../../core/protocol/digest.ts';
 import type { CredentialQuery, Credentials } from '../../core/types.ts';
 import { CredentialCache } from './credential-cache.ts';
-import { createDriver, type DriverName, type DriverOptions, type SqlDriver } from './driver.ts';
+import type { DriverName, DriverOptions, SqlDriver } from './driver.ts';
+import { createDriver } from './load-driver.ts';
 import { compileStatement } from './statement.ts';
 import { QUERY_PLACEHOLDERS, SubscriberTable, type Columns, type PasswordMode } from './subscriber-table.ts';
 

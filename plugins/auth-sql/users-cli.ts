@@ -16,7 +16,7 @@ import { loadPlugins, PluginLoadError } from '../../core/plugin-loader.ts';
 import { isRelayPlugin } from '../../core/plugin.ts';
 import type AuthSql from './index.ts';
 import { secretColumns } from './index.ts';
-import { MissingDriverError } from './driver.ts';
+import { MissingDriverError } from './load-driver.ts';
 import type { SubscriberTable } from './subscriber-table.ts';
 
 export const USERS_USAGE = `Usage: msrprelay users <command> [options]

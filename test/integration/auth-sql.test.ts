@@ -14,7 +14,8 @@ import { startTestRelay, type TestRelay } from '../../core/testing/harness.ts';
 import { computeHa1, parseChallenge } from '../../core/protocol/digest.ts';
 import type { Logger } from '../../core/plugin.ts';
 import AuthSql from '../../plugins/auth-sql/index.ts';
-import { createDriver, type Dialect, type DriverName, type SqlDriver } from '../../plugins/auth-sql/driver.ts';
+import type { Dialect, DriverName, SqlDriver } from '../../plugins/auth-sql/driver.ts';
+import { createDriver } from '../../plugins/auth-sql/load-driver.ts';
 import { bindValues, compileStatement } from '../../plugins/auth-sql/statement.ts';
 import { TcpProxy } from './auth-sql-proxy.ts';
 
