@@ -67,7 +67,9 @@ export class DigestAuthPlugin implements RelayPlugin {
       realm,
       domain: auth.domain,
       connection: auth.connection,
-      signal: auth.signal,
+      get signal() {
+        return auth.signal;
+      },
     });
     // unknown user: 401 like a wrong password.
     if (found === undefined) return this.challenge(realm, true, 'unknown user');

@@ -9,6 +9,7 @@
  * (§1.9 for the formulas and test vector, R-31 … R-43, I-1, I-2).
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { fillRandom } from './random.ts';
 
 // ---------------------------------------------------------------------------
 // Hashes (RFC.md §1.9)
@@ -520,7 +521,7 @@ export class NonceManager {
     this.sweep();
     const issuedAt = this.clock();
     const body = Buffer.alloc(NONCE_BODY_BYTES);
-    randomBytes(NONCE_RANDOM_BYTES).copy(body, 0);
+    fillRandom(body, 0, NONCE_RANDOM_BYTES);
     body.writeBigUInt64BE(BigInt(issuedAt), NONCE_RANDOM_BYTES);
     const nonce = Buffer.concat([body, this.tag(body)]).toString('base64url');
     this.entries.set(nonce, { issuedAt, ncs: new Set() });

@@ -91,9 +91,16 @@ export class Authenticator {
     }
     expires = Math.floor(expires);
 
-    const signal = conn.signal;
     const host = req.toUris[0]!.host;
-    const domain = await hooks.resolveDomain.promise({ connection: conn, request: req, host, signal });
+    // `signal` is made only if a tap reads it (an AbortController per AUTH is not free).
+    const domain = await hooks.resolveDomain.promise({
+      connection: conn,
+      request: req,
+      host,
+      get signal() {
+        return conn.signal;
+      },
+    });
     if (domain === undefined) return this.fail(conn, req, new MsrpError('MSRP_ERR_DOMAIN_NOT_SERVED'), { close: false, count: true });
     if ('reject' in domain) return this.fail(conn, req, domain.reject, { close: false, count: counts(domain.reject) });
 
@@ -105,7 +112,9 @@ export class Authenticator {
       // R-36: the Digest uri is the rightmost To-Path URI, byte for byte.
       digestUri: req.toPath[req.toPath.length - 1]!,
       authorization: getHeader(req.headers, 'Authorization'),
-      signal,
+      get signal() {
+        return conn.signal;
+      },
     };
     const decision: AuthDecision | undefined = await hooks.authenticate.promise(auth);
     if (decision === undefined) {

@@ -6,26 +6,18 @@
  * bound it lives as long as its connections (I-4: clients never refresh).
  */
 
-import { randomBytes } from 'node:crypto';
+import { randomBase62 } from '../protocol/random.ts';
 import type { MsrpUri } from '../protocol/uri.ts';
 import type { CloseReason, ConnectionContext, Identity, SessionInfo, SessionStats } from '../types.ts';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /**
- * A session-id: 128 random bits written as 22 base62 characters (R-47; I-5: letters
- * and digits only, so every client library accepts it in a URI).
+ * A session-id: 22 uniformly random base62 characters, 131 random bits (R-47: at least
+ * 128; I-5: letters and digits only, so every client library accepts it in a URI).
  */
 export function newSessionId(): string {
-  const bytes = randomBytes(17);
-  let n = 0n;
-  for (let i = 0; i < 16; i++) n = (n << 8n) | BigInt(bytes[i]!);
-  let s = '';
-  for (let i = 0; i < 22; i++) {
-    s += BASE62[Number(n % 62n)];
-    n /= 62n;
-  }
-  return s;
+  return randomBase62(22);
 }
 
 /** At most this many workers in cluster mode: the worker index is one base62 character. */
