@@ -208,8 +208,7 @@ export class Relay implements PluginHost {
       await new Promise((r) => setTimeout(r, 50));
     }
     if (this.worker !== undefined) {
-      // Stop accepting on the private socket; its open connections close with the others below
-      // (the server's close completes only once they have).
+      // Stop accepting on the private socket; its open connections close with the others below.
       void this.internalServer?.close();
       this.internalServer = undefined;
       for (const s of this.handedOver) s.destroy();

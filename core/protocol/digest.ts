@@ -9,7 +9,7 @@
  * (§1.9 for the formulas and test vector, R-31 … R-43, I-1, I-2).
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { fillRandom } from './random.ts';
+import { fillRandom, randomHex } from './random.ts';
 
 // ---------------------------------------------------------------------------
 // Hashes (RFC.md §1.9)
@@ -612,7 +612,7 @@ export class NonceManager {
 
 /** A fresh opaque value: 16 random bytes as 32 hex digits (I-1: never empty). */
 export function newOpaque(): string {
-  return randomBytes(16).toString('hex');
+  return randomHex(16);
 }
 
 // ---------------------------------------------------------------------------

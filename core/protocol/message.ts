@@ -5,7 +5,7 @@
  * Content-Type last (§1.4, R-20, R-25, I-6).
  */
 
-import { randomBytes } from 'node:crypto';
+import { randomHex } from './random.ts';
 import type { FrameHead, RawHeader } from './framer.ts';
 import { parsePath, UriError, type MsrpUri } from './uri.ts';
 import { statusComment } from './status.ts';
@@ -27,23 +27,12 @@ export function isMethod(s: string): boolean {
 
 // ---------------------------------------------------------- transaction ids
 
-const POOL_IDS = 256;
-let pool = Buffer.alloc(0);
-let poolOff = 0;
-
 /**
  * A new transaction id: 128 random bits as 32 lower-case hex digits (R-59, RFC.md §1.2,
- * I-5: letters and digits only). Random bytes are drawn in batches to keep this cheap
- * on the forwarding path.
+ * I-5: letters and digits only), from the shared random pool (cheap on the forwarding path).
  */
 export function newTransactionId(): string {
-  if (poolOff >= pool.length) {
-    pool = randomBytes(16 * POOL_IDS);
-    poolOff = 0;
-  }
-  const id = pool.toString('hex', poolOff, poolOff + 16);
-  poolOff += 16;
-  return id;
+  return randomHex(16);
 }
 
 // ------------------------------------------------------------- header values

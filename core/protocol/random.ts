@@ -1,7 +1,8 @@
 /**
- * Random octets for ids, tokens and nonces, drawn from a pool refilled 4 KiB at a
- * time from the CSPRNG: one system call per refill instead of one per id (an AUTH
- * handshake takes several). Same source (crypto.randomFillSync), same quality.
+ * Random octets for ids, tokens and nonces, drawn from one pool refilled 4 KiB at a
+ * time from the CSPRNG: one system call per refill instead of one per id (a forwarded
+ * chunk takes a transaction id, an AUTH handshake several ids). Same source
+ * (crypto.randomFillSync), same quality; octets handed out are zeroed in the pool.
  */
 
 import { randomFillSync } from 'node:crypto';
@@ -10,31 +11,34 @@ const POOL_SIZE = 4096;
 const pool = Buffer.allocUnsafe(POOL_SIZE);
 let off = POOL_SIZE;
 
-/** Copies `n` (≤ 4096) fresh random octets into `target` at `at`. */
-export function fillRandom(target: Buffer, at: number, n: number): void {
-  if (n > POOL_SIZE) throw new RangeError('fillRandom: at most 4096 octets at a time');
+/** The offset of `n` (≤ 4096) fresh octets in the pool, marked as taken. */
+function take(n: number): number {
+  if (n > POOL_SIZE) throw new RangeError('at most 4096 random octets at a time');
   if (off + n > POOL_SIZE) {
     randomFillSync(pool);
     off = 0;
   }
-  pool.copy(target, at, off, off + n);
-  // Octets handed out are never handed out again.
-  pool.fill(0, off, off + n);
+  const at = off;
   off += n;
+  return at;
 }
 
-/** One random octet. */
-function nextOctet(): number {
-  if (off >= POOL_SIZE) {
-    randomFillSync(pool);
-    off = 0;
-  }
-  const b = pool[off]!;
-  pool[off++] = 0;
-  return b;
+/** Copies `n` fresh random octets into `target` at `at`. */
+export function fillRandom(target: Buffer, at: number, n: number): void {
+  const from = take(n);
+  pool.copy(target, at, from, from + n);
+  pool.fill(0, from, from + n);
 }
 
-const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+/** `n` fresh random octets as 2n lower-case hex digits. */
+export function randomHex(n: number): string {
+  const from = take(n);
+  const s = pool.toString('hex', from, from + n);
+  pool.fill(0, from, from + n);
+  return s;
+}
+
+export const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /**
  * `length` uniformly random base62 characters (rejection sampling: octets ≥ 248 are
@@ -43,7 +47,9 @@ const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 export function randomBase62(length: number): string {
   let s = '';
   while (s.length < length) {
-    const b = nextOctet();
+    const at = take(1);
+    const b = pool[at]!;
+    pool[at] = 0;
     if (b < 248) s += BASE62[b % 62];
   }
   return s;

@@ -7,7 +7,7 @@
  * socket and the framer together so memory stays bounded (R-71).
  */
 
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../protocol/random.ts';
 import type { Socket } from 'node:net';
 import { Framer, FramerError, type EndFlag, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
 import type { CloseReason, ConnectionContext, Identity, ListenerInfo, TransportName } from '../types.ts';
@@ -115,7 +115,7 @@ export class Connection implements ConnectionContext {
     /** The client's addresses when the socket is not the client's own (a connection handed over between workers). */
     peer?: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number };
   }) {
-    this.id = `${(++seq).toString(36)}${randomBytes(3).toString('hex')}`;
+    this.id = `${(++seq).toString(36)}${randomHex(3)}`;
     this.socket = o.socket;
     this.direction = o.direction;
     this.transport = o.transport;

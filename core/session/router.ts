@@ -154,7 +154,15 @@ export class Router implements ConnectionHandler {
     const inbound: Inbound = { req, mode: 'pending', bodyBytes: 0, startedAt: Date.now() };
     conn.inbound = inbound;
     const observers = this.d.hooks();
-    if (isTapped(observers.requestReceived)) observers.requestReceived.call({ connection: conn, request: req, signal: conn.signal });
+    if (isTapped(observers.requestReceived)) {
+      observers.requestReceived.call({
+        connection: conn,
+        request: req,
+        get signal() {
+          return conn.signal;
+        },
+      });
+    }
     let decision: Decision | Promise<Decision>;
     try {
       decision = this.decide(conn, req);
@@ -397,10 +405,7 @@ export class Router implements ConnectionHandler {
     const target = this.outwardConnection(session, next);
     if (target !== undefined) return this.finishForward(conn, req, session, 'outward', target, paths, reportFrom);
     if (unreachable) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop cannot be dialled and is not connected (W-7)');
-    if (worker !== undefined) {
-      return this.openWorkerHop(session, worker).then((t) => ('kind' in t ? t : this.finishForward(conn, req, session, 'outward', t, paths, reportFrom)));
-    }
-    return this.openOutward(session, req, next).then((t) =>
+    return this.openOutward(session, req, next, worker).then((t) =>
       'kind' in t ? t : this.finishForward(conn, req, session, 'outward', t, paths, reportFrom),
     );
   }
@@ -478,41 +483,23 @@ export class Router implements ConnectionHandler {
     return undefined;
   }
 
-  /** Cluster mode: the outward leg to the worker that owns the next token (DESIGN.md §7). */
-  private async openWorkerHop(session: Session<Connection>, worker: number): Promise<Connection | Decision> {
-    try {
-      return await this.outboundFor(session, () => dialing(this.d.dialWorker!(worker, session)));
-    } catch (e) {
-      if (isMsrpError(e)) return this.rejection(e);
-      this.d.log().warn('worker unreachable', { worker, error: e instanceof Error ? e.message : String(e) });
-      return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
-    }
-  }
-
-  private async openOutward(session: Session<Connection>, req: MsrpRequestHead, next: MsrpUri): Promise<Connection | Decision> {
-    const hooks = this.d.hooks();
-    try {
-      return await this.outboundFor(session, async () => {
-        const hop = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
-        if (hop === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
-        if ('reject' in hop) throw hop.reject;
-        return dialing(this.d.dial(hop, session));
-      });
-    } catch (e) {
-      if (isMsrpError(e)) return this.rejection(e);
-      // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
-      // like a timed-out transaction.
-      if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
-      this.d.log().warn('next hop unreachable', { error: e instanceof Error ? e.message : String(e) });
-      return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
-    }
-  }
-
-  /** The session's own outbound leg, opened once by `open` however many requests wait for it. */
-  private outboundFor(session: Session<Connection>, open: () => Promise<Connection>): Promise<Connection> {
+  /**
+   * The session's own outbound leg, opened once however many requests wait for it: to the
+   * worker that owns the next token in cluster mode (DESIGN.md §7), else where resolveNextHop says.
+   */
+  private async openOutward(session: Session<Connection>, req: MsrpRequestHead, next: MsrpUri, worker: number | undefined): Promise<Connection | Decision> {
     if (session.dialing === undefined) {
+      const hooks = this.d.hooks();
       const pending = (async () => {
-        const c = await open();
+        let c: Connection;
+        if (worker !== undefined) {
+          c = await dialing(this.d.dialWorker!(worker, session));
+        } else {
+          const hop = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
+          if (hop === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
+          if ('reject' in hop) throw hop.reject;
+          c = await dialing(this.d.dial(hop, session));
+        }
         if (session.closed) {
           c.close({ code: 'owner-closed' });
           throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'session closed while dialling');
@@ -528,7 +515,16 @@ export class Router implements ConnectionHandler {
         () => (session.dialing = undefined),
       );
     }
-    return session.dialing;
+    try {
+      return await session.dialing;
+    } catch (e) {
+      if (isMsrpError(e)) return this.rejection(e);
+      // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
+      // like a timed-out transaction.
+      if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
+      this.d.log().warn('next hop unreachable', { ...(worker !== undefined ? { worker } : {}), error: e instanceof Error ? e.message : String(e) });
+      return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
+    }
   }
 
   // ================================================================== applying

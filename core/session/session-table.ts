@@ -6,11 +6,9 @@
  * bound it lives as long as its connections (I-4: clients never refresh).
  */
 
-import { randomBase62 } from '../protocol/random.ts';
+import { BASE62, randomBase62 } from '../protocol/random.ts';
 import type { MsrpUri } from '../protocol/uri.ts';
 import type { CloseReason, ConnectionContext, Identity, SessionInfo, SessionStats } from '../types.ts';
-
-const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /**
  * A session-id: 22 uniformly random base62 characters, 131 random bits (R-47: at least
