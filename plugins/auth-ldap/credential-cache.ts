@@ -27,10 +27,6 @@ export class CredentialCache {
     this.maxEntries = o.maxEntries;
   }
 
-  get enabled(): boolean {
-    return this.ttlMs > 0 || this.negativeTtlMs > 0;
-  }
-
   /** `{ hit: false }` when nothing usable is cached. */
   get(key: string, now = Date.now()): { hit: true; value: Credentials | undefined } | { hit: false } {
     const e = this.entries.get(key);

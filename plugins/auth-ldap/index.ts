@@ -20,6 +20,7 @@ import { NoSuchObjectError, SizeLimitExceededError, type Entry } from 'ldapts';
 import { MsrpError } from '../../core/errors.ts';
 import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
 import type { CredentialQuery, Credentials } from '../../core/types.ts';
+import { DeadlineError, withDeadline } from '../shared/deadline.ts';
 import { cacheKey, CredentialCache } from './credential-cache.ts';
 import { describe, Directory, DirectoryUnavailableError } from './directory.ts';
 import { checkFilterTemplate, fillBase, fillFilter } from './filter.ts';
@@ -187,10 +188,8 @@ export default class AuthLdap implements RelayPlugin {
 
   private async lookup(relay: PluginHost, q: CredentialQuery): Promise<Credentials | undefined> {
     const key = cacheKey(q.username, q.domain, q.realm);
-    if (this.cache.enabled) {
-      const cached = this.cache.get(key);
-      if (cached.hit) return cached.value;
-    }
+    const cached = this.cache.get(key);
+    if (cached.hit) return cached.value;
     const values = { username: q.username, domain: q.domain, realm: q.realm };
     const base = fillBase(this.o.searchBase, values);
     const filter = fillFilter(this.o.searchFilter, values);
@@ -208,6 +207,7 @@ export default class AuthLdap implements RelayPlugin {
         }),
         budgetMs,
         q.signal,
+        `no answer from the directory within ${budgetMs} ms`,
       );
     } catch (e) {
       if (e instanceof NoSuchObjectError) {
@@ -293,35 +293,6 @@ export default class AuthLdap implements RelayPlugin {
     this.outage = undefined;
     this.host?.log.info('auth-ldap: directory reachable again', { url: this.o.url });
   }
-}
-
-class DeadlineError extends Error {
-  constructor(ms: number) {
-    super(`no answer from the directory within ${ms} ms`);
-    this.name = 'DeadlineError';
-  }
-}
-
-/** The search, cut at `ms` or when the AUTH's connection goes away. */
-function withDeadline<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => finish(() => reject(new Error('aborted')));
-    const timer = setTimeout(() => finish(() => reject(new DeadlineError(ms))), ms);
-    let done = false;
-    function finish(f: () => void): void {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      f();
-    }
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => finish(() => resolve(v)),
-      (e: unknown) => finish(() => reject(e)),
-    );
-  });
 }
 
 function withDefaults(options: AuthLdapOptions): ResolvedOptions {

@@ -21,12 +21,11 @@ export interface SqlDriver {
   close(): Promise<void>;
 }
 
-/** What the drivers need from the plugin's options. */
-export interface DriverOptions {
-  /** SQLite: the database file. */
+/** Where the database is, as the plugin's options give it (AuthSqlOptions extends this). */
+export interface ConnectionOptions {
+  /** SQLite drivers: the database file (relative paths: to the working directory). */
   filename: string;
-  /** SQLite: create the file and its folder when missing. */
-  create: boolean;
+  /** pg / mysql2: a connection URL (postgres://…, mysql://…), instead of or besides host, port, … */
   url?: string;
   host?: string;
   port?: number;
@@ -34,7 +33,14 @@ export interface DriverOptions {
   password?: string;
   database?: string;
   ssl?: boolean | Record<string, unknown>;
+  /** pg / mysql2: connections in the pool. */
   poolSize: number;
+}
+
+/** What the drivers need from the plugin's options. */
+export interface DriverOptions extends ConnectionOptions {
+  /** SQLite: create the file and its folder when missing. */
+  create: boolean;
   connectTimeoutMs: number;
   queryTimeoutMs: number;
 }

@@ -15,7 +15,8 @@ import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
 import { computeHa1 } from '../../core/protocol/digest.ts';
 import type { CredentialQuery, Credentials } from '../../core/types.ts';
 import { CredentialCache } from './credential-cache.ts';
-import type { DriverName, DriverOptions, SqlDriver } from './driver.ts';
+import { withDeadline } from '../shared/deadline.ts';
+import type { ConnectionOptions, DriverName, SqlDriver } from './driver.ts';
 import { createDriver } from './load-driver.ts';
 import { compileStatement } from './statement.ts';
 import { QUERY_PLACEHOLDERS, SubscriberTable, type Columns, type PasswordMode } from './subscriber-table.ts';
@@ -28,20 +29,8 @@ export interface SeedAccount {
   realm?: string;
 }
 
-export interface AuthSqlOptions {
+export interface AuthSqlOptions extends ConnectionOptions {
   driver: DriverName;
-  /** SQLite drivers: the database file (relative paths: to the working directory). */
-  filename: string;
-  /** pg / mysql2: a connection URL (postgres://…, mysql://…), instead of or besides host, port, … */
-  url?: string;
-  host?: string;
-  port?: number;
-  user?: string;
-  password?: string;
-  database?: string;
-  ssl?: boolean | Record<string, unknown>;
-  /** pg / mysql2: connections in the pool. */
-  poolSize: number;
   /** Seconds; kept below the relay's timeouts.hook. */
   timeouts: { connect: number; query: number };
   mode: PasswordMode;
@@ -173,11 +162,8 @@ export default class AuthSql implements RelayPlugin {
       relay.log.warn('auth-sql: timeouts shortened to stay below timeouts.hook', { connectMs, queryMs, hookMs });
     }
     this.budgetMs = connectMs + queryMs;
-    if (this.driver === undefined) {
-      // Imports the driver's package now, so --check-config reports a missing one; no connection is opened yet.
-      this.driver = await createDriver(this.options.driver, driverOptions(this.options, this.createsTable, connectMs, queryMs));
-      this.table = new SubscriberTable(this.driver, this.options);
-    }
+    // Imports the driver's package now, so --check-config reports a missing one; no connection is opened yet.
+    await this.openDriver(connectMs, queryMs);
 
     relay.hooks.beforeListen.tapPromise(this.name, async () => {
       try {
@@ -202,12 +188,19 @@ export default class AuthSql implements RelayPlugin {
 
   /** The table, created and seeded as on start when createTable is on: for `msrprelay users`. */
   async openTable(): Promise<SubscriberTable> {
-    if (this.table === undefined) {
-      const o = this.options;
-      this.driver = await createDriver(o.driver, driverOptions(o, this.createsTable, o.timeouts.connect * 1000, o.timeouts.query * 1000));
-      this.table = new SubscriberTable(this.driver, o);
-    }
+    const table = await this.openDriver(this.options.timeouts.connect * 1000, this.options.timeouts.query * 1000);
     await this.prepare();
+    return table;
+  }
+
+  /** Makes the driver and the table once (until close()); the timeouts apply to a new driver only. */
+  private async openDriver(connectTimeoutMs: number, queryTimeoutMs: number): Promise<SubscriberTable> {
+    if (this.table === undefined) {
+      const { driver, filename, url, host, port, user, password, database, ssl, poolSize } = this.options;
+      const connection = { filename, url, host, port, user, password, database, ssl, poolSize };
+      this.driver = await createDriver(driver, { ...connection, create: this.createsTable, connectTimeoutMs, queryTimeoutMs });
+      this.table = new SubscriberTable(this.driver, this.options);
+    }
     return this.table;
   }
 
@@ -243,6 +236,7 @@ export default class AuthSql implements RelayPlugin {
         })(),
         this.budgetMs,
         q.signal,
+        `no answer within ${this.budgetMs} ms`,
       );
     } catch (e) {
       if (q.signal.aborted) throw new MsrpError('MSRP_ERR_INTERNAL', 'The connection closed during the lookup');
@@ -258,12 +252,11 @@ export default class AuthSql implements RelayPlugin {
 
   private noteFailure(e: unknown): void {
     const now = Date.now();
-    const log = this.relay?.log;
-    if (this.outage === undefined) this.outage = { since: now, lastLog: 0, failures: 0 };
+    this.outage ??= { since: now, lastLog: 0, failures: 0 };
     this.outage.failures++;
     if (now - this.outage.lastLog < LOG_EVERY_MS) return;
     this.outage.lastLog = now;
-    log?.error('auth-sql: the credential store is unavailable, AUTH answered 500', {
+    this.relay?.log.error('auth-sql: the credential store is unavailable, AUTH answered 500', {
       driver: this.options.driver,
       error: this.scrub(e),
       failedLookups: this.outage.failures,
@@ -316,41 +309,4 @@ function pick(mode: PasswordMode, found: { ha1?: string; password?: string } | u
 
 function isSqlite(driver: DriverName): boolean {
   return driver === 'sqlite3' || driver === 'better-sqlite3';
-}
-
-function driverOptions(o: AuthSqlOptions, create: boolean, connectTimeoutMs: number, queryTimeoutMs: number): DriverOptions {
-  return {
-    filename: o.filename,
-    create,
-    ...(o.url !== undefined ? { url: o.url } : {}),
-    ...(o.host !== undefined ? { host: o.host } : {}),
-    ...(o.port !== undefined ? { port: o.port } : {}),
-    ...(o.user !== undefined ? { user: o.user } : {}),
-    ...(o.password !== undefined ? { password: o.password } : {}),
-    ...(o.database !== undefined ? { database: o.database } : {}),
-    ...(o.ssl !== undefined ? { ssl: o.ssl } : {}),
-    poolSize: o.poolSize,
-    connectTimeoutMs,
-    queryTimeoutMs,
-  };
-}
-
-/** Settles with `p`, or rejects after `ms` or when `signal` aborts; `p` keeps running but is ignored. */
-function withDeadline<T>(p: Promise<T>, ms: number, signal: AbortSignal): Promise<T> {
-  p.catch(() => {});
-  if (signal.aborted) return Promise.reject(new Error('aborted'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => finish(() => reject(new Error('aborted')));
-    const timer = setTimeout(() => finish(() => reject(new Error(`no answer within ${ms} ms`))), ms);
-    const finish = (f: () => void) => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      f();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => finish(() => resolve(v)),
-      (e: unknown) => finish(() => reject(e)),
-    );
-  });
 }

@@ -30,9 +30,9 @@ export interface AuthRecord {
   session: string | null;
 }
 
-export interface SessionStartRecord {
-  type: 'session-start';
-  time: string;
+/** What the session start and end records both say: the session and its owning client. */
+export interface SessionFields {
+  /** The session-id, masked. */
   session: string;
   user: string;
   domain: string;
@@ -40,19 +40,17 @@ export interface SessionStartRecord {
   clientAddress: string;
   clientPort: number;
   transport: string;
+}
+
+export interface SessionStartRecord extends SessionFields {
+  type: 'session-start';
+  time: string;
   expiresAt: string;
 }
 
-export interface SessionEndRecord {
+export interface SessionEndRecord extends SessionFields {
   type: 'session-end';
   time: string;
-  session: string;
-  user: string;
-  domain: string;
-  connection: string;
-  clientAddress: string;
-  clientPort: number;
-  transport: string;
   /** The far end's leg, when one was seen (a connection, or the other client of a local hand-over). */
   farAddress: string | null;
   farPort: number | null;

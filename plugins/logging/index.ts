@@ -17,7 +17,7 @@ import { resolve } from 'node:path';
 import pino from 'pino';
 import type { Logger, PluginHost, RelayPlugin } from '../../core/plugin.ts';
 import type { ConnectionContext, SessionInfo } from '../../core/types.ts';
-import { AccountingWriter, endDestination, type AccountingOptions } from './accounting.ts';
+import { AccountingWriter, endDestination, type AccountingOptions, type SessionFields } from './accounting.ts';
 import { MASK, REDACT_PATHS, maskFields, maskSessionId, maskText } from './secret-mask.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -179,13 +179,7 @@ export default class LoggingPlugin implements RelayPlugin {
       accounting?.write({
         type: 'session-start',
         time: new Date(session.createdAt).toISOString(),
-        session: maskSessionId(session.id),
-        user: identity.username,
-        domain: identity.domain,
-        connection: session.owner.id,
-        clientAddress: session.owner.remoteAddress,
-        clientPort: session.owner.remotePort,
-        transport: session.owner.transport,
+        ...sessionFields(session),
         expiresAt: new Date(session.expiresAt).toISOString(),
       });
     });
@@ -231,13 +225,7 @@ export default class LoggingPlugin implements RelayPlugin {
       accounting?.write({
         type: 'session-end',
         time: new Date(now).toISOString(),
-        session: maskSessionId(s.id),
-        user: s.identity.username,
-        domain: s.identity.domain,
-        connection: s.owner.id,
-        clientAddress: s.owner.remoteAddress,
-        clientPort: s.owner.remotePort,
-        transport: s.owner.transport,
+        ...sessionFields(s),
         farAddress: far?.address ?? null,
         farPort: far?.port ?? null,
         startedAt: new Date(s.createdAt).toISOString(),
@@ -356,6 +344,19 @@ function adapt(p: PinoLogger): Logger {
     p[level](maskFields(fields) ?? {}, maskText(msg));
   };
   return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** The fields the session start and end records share, in their order. */
+function sessionFields(s: SessionInfo): SessionFields {
+  return {
+    session: maskSessionId(s.id),
+    user: s.identity.username,
+    domain: s.identity.domain,
+    connection: s.owner.id,
+    clientAddress: s.owner.remoteAddress,
+    clientPort: s.owner.remotePort,
+    transport: s.owner.transport,
+  };
 }
 
 function legOf(c: ConnectionContext | undefined): Leg | undefined {

@@ -326,7 +326,7 @@ export default class Throttle implements RelayPlugin {
   // ------------------------------------------------------------ sessions per user
 
   private applySessions(relay: PluginHost, store: ThrottleStore): void {
-    if (this.o.users.maxSessions === undefined && ![...this.overrides.values()].some((u) => u.maxSessions !== undefined)) return;
+    if (this.o.users.maxSessions === undefined && !this.overridden('maxSessions')) return;
     const leases = store.leases;
     // After other authorize taps (stage 100): only an AUTH that would otherwise succeed takes a place.
     relay.hooks.authorize.tapPromise({ name: this.name, stage: 100 }, async (identity, auth) => {
@@ -392,7 +392,7 @@ export default class Throttle implements RelayPlugin {
   // ------------------------------------------------------------ message size
 
   private applySize(relay: PluginHost): void {
-    if (this.o.users.maxMessageSize === undefined && ![...this.overrides.values()].some((u) => u.maxMessageSize !== undefined)) return;
+    if (this.o.users.maxMessageSize === undefined && !this.overridden('maxMessageSize')) return;
     relay.hooks.forwardChunk.tapPromise(this.name, async (chunk) => {
       const req = chunk.request;
       if (req.method !== 'SEND' || req.messageId === undefined) return undefined;
@@ -405,16 +405,16 @@ export default class Throttle implements RelayPlugin {
         if (cap !== undefined && (max === undefined || cap < max)) [max, user] = [cap, u];
       }
       if (max === undefined) return undefined;
-      const refused = this.refused.get(chunk.session);
-      const tooLarge = new MsrpError('MSRP_ERR_MESSAGE_TOO_LARGE', `message larger than ${max} bytes allowed for ${user} (R-72)`);
-      if (refused?.has(req.messageId) === true) return { reject: tooLarge };
+      // Made only when refusing: most chunks pass, and an Error costs a stack trace.
+      const tooLarge = () => ({ reject: new MsrpError('MSRP_ERR_MESSAGE_TOO_LARGE', `message larger than ${max} bytes allowed for ${user} (R-72)`) });
+      if (this.refused.get(chunk.session)?.has(req.messageId) === true) return tooLarge();
       const br = req.byteRange;
       // R-72: the announced total, or where this chunk starts or ends, past the cap.
       const over = br !== undefined && (br.total > max || br.start - 1 > max || br.end > max);
       if (!over) return undefined;
       this.remember(chunk.session, req.messageId);
       this.emit({ kind: 'size', key: `user:${user}`, limit: max, connection: chunk.connection });
-      return { reject: tooLarge };
+      return tooLarge();
     });
   }
 
@@ -430,8 +430,7 @@ export default class Throttle implements RelayPlugin {
 
   private applyBandwidth(relay: PluginHost): void {
     const b = this.o.bandwidth;
-    const anyOverride = [...this.overrides.values()].some((u) => u.bytesPerSecond !== undefined);
-    if (b.perSession === undefined && b.perUser === undefined && b.perIp === undefined && b.total === undefined && !anyOverride) return;
+    if (b.perSession === undefined && b.perUser === undefined && b.perIp === undefined && b.total === undefined && !this.overridden('bytesPerSecond')) return;
     const pacer = new Pacer({
       bandwidth: b,
       reason: this.name,
@@ -448,6 +447,12 @@ export default class Throttle implements RelayPlugin {
   }
 
   // ------------------------------------------------------------ shared
+
+  /** True when some user override sets `limit`. */
+  private overridden(limit: keyof UserLimits): boolean {
+    for (const u of this.overrides.values()) if (u[limit] !== undefined) return true;
+    return false;
+  }
 
   private notes(conn: ConnectionContext): ConnNotes {
     let n = conn.notes.get(this.name) as ConnNotes | undefined;
