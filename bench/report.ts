@@ -69,7 +69,8 @@ export function summarise(records: RunRecord[], scenarios: Scenario[]): SummaryR
       relayCpu: median(ok.map((r) => r.metered?.relayCpu ?? Number.NaN)),
       loadgenCpuShare: median(ok.map((r) => (r.metered !== undefined ? r.metered.loadgenCpu / r.metered.seconds : Number.NaN))),
       perCpu: primary.perCpu
-        ? median(ok.map((r) => (r.metered !== undefined && r.metered.relayCpu > 0 ? (r.metrics[primary.key] ?? Number.NaN) / r.metered.relayCpu : Number.NaN)))
+        ? // a rate times the phase's wall time is the work done; per CPU-second is that over the relay's CPU time
+          median(ok.map((r) => (r.metered !== undefined && r.metered.relayCpu > 0 ? ((r.metrics[primary.key] ?? Number.NaN) * r.metered.seconds) / r.metered.relayCpu : Number.NaN)))
         : Number.NaN,
     });
   }

@@ -225,6 +225,8 @@ export class Relay implements PluginHost {
       this.reportError(e, 'closed');
     }
     this.state = 'closed';
+    clearTimeout(this.sweeper);
+    this.sweeper = undefined;
   }
 
   private async closePlugins(plugins: RelayPlugin[]): Promise<void> {
@@ -540,6 +542,7 @@ export class Relay implements PluginHost {
 
   private register(conn: Connection): void {
     this.connections.add(conn);
+    this.sweeper ??= setTimeout(this.sweep, this.sweepInterval()).unref();
     if (conn.direction === 'inbound' && !this.internal.has(conn)) this.countInbound(conn.remoteAddress, 1);
   }
 
@@ -551,6 +554,27 @@ export class Relay implements PluginHost {
   }
 
   private inboundCount = 0;
+
+  /**
+   * One timer for the whole relay checks the time limits of every connection (R-9 first
+   * request, R-14 idle) and session (R-49 expiry of unused tokens), instead of a timer per
+   * connection and per session: a held session costs no timer, and no read or write re-arms
+   * one. Limits fire up to one interval late: an eighth of the shortest limit, at most 1 s.
+   */
+  private sweeper: NodeJS.Timeout | undefined;
+
+  private sweepInterval(): number {
+    const t = this.configValue.timeouts;
+    const shortest = Math.min(t.firstRequest, t.idle > 0 ? t.idle : Infinity, this.configValue.session.minExpires);
+    return Math.max(10, Math.min(1000, Math.floor((shortest * 1000) / 8)));
+  }
+
+  private readonly sweep = (): void => {
+    const now = Date.now();
+    for (const c of this.connections) c.sweep(now);
+    this.table.expire(now);
+    this.sweeper = this.state === 'closed' ? undefined : setTimeout(this.sweep, this.sweepInterval()).unref();
+  };
 
   private async dial(hop: NextHop, session: Session<Connection>): Promise<Connection> {
     if (this.configValue.shareOutboundConnections) {

@@ -125,6 +125,10 @@ const enum State {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The headers between messages: never written to (parseStartLine gives each message its own array). */
+const NO_HEADERS = Object.freeze([]) as unknown as RawHeader[];
+/** No chunks queued: shared until a chunk arrives while paused. */
+const NO_CHUNKS = Object.freeze([]) as unknown as Buffer[];
 
 /** True when `b` (0x00–0xFF) is a valid `token` character of a header name (RFC 4975 §9). */
 function isTokenByte(b: number): boolean {
@@ -158,7 +162,7 @@ export class Framer {
   private buf: Buffer = EMPTY;
   private off = 0;
   /** Chunks pushed while paused, joined on resume. */
-  private queued: Buffer[] = [];
+  private queued: Buffer[] = NO_CHUNKS;
   private paused = false;
   private driving = false;
 
@@ -168,7 +172,7 @@ export class Framer {
   private method = '';
   private status = 0;
   private comment = '';
-  private headers: RawHeader[] = [];
+  private headers: RawHeader[] = NO_HEADERS;
   private headerBytes = 0;
   /** Header lines read, well-formed or not: maxHeaders counts lines (R-88), not parsed headers. */
   private headerLines = 0;
@@ -231,6 +235,7 @@ export class Framer {
     if (this.state === State.Dead) throw new FramerError('dead', 'the framer failed earlier; close the connection');
     if (chunk.length === 0) return;
     if (this.paused || this.driving) {
+      if (this.queued === NO_CHUNKS) this.queued = [];
       this.queued.push(chunk);
       return;
     }
@@ -258,7 +263,7 @@ export class Framer {
       parts.push(this.buf.subarray(this.off));
     }
     for (const q of this.queued) parts.push(q);
-    this.queued = [];
+    this.queued = NO_CHUNKS;
     this.buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     this.off = 0;
   }
@@ -289,7 +294,7 @@ export class Framer {
       this.state = State.Dead;
       this.buf = EMPTY;
       this.off = 0;
-      this.queued = [];
+      this.queued = NO_CHUNKS;
       throw e;
     } finally {
       this.driving = false;
@@ -428,6 +433,7 @@ export class Framer {
         const flag = String.fromCharCode(b[eol - 1]!) as EndFlag;
         this.emitHead(false);
         this.state = State.StartLine;
+        this.forgetMessage();
         if (this.paused) this.pendingEnd = flag;
         else this.handler.onEnd(flag);
         return true;
@@ -478,6 +484,21 @@ export class Framer {
     const name = b.toString('latin1', off, colon);
     const value = high ? b.toString('utf8', vs, ve) : b.toString('latin1', vs, ve);
     this.headers.push([name, value]);
+  }
+
+  /**
+   * Drops what described the message that just ended: an idle connection must not keep its
+   * last head (an AUTH's Authorization value, its paths) nor the end-line needle, which is a
+   * slice of a shared 8 KiB allocation pool and would keep the whole pool alive.
+   */
+  private forgetMessage(): void {
+    this.headers = NO_HEADERS;
+    this.needle = EMPTY;
+    this.endLine = '';
+    this.tid = '';
+    this.method = '';
+    this.comment = '';
+    this.problem = undefined;
   }
 
   private emitHead(hasBody: boolean): void {
@@ -570,6 +591,7 @@ export class Framer {
         }
         this.off = idx + nlen + 3;
         this.state = State.StartLine;
+        this.forgetMessage();
         if (this.pendingChunk !== undefined) {
           this.buf = this.pendingChunk;
           this.off -= this.jointTailLen;

@@ -45,12 +45,21 @@ export const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstu
  * drawn again, so every character is equally likely). 22 characters carry 131 bits.
  */
 export function randomBase62(length: number): string {
-  let s = '';
-  while (s.length < length) {
+  // Written into octets and decoded once: appending character by character would leave a
+  // chain of rope nodes behind every token a session holds (memory per idle session).
+  const out = length <= CHARS.length ? CHARS : Buffer.allocUnsafe(length);
+  let n = 0;
+  while (n < length) {
     const at = take(1);
     const b = pool[at]!;
     pool[at] = 0;
-    if (b < 248) s += BASE62[b % 62];
+    if (b < 248) out[n++] = BASE62_CODES[b % 62]!;
   }
+  const s = out.toString('latin1', 0, length);
+  out.fill(0, 0, length);
   return s;
 }
+
+const BASE62_CODES = Buffer.from(BASE62, 'latin1');
+/** Scratch for randomBase62 (ids are at most a few dozen characters). */
+const CHARS = Buffer.alloc(64);

@@ -9,7 +9,7 @@
 
 import { randomHex } from '../protocol/random.ts';
 import type { Socket } from 'node:net';
-import { Framer, FramerError, type EndFlag, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
+import { Framer, FramerError, type EndFlag, type FrameHandler, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
 import type { CloseReason, ConnectionContext, Identity, ListenerInfo, TransportName } from '../types.ts';
 import { Writer } from './writer.ts';
 
@@ -55,27 +55,50 @@ export interface Transaction {
 
 let seq = 0;
 
+/** The Connection that owns a socket: one shared listener per event instead of a closure per socket and event. */
+const kConnection = Symbol('msrprelay.connection');
+type OwnedSocket = Socket & { [kConnection]: Connection };
+
+/** Framer events of one connection, on the prototype (no per-connection closures). */
+class FrameSink implements FrameHandler {
+  constructor(private readonly conn: Connection) {}
+  onHead(head: FrameHead): void {
+    this.conn.frameHead(head);
+  }
+  onBody(data: Buffer): void {
+    this.conn.handler.onBody(this.conn, data);
+  }
+  onEnd(flag: EndFlag): void {
+    this.conn.handler.onEnd(this.conn, flag);
+  }
+}
+
 /** The abort reason of every connection's signal: made once (a DOMException per close costs). */
 const CONNECTION_CLOSED = Object.freeze(Object.assign(new Error('the connection closed'), { name: 'AbortError' }));
 
 export class Connection implements ConnectionContext {
-  readonly id: string;
+  private readonly seq = ++seq;
+  private idText: string | undefined;
   readonly direction: 'inbound' | 'outbound';
   readonly transport: TransportName;
   readonly secure: boolean;
   readonly remoteAddress: string;
   readonly remotePort: number;
-  readonly localAddress: string;
-  readonly localPort: number;
   readonly listener: ListenerInfo | undefined;
-  readonly notes = new Map<string, unknown>();
   readonly openedAt = Date.now();
   readonly identities: Identity[] = [];
   readonly socket: Socket;
   readonly framer: Framer;
   readonly writer: Writer;
-  /** Requests this relay sent here, by the tid it gave them. */
-  readonly pending = new Map<string, Transaction>();
+  /**
+   * What is made only on first use: an idle connection is mostly this object and its socket
+   * (DESIGN.md §8: memory per held session), so maps and sets wait until something goes in.
+   */
+  private notesMap: Map<string, unknown> | undefined;
+  private pendingMap: Map<string, Transaction> | undefined;
+  private ownSessions: Set<import('./session-table.ts').Session<Connection>> | undefined;
+  private farSessionSet: Set<import('./session-table.ts').Session<Connection>> | undefined;
+  private local: { address: string; port: number } | undefined;
   /** Transactions opened elsewhere for requests that came in here (R-88 outstanding cap). */
   outstanding = 0;
   /** R-43: failed AUTHs on this connection. */
@@ -84,21 +107,22 @@ export class Connection implements ConnectionContext {
   authInProgress = false;
   /** R-10: failed requests before the first success. */
   probationFailures = 0;
-  /** Sessions (tokens) issued over this connection (R-48). */
-  readonly sessions = new Set<import('./session-table.ts').Session<Connection>>();
-  /** Sessions whose far leg is this connection. */
-  readonly farSessions = new Set<import('./session-table.ts').Session<Connection>>();
   /** The relay URI for an outbound connection (its dial target), used to name it in logs. */
   peerLabel: string | undefined;
   /** Per-request state of the router. */
   inbound: unknown;
 
-  private readonly handler: ConnectionHandler;
+  /** @internal the router */
+  readonly handler: ConnectionHandler;
   /** Made on first use of `signal`: most connections never need one (an AbortController and its abort's DOMException are not free). */
   private controller: AbortController | undefined;
-  private readonly pauseReasons = new Set<string>();
+  private pauseReasons: Set<string> | undefined;
   private readonly timeouts: ConnectionTimeouts;
-  private firstTimer: NodeJS.Timeout | undefined;
+  /** R-9: when probation ends without a successful request (0: not in probation). Checked by sweep(). */
+  private probationUntil = 0;
+  /** R-14: octets moved either way at the last sweep, and since when that count has not changed. */
+  private movedAtSweep = -1;
+  private quietSince = 0;
   private headerTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private closeReason: CloseReason | undefined;
@@ -115,7 +139,6 @@ export class Connection implements ConnectionContext {
     /** The client's addresses when the socket is not the client's own (a connection handed over between workers). */
     peer?: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number };
   }) {
-    this.id = `${(++seq).toString(36)}${randomHex(3)}`;
     this.socket = o.socket;
     this.direction = o.direction;
     this.transport = o.transport;
@@ -123,29 +146,83 @@ export class Connection implements ConnectionContext {
     this.listener = o.listener;
     this.remoteAddress = o.peer?.remoteAddress ?? o.socket.remoteAddress ?? '';
     this.remotePort = o.peer?.remotePort ?? o.socket.remotePort ?? 0;
-    this.localAddress = o.peer?.localAddress ?? o.socket.localAddress ?? '';
-    this.localPort = o.peer?.localPort ?? o.socket.localPort ?? 0;
+    if (o.peer !== undefined) this.local = { address: o.peer.localAddress, port: o.peer.localPort };
     this.handler = o.handler;
     this.timeouts = o.timeouts;
     this.writer = new Writer(o.socket);
-    const conn = this;
-    this.framer = new Framer(
-      {
-        onHead(head) {
-          conn.clearHeaderTimer();
-          conn.handler.onHead(conn, head);
-        },
-        onBody(data) {
-          conn.handler.onBody(conn, data);
-        },
-        onEnd(flag) {
-          conn.handler.onEnd(conn, flag);
-        },
-      },
-      o.limits,
-    );
-    o.socket.on('error', (e: Error) => this.destroy({ code: 'error', message: e.message }));
-    o.socket.on('close', () => this.onSocketClosed());
+    this.framer = new Framer(new FrameSink(this), o.limits);
+    (o.socket as OwnedSocket)[kConnection] = this;
+    o.socket.on('error', Connection.onSocketError);
+    o.socket.on('close', Connection.onSocketClose);
+  }
+
+  private static onSocketError(this: OwnedSocket, e: Error): void {
+    this[kConnection].destroy({ code: 'error', message: e.message });
+  }
+
+  private static onSocketClose(this: OwnedSocket): void {
+    this[kConnection].onSocketClosed();
+  }
+
+  private static onSocketData(this: OwnedSocket, d: Buffer): void {
+    this[kConnection].onData(d);
+  }
+
+  private static onSocketEnd(this: OwnedSocket): void {
+    this[kConnection].close({ code: 'peer-closed' });
+  }
+
+  /** A short id for logs: a sequence number and 12 random bits, made when first asked for. */
+  get id(): string {
+    return (this.idText ??= `${this.seq.toString(36)}${randomHex(3)}`);
+  }
+
+  get localAddress(): string {
+    return this.localEnd().address;
+  }
+
+  get localPort(): number {
+    return this.localEnd().port;
+  }
+
+  /** Looked up when asked for: a getsockname per connection that nobody reads is not free. */
+  private localEnd(): { address: string; port: number } {
+    return (this.local ??= { address: this.socket.localAddress ?? '', port: this.socket.localPort ?? 0 });
+  }
+
+  /** Per-plugin state, keyed by plugin name. */
+  get notes(): Map<string, unknown> {
+    return (this.notesMap ??= new Map());
+  }
+
+  /** Requests this relay sent here, by the tid it gave them. */
+  get pending(): Map<string, Transaction> {
+    return (this.pendingMap ??= new Map());
+  }
+
+  /** Sessions (tokens) issued over this connection (R-48). */
+  get sessions(): Set<import('./session-table.ts').Session<Connection>> {
+    return (this.ownSessions ??= new Set());
+  }
+
+  /** Sessions whose far leg is this connection. */
+  get farSessions(): Set<import('./session-table.ts').Session<Connection>> {
+    return (this.farSessionSet ??= new Set());
+  }
+
+  /** @internal what the router must clean up at close, without making empty collections for it. */
+  get closeState(): {
+    pending: Map<string, Transaction> | undefined;
+    sessions: Set<import('./session-table.ts').Session<Connection>> | undefined;
+    farSessions: Set<import('./session-table.ts').Session<Connection>> | undefined;
+  } {
+    return { pending: this.pendingMap, sessions: this.ownSessions, farSessions: this.farSessionSet };
+  }
+
+  /** @internal a head from the framer */
+  frameHead(head: FrameHead): void {
+    this.clearHeaderTimer();
+    this.handler.onHead(this, head);
   }
 
   get signal(): AbortSignal {
@@ -160,49 +237,67 @@ export class Connection implements ConnectionContext {
     return this.closing || this.ended;
   }
 
-  /** Starts reading. Call once the connection is registered. */
-  start(): void {
+  /**
+   * Starts reading. Call once the connection is registered. The first-request (R-9) and
+   * idle (R-14) limits are checked by sweep(), which the relay calls for every connection on
+   * one timer: no timer per connection, and nothing to re-arm on every read or write.
+   */
+  start(now: number = Date.now()): void {
     const s = this.socket;
     s.setNoDelay(true);
-    if (this.timeouts.idleMs > 0) {
-      s.setTimeout(this.timeouts.idleMs, () => this.close({ code: 'idle', message: 'no traffic' }));
-    }
-    if (this.direction === 'inbound' && this.timeouts.firstRequestMs > 0) {
-      this.firstTimer = setTimeout(
-        () => this.close({ code: 'first-request-timeout', message: 'no successful request in time (R-9)' }),
-        this.timeouts.firstRequestMs,
-      );
-      this.firstTimer.unref();
-    }
-    s.on('data', (d: Buffer) => this.onData(d));
-    s.on('end', () => this.close({ code: 'peer-closed' }));
+    this.quietSince = now;
+    if (this.direction === 'inbound' && this.timeouts.firstRequestMs > 0) this.probationUntil = now + this.timeouts.firstRequestMs;
+    s.on('data', Connection.onSocketData);
+    s.on('end', Connection.onSocketEnd);
     // A socket paused before start (while acceptConnection ran) stays paused when a
     // 'data' listener is added: resume it explicitly.
-    if (this.pauseReasons.size === 0) s.resume();
+    if (this.pauseReasons === undefined || this.pauseReasons.size === 0) s.resume();
+  }
+
+  /**
+   * @internal The relay's periodic check (its interval is a fraction of the shortest limit):
+   * R-9, no successful request within firstRequest of accepting; R-14, no octet moved either
+   * way for `idle`.
+   */
+  sweep(now: number): void {
+    if (this.closing || this.ended) return;
+    if (this.probationUntil !== 0 && now >= this.probationUntil) {
+      this.close({ code: 'first-request-timeout', message: 'no successful request in time (R-9)' });
+      return;
+    }
+    if (this.timeouts.idleMs <= 0) return;
+    const moved = this.socket.bytesRead + this.socket.bytesWritten;
+    if (moved !== this.movedAtSweep) {
+      this.movedAtSweep = moved;
+      this.quietSince = now;
+    } else if (now - this.quietSince >= this.timeouts.idleMs) {
+      this.close({ code: 'idle', message: 'no traffic' });
+    }
   }
 
   /** R-9: a request succeeded, so the connection is past probation. */
   markSucceeded(): void {
-    if (this.firstTimer !== undefined) {
-      clearTimeout(this.firstTimer);
-      this.firstTimer = undefined;
-    }
+    this.probationUntil = 0;
   }
 
   get inProbation(): boolean {
-    return this.firstTimer !== undefined;
+    return this.probationUntil !== 0;
   }
 
   pauseReading(reason: string): void {
-    if (this.pauseReasons.size === 0) {
+    const reasons = (this.pauseReasons ??= new Set());
+    if (reasons.size === 0) {
       this.socket.pause();
       this.framer.pause();
     }
-    this.pauseReasons.add(reason);
+    reasons.add(reason);
   }
 
   resumeReading(reason: string): void {
-    if (!this.pauseReasons.delete(reason) || this.pauseReasons.size > 0 || this.isClosed) return;
+    const reasons = this.pauseReasons;
+    if (reasons === undefined || !reasons.delete(reason) || reasons.size > 0) return;
+    this.pauseReasons = undefined;
+    if (this.isClosed) return;
     this.socket.resume();
     try {
       this.framer.resume();
@@ -212,7 +307,7 @@ export class Connection implements ConnectionContext {
   }
 
   isPausedFor(reason: string): boolean {
-    return this.pauseReasons.has(reason);
+    return this.pauseReasons?.has(reason) === true;
   }
 
   /** Writes a complete frame (response, REPORT) ahead of streamed bodies (R-67). */
@@ -279,9 +374,7 @@ export class Connection implements ConnectionContext {
 
   private clearTimers(): void {
     this.clearHeaderTimer();
-    if (this.firstTimer !== undefined) clearTimeout(this.firstTimer);
-    this.firstTimer = undefined;
-    this.socket.setTimeout(0);
+    this.probationUntil = 0;
   }
 
   private onSocketClosed(): void {

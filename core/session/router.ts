@@ -272,12 +272,15 @@ export class Router implements ConnectionHandler {
     if (inb?.stream !== undefined && inb.target !== undefined) inb.target.writer.abort(inb.stream);
     // Streams being written here from other connections: their senders learn at their end-line.
     for (const s of conn.writer.close()) s.events.onDropped?.();
+    const { pending, sessions, farSessions } = conn.closeState;
     // requests forwarded here that were never answered: REPORT 408 to their senders.
-    for (const t of conn.pending.values()) this.failTransaction(t, 408, 'next hop closed', true);
-    conn.pending.clear();
+    if (pending !== undefined) {
+      for (const t of pending.values()) this.failTransaction(t, 408, 'next hop closed', true);
+      pending.clear();
+    }
     // every URI issued over this connection is invalidated.
-    for (const s of [...conn.sessions]) this.d.sessions.remove(s, { code: 'owner-closed', message: reason.message ?? reason.code });
-    for (const s of [...conn.farSessions]) this.unbindFar(s, conn);
+    if (sessions !== undefined) for (const s of [...sessions]) this.d.sessions.remove(s, { code: 'owner-closed', message: reason.message ?? reason.code });
+    if (farSessions !== undefined) for (const s of [...farSessions]) this.unbindFar(s, conn);
     this.d.connectionGone(conn, reason);
   }
 

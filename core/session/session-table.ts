@@ -45,6 +45,8 @@ export function maskId(id: string): string {
 /** Either a real connection or, for two sessions of this relay, the other session (local hand-over). */
 export type FarLeg<C extends ConnectionContext> = { kind: 'connection'; connection: C; hopUri: MsrpUri | undefined } | { kind: 'local'; session: Session<C> };
 
+const NO_MESSAGES: ReadonlySet<string> = new Set();
+
 export class Session<C extends ConnectionContext = ConnectionContext> implements SessionInfo {
   readonly id: string;
   readonly uri: string;
@@ -63,10 +65,12 @@ export class Session<C extends ConnectionContext = ConnectionContext> implements
   dialing: Promise<C> | undefined;
   readonly stats: SessionStats = { bytesOut: 0, messagesOut: 0, bytesIn: 0, messagesIn: 0 };
   /** Message-IDs refused with 413; every later chunk of them gets 413 too (bounded). */
-  readonly refusedMessages = new Set<string>();
+  get refusedMessages(): ReadonlySet<string> {
+    return this.refused ?? NO_MESSAGES;
+  }
+
+  private refused: Set<string> | undefined;
   closed = false;
-  /** @internal expiry timer of an unbound session */
-  timer: NodeJS.Timeout | undefined;
 
   constructor(o: { id: string; uri: string; parsedUri: MsrpUri; identity: Identity; owner: C; ownerHopUri: MsrpUri; expiresAt: number; now: number }) {
     this.id = o.id;
@@ -89,11 +93,12 @@ export class Session<C extends ConnectionContext = ConnectionContext> implements
   }
 
   refuseMessage(messageId: string): void {
-    if (this.refusedMessages.size >= 64) {
-      const first = this.refusedMessages.values().next().value;
-      if (first !== undefined) this.refusedMessages.delete(first);
+    const refused = (this.refused ??= new Set());
+    if (refused.size >= 64) {
+      const first = refused.values().next().value;
+      if (first !== undefined) refused.delete(first);
     }
-    this.refusedMessages.add(messageId);
+    refused.add(messageId);
   }
 }
 
@@ -103,6 +108,8 @@ export interface SessionTableEvents<C extends ConnectionContext> {
 
 export class SessionTable<C extends ConnectionContext = ConnectionContext> {
   private readonly byId = new Map<string, Session<C>>();
+  /** Sessions that expire unless a far end uses them first, checked by expire(). */
+  private readonly unbound = new Set<Session<C>>();
   private readonly events: SessionTableEvents<C>;
 
   constructor(events: SessionTableEvents<C>) {
@@ -127,25 +134,25 @@ export class SessionTable<C extends ConnectionContext = ConnectionContext> {
     this.armExpiry(s, now);
   }
 
-  /** R-49 / I-4: an unbound session is removed at its expiry; a bound one is not. */
-  armExpiry(s: Session<C>, now: number): void {
-    if (s.timer !== undefined) clearTimeout(s.timer);
-    s.timer = undefined;
-    if (s.bound || s.closed) return;
-    const ms = Math.max(0, s.expiresAt - now);
-    s.timer = setTimeout(() => {
-      s.timer = undefined;
-      if (!s.bound) this.remove(s, { code: 'expired' });
-    }, ms);
-    s.timer.unref();
+  /** R-49 / I-4: an unbound session is removed at its expiry (by expire()); a bound one is not. */
+  armExpiry(s: Session<C>, _now?: number): void {
+    if (s.bound || s.closed) this.unbound.delete(s);
+    else this.unbound.add(s);
+  }
+
+  /** Removes every unbound session whose expiry has passed; the relay calls it periodically. */
+  expire(now: number): void {
+    for (const s of this.unbound) {
+      if (s.bound) this.unbound.delete(s);
+      else if (now >= s.expiresAt) this.remove(s, { code: 'expired' });
+    }
   }
 
   /** Ends a session: it is gone from the table at once (later requests get 481). */
   remove(s: Session<C>, reason: CloseReason): void {
     if (s.closed) return;
     s.closed = true;
-    if (s.timer !== undefined) clearTimeout(s.timer);
-    s.timer = undefined;
+    this.unbound.delete(s);
     this.byId.delete(s.id);
     this.events.closed(s, reason);
   }

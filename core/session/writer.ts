@@ -79,27 +79,49 @@ export class OutStream {
   }
 }
 
+/** The Writer of a socket, for the one 'drain' listener all writers share. */
+const kWriter = Symbol('msrprelay.writer');
+type WrittenSocket = Socket & { [kWriter]: Writer };
+
+function onDrain(this: WrittenSocket): void {
+  const a = this[kWriter].activeStream;
+  if (a !== undefined) a.events.onWritable();
+}
+
+function flushWriter(w: Writer): void {
+  w.flush();
+}
+
+/** Shared by every writer with nothing queued (never written to: see the lazy arrays below). */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 export class Writer {
   private readonly socket: Socket;
   private active: OutStream | undefined;
-  private readonly waiting: OutStream[] = [];
-  /** Control frames held while a non-interruptible stream is active. */
-  private readonly heldControl: Buffer[] = [];
+  /** Streams queued behind the active one; the shared empty array until the first one. */
+  private waiting: OutStream[] = NONE;
+  /** Control frames held while a non-interruptible stream is active; likewise. */
+  private heldControl: Buffer[] = NONE;
   private closed = false;
   /** True while writes of this tick are gathered (see out()). */
   private corked = false;
-  private readonly flush = (): void => {
-    if (!this.corked) return;
-    this.corked = false;
-    this.socket.uncork();
-  };
 
   constructor(socket: Socket) {
     this.socket = socket;
-    socket.on('drain', () => {
-      const a = this.active;
-      if (a !== undefined) a.events.onWritable();
-    });
+    (socket as WrittenSocket)[kWriter] = this;
+    socket.on('drain', onDrain);
+  }
+
+  /** @internal for the shared drain listener */
+  get activeStream(): OutStream | undefined {
+    return this.active;
+  }
+
+  /** @internal ends the writes gathered this tick (see out()) */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 
   /** True when the socket has room (below its high-water mark). */
@@ -120,6 +142,7 @@ export class Writer {
     const a = this.active;
     if (a !== undefined && a.headWritten && a.hasBody) {
       if (!a.interruptible) {
+        if (this.heldControl === NONE) this.heldControl = [];
         this.heldControl.push(frame);
         return true;
       }
@@ -135,6 +158,7 @@ export class Writer {
     if (this.active === undefined) this.activate(s);
     else {
       s.state = 'queued';
+      if (this.waiting === NONE) this.waiting = [];
       this.waiting.push(s);
     }
   }
@@ -193,6 +217,7 @@ export class Writer {
       // It was interrupted earlier: its message must still be ended.
       s.held = [];
       s.heldEnd = '#';
+      if (this.waiting === NONE) this.waiting = [];
       this.waiting.unshift(s);
       if (this.active === undefined) this.next();
       return;
@@ -208,8 +233,8 @@ export class Writer {
     dropped.push(...this.waiting);
     for (const s of dropped) s.state = 'done';
     this.active = undefined;
-    this.waiting.length = 0;
-    this.heldControl.length = 0;
+    this.waiting = NONE;
+    this.heldControl = NONE;
     return dropped;
   }
 
@@ -232,7 +257,7 @@ export class Writer {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.flush);
+      process.nextTick(flushWriter, this);
     }
     return this.socket.write(data);
   }
@@ -263,7 +288,7 @@ export class Writer {
       if (this.heldControl.length > 0) {
         for (const f of this.heldControl.splice(0)) this.out(f);
       }
-      const s = this.waiting.shift();
+      const s = this.waiting.length > 0 ? this.waiting.shift() : undefined;
       if (s === undefined) return;
       this.activate(s);
     }

@@ -38,6 +38,32 @@ describe('limits and expiry', () => {
     }
   });
 
+  it('R-14: a connection that moves no octet either way for timeouts.idle is closed; one with traffic stays', async () => {
+    const t = await startTestRelay({ users, timeouts: { idle: 0.6 } });
+    try {
+      const quiet = await MsrpTestClient.connect({ port: t.tcpPort });
+      const a = await MsrpTestClient.connect({ port: t.tcpPort });
+      const b = await MsrpTestClient.connect({ port: t.tcpPort });
+      const ta = (await a.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).usePath[0]!;
+      const tb = (await b.auth({ relayUri: AUTH_URI, username: 'bob', password: 'secret' })).usePath[0]!;
+      assert.equal((await quiet.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).status, 200);
+      const started = Date.now();
+      // a and b talk every 150 ms for 1.5 s (more than twice the idle limit); quiet says nothing.
+      for (let i = 0; i < 10; i++) {
+        const m = await a.sendMessage({ toPath: [ta, tb, b.uri], body: `still here ${i}` });
+        assert.equal(m.responses[0]!.status, 200);
+        await b.waitFor((x) => x.header('Message-ID') === m.messageId);
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      assert.ok(quiet.isClosed, 'the silent connection was closed');
+      assert.ok(!a.isClosed && !b.isClosed, 'connections with traffic stay open');
+      assert.ok(Date.now() - started >= 1200);
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('R-88: past limits.maxSessionsPerConnection, another AUTH is refused and the tokens already given keep working', async () => {
     const t = await startTestRelay({ users, limits: { maxSessionsPerConnection: 2 } });
     try {
