@@ -17,7 +17,7 @@ import {
   verifyDigest,
 } from '../protocol/digest.ts';
 import type { PluginHost, RelayPlugin } from '../plugin.ts';
-import type { AuthDecision, AuthRequest } from '../types.ts';
+import type { AuthDecision, AuthRequest, ConnectionContext, CredentialQuery } from '../types.ts';
 
 export class DigestAuthPlugin implements RelayPlugin {
   readonly name = 'core:digest';
@@ -62,15 +62,7 @@ export class DigestAuthPlugin implements RelayPlugin {
     // R-39: an expired nonce gets stale=true and is not a failure.
     if (state === 'stale') return this.challenge(realm, false, 'stale nonce', true);
     if (state === 'unknown') return this.challenge(realm, true, 'unknown or used nonce');
-    const found = await relay.hooks.lookupCredentials.promise({
-      username: creds.username,
-      realm,
-      domain: auth.domain,
-      connection: auth.connection,
-      get signal() {
-        return auth.signal;
-      },
-    });
+    const found = await relay.hooks.lookupCredentials.promise(new CredentialQueryOf(creds.username, realm, auth));
     // R-37: unknown user: 401 like a wrong password.
     if (found === undefined) return this.challenge(realm, true, 'unknown user');
     const ha1 = 'ha1' in found ? found.ha1 : computeHa1(creds.username, realm, found.password);
@@ -92,5 +84,24 @@ export class DigestAuthPlugin implements RelayPlugin {
       // R-42: rspauth, cnonce, nc and qop.
       authenticationInfo: formatAuthenticationInfo({ rspauth: verdict.rspauth, cnonce: creds.cnonce, nc: creds.nc }),
     };
+  }
+}
+
+/** What lookupCredentials taps get; `signal` is the AUTH's, made when first read (a class: no getter function per AUTH). */
+class CredentialQueryOf implements CredentialQuery {
+  readonly domain: string;
+  readonly connection: ConnectionContext;
+
+  constructor(
+    readonly username: string,
+    readonly realm: string,
+    private readonly auth: AuthRequest,
+  ) {
+    this.domain = auth.domain;
+    this.connection = auth.connection;
+  }
+
+  get signal(): AbortSignal {
+    return this.auth.signal;
   }
 }

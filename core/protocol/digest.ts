@@ -8,7 +8,7 @@
  * Pure logic: node:crypto only, no I/O. Rule numbers refer to RFC.md
  * (§1.9 for the formulas and test vector, R-31 … R-43, I-1, I-2).
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { fillRandom, randomHex } from './random.ts';
 
 // ---------------------------------------------------------------------------
@@ -17,7 +17,8 @@ import { fillRandom, randomHex } from './random.ts';
 
 /** MD5 of the UTF-8 bytes of `s`, as 32 lower-case hex digits. */
 export function md5Hex(s: string): string {
-  return createHash('md5').update(s, 'utf8').digest('hex');
+  // One-shot (no Hash object per call): an AUTH handshake takes several.
+  return hash('md5', s, 'hex');
 }
 
 /** §1.9: `HA1 = MD5(username ":" realm ":" password)`, lower-case hex. */
@@ -169,20 +170,24 @@ export function parseAuthParams(input: string): Map<string, string> {
     let value: string;
     if (input[i] === '"') {
       i++;
+      // Runs without escapes are sliced whole (building the value a character at a time
+      // would leave a rope of one-character pieces behind every nonce and response).
       let out = '';
+      let runStart = i;
       let closed = false;
       while (i < n) {
-        const c = input[i]!;
-        if (c === '\\') {
+        const c = input.charCodeAt(i);
+        if (c === 0x5c /* backslash */) {
           if (i + 1 >= n) break;
-          out += input[i + 1]!;
+          out += input.slice(runStart, i) + input[i + 1]!;
           i += 2;
-        } else if (c === '"') {
+          runStart = i;
+        } else if (c === 0x22 /* DQUOTE */) {
+          out = out === '' ? input.slice(runStart, i) : out + input.slice(runStart, i);
           i++;
           closed = true;
           break;
         } else {
-          out += c;
           i++;
         }
       }

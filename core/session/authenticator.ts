@@ -13,7 +13,7 @@ import type { RawHeader } from '../protocol/framer.ts';
 import { getHeader, parseSeconds, type MsrpRequestHead } from '../protocol/message.ts';
 import { parseUri } from '../protocol/uri.ts';
 import type { RelayConfig } from '../config/schema.ts';
-import type { AuthDecision, AuthRequest, Identity, ListenerInfo } from '../types.ts';
+import type { AuthDecision, AuthRequest, DomainQuery, Identity, ListenerInfo } from '../types.ts';
 import type { Connection } from './connection.ts';
 import { newSessionId, Session, type SessionTable } from './session-table.ts';
 
@@ -91,31 +91,12 @@ export class Authenticator {
     }
     expires = Math.floor(expires);
 
-    const host = req.toUris[0]!.host;
     // `signal` is made only if a tap reads it (an AbortController per AUTH is not free).
-    const domain = await hooks.resolveDomain.promise({
-      connection: conn,
-      request: req,
-      host,
-      get signal() {
-        return conn.signal;
-      },
-    });
+    const domain = await hooks.resolveDomain.promise(new DomainQueryOf(conn, req, req.toUris[0]!.host));
     if (domain === undefined) return this.fail(conn, req, new MsrpError('MSRP_ERR_DOMAIN_NOT_SERVED'), { close: false, count: true });
     if ('reject' in domain) return this.fail(conn, req, domain.reject, { close: false, count: counts(domain.reject) });
 
-    const auth: AuthRequest = {
-      connection: conn,
-      request: req,
-      domain: domain.domain,
-      realm: domain.realm,
-      // R-36: the Digest uri is the rightmost To-Path URI, byte for byte.
-      digestUri: req.toPath[req.toPath.length - 1]!,
-      authorization: getHeader(req.headers, 'Authorization'),
-      get signal() {
-        return conn.signal;
-      },
-    };
+    const auth: AuthRequest = new AuthRequestOf(conn, req, domain.domain, domain.realm);
     const decision: AuthDecision | undefined = await hooks.authenticate.promise(auth);
     if (decision === undefined) {
       // No tap answered: fail closed.
@@ -229,4 +210,40 @@ export class Authenticator {
 /** R-43: refusals that count toward closing the connection are 401 and 403. */
 function counts(e: MsrpError): boolean {
   return e.status === 401 || e.status === 403;
+}
+
+/**
+ * The contexts AUTH taps get: classes rather than object literals with a getter, which
+ * would make a function per AUTH; `signal` is the connection's, made when first read.
+ */
+class DomainQueryOf implements DomainQuery {
+  constructor(
+    readonly connection: Connection,
+    readonly request: MsrpRequestHead,
+    readonly host: string,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.connection.signal;
+  }
+}
+
+class AuthRequestOf implements AuthRequest {
+  /** R-36: the Digest uri is the rightmost To-Path URI, byte for byte. */
+  readonly digestUri: string;
+  readonly authorization: string | undefined;
+
+  constructor(
+    readonly connection: Connection,
+    readonly request: MsrpRequestHead,
+    readonly domain: string,
+    readonly realm: string,
+  ) {
+    this.digestUri = request.toPath[request.toPath.length - 1]!;
+    this.authorization = getHeader(request.headers, 'Authorization');
+  }
+
+  get signal(): AbortSignal {
+    return this.connection.signal;
+  }
 }
