@@ -15,6 +15,7 @@
  * `static getHooks(relay)`, it never adds keys here.
  */
 
+import { DeadlineQueue } from './deadlines.ts';
 import tapable from 'tapable';
 import { isMsrpError } from './errors.ts';
 import type {
@@ -299,73 +300,8 @@ function runWithTimeout(
   });
 }
 
-interface Wait {
-  readonly at: number;
-  readonly expire: () => void;
-  settled: boolean;
-}
-
-/**
- * The deadlines of tap calls in progress, on one timer: a timer per call (a Timeout
- * object, a list insertion and removal) cost more than the call itself when a tap
- * answers at once, and an AUTH handshake makes several. Deadlines are taken in the order
- * they were set; the timeout is the same for every call until a reload changes it, so that
- * is their order too (after a reload shortening it, a call may time out up to the old
- * timeout late, never early).
- */
-class Deadlines {
-  private queue: Wait[] = [];
-  private head = 0;
-  private timer: NodeJS.Timeout | undefined;
-
-  add(at: number, expire: () => void): Wait {
-    const w: Wait = { at, expire, settled: false };
-    this.queue.push(w);
-    if (this.timer === undefined) this.arm(at);
-    return w;
-  }
-
-  /** A call answered: drop it, and every answered call before the first one still waiting. */
-  settle(w: Wait): void {
-    w.settled = true;
-    const q = this.queue;
-    while (this.head < q.length && q[this.head]!.settled) this.head++;
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > q.length) {
-      this.queue = q.slice(this.head);
-      this.head = 0;
-    }
-  }
-
-  private arm(at: number): void {
-    this.timer = setTimeout(this.fire, Math.max(1, at - Date.now()));
-  }
-
-  private readonly fire = (): void => {
-    this.timer = undefined;
-    const now = Date.now();
-    const q = this.queue;
-    while (this.head < q.length) {
-      const w = q[this.head]!;
-      if (!w.settled && w.at > now) break;
-      this.head++;
-      if (!w.settled) {
-        w.settled = true;
-        w.expire();
-      }
-    }
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-      return;
-    }
-    this.arm(q[this.head]!.at);
-  };
-}
-
-const deadlines = new Deadlines();
+/** Every tap call's deadline, on one timer. */
+const deadlines = new DeadlineQueue();
 
 /**
  * True when a plugin tapped the hook. tapable's own isUsed() also counts

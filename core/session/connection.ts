@@ -7,6 +7,7 @@
  * socket and the framer together so memory stays bounded (R-71).
  */
 
+import type { Deadline } from '../deadlines.ts';
 import { randomHex } from '../protocol/random.ts';
 import type { Socket } from 'node:net';
 import { Framer, FramerError, type EndFlag, type FrameHandler, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
@@ -48,7 +49,8 @@ export interface Transaction {
   readonly rangeStart: number;
   rangeBytes: number;
   readonly rangeTotal: number;
-  timer: NodeJS.Timeout | undefined;
+  /** when it times out, unless answered first. */
+  timer: Deadline | undefined;
   /** @internal counted against the source's outstanding limit */
   counted: boolean;
 }

@@ -11,6 +11,7 @@
  * empty relay forwards a chunk without a single promise (DESIGN.md §3: untapped hooks are skipped).
  */
 
+import { DeadlineQueue } from '../deadlines.ts';
 import { MsrpError, isMsrpError, type MsrpErrorCode } from '../errors.ts';
 import { isTapped, type RelayHooks } from '../hooks.ts';
 import type { EndFlag, FrameHead, FramerError, RawHeader } from '../protocol/framer.ts';
@@ -118,6 +119,8 @@ const OUTSTANDING = 'outstanding';
 
 export class Router implements ConnectionHandler {
   private readonly d: RouterDeps;
+  /** every transaction's 30 s, on one timer (see core/deadlines.ts). */
+  readonly deadlines = new DeadlineQueue({ unref: true });
   readonly authenticator: Authenticator;
 
   constructor(deps: RouterDeps) {
@@ -647,8 +650,7 @@ export class Router implements ConnectionHandler {
           t.rangeBytes = bytes;
           // 30 s from the last byte. Failure-Report yes then gets REPORT 408; partial
           // (which never gets a 200, R-65) and end-to-end requests are purged alike.
-          t.timer = setTimeout(() => router.transactionTimeout(target, t), txMs);
-          t.timer.unref();
+          t.timer = router.deadlines.add(Date.now() + txMs, () => router.transactionTimeout(target, t));
         },
         onWritable() {
           conn.resumeReading(FORWARD);
@@ -715,7 +717,7 @@ export class Router implements ConnectionHandler {
   }
 
   private settle(t: Transaction): void {
-    if (t.timer !== undefined) clearTimeout(t.timer);
+    if (t.timer !== undefined) this.deadlines.settle(t.timer);
     t.timer = undefined;
     if (t.counted && t.source !== null) {
       t.counted = false;
