@@ -42,6 +42,8 @@ const HELP = `usage: npm run bench -- [options]
   auth:    --auth-clients N (20)  --auth-duration S (5)
   idle:    --idle-sessions N (10000)  --idle-per-conn N (1)  --idle-samples N (50)
   latency: --round-trips N (2000)
+  --cold               no unmeasured warm-up run of each variant after a target starts
+                       (default: one, so steady state is compared; see bench/README.md)
   --profile            instead of comparing: run this relay under node --cpu-prof for
                        bulk 64K, rate and auth, and print the top self-time functions
   --out DIR            where results go (default bench/results)
@@ -77,6 +79,7 @@ async function main(): Promise<number> {
       'idle-samples': { type: 'string' },
       'round-trips': { type: 'string' },
       profile: { type: 'boolean' },
+      cold: { type: 'boolean' },
       out: { type: 'string' },
       keep: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -103,6 +106,7 @@ async function main(): Promise<number> {
     idlePerConnection: num(values['idle-per-conn'], 1),
     idleSamples: num(values['idle-samples'], 50),
     roundTrips: num(values['round-trips'], quick ? 1000 : 2000),
+    cold: values.cold === true,
     log,
   };
   const reps = num(values.reps, quick ? 1 : 3);
@@ -149,6 +153,18 @@ async function main(): Promise<number> {
           continue;
         }
         try {
+          const warm = o.cold ? undefined : sc.warmup?.(o);
+          if (warm !== undefined) {
+            for (const v of runnable) {
+              log(`${sc.name} ${v.name} on ${spec.name}: warm-up (not measured) ...`);
+              try {
+                const out = await sc.run(running, spec, v, warm);
+                if (out.failures.length > 0) log(`  warm-up failed: ${out.failures.join('; ')}`);
+              } catch (e) {
+                log(`  warm-up failed: ${(e as Error).message}`);
+              }
+            }
+          }
           for (const v of runnable) {
             log(`${sc.name} ${v.name} on ${spec.name}, rep ${rep}/${reps} ...`);
             try {
@@ -182,7 +198,7 @@ async function main(): Promise<number> {
   const stamp = started.toISOString().replace(/[:.]/g, '-');
   const command = `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim();
   const text = table(rows, scenarios);
-  process.stdout.write(`\n${command}\n${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load ${load0.map((x) => x.toFixed(2)).join(' ')} at start; medians of ${reps} rep(s)\n\n${text}\n`);
+  process.stdout.write(`\n${command}\n${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), load ${load0.map((x) => x.toFixed(2)).join(' ')} at start; medians of ${reps} rep(s), ${o.cold ? 'cold (no warm-up run)' : 'each after an unmeasured warm-up run per target start'}\n\n${text}\n`);
   process.stdout.write(
     '\nvs columns: value / reference value (and the same per relay CPU-second). For MB/s, msg/s and auth/s above 1 is better;\n' +
       'for latency and memory rows below 1 is better. "gen CPU" is the load generator\'s CPU share of one core.\n',

@@ -98,6 +98,11 @@ export interface PrimaryOptions {
 export async function runPrimary(o: PrimaryOptions): Promise<number> {
   // mkdtemp makes the folder with mode 0700: only this user reaches the workers' sockets.
   const dir = await mkdtemp(join(tmpdir(), 'msrprelay-'));
+  // Workers accept from the shared listening socket themselves (the kernel picks one)
+  // instead of the primary accepting every connection and passing it over IPC, which
+  // made each new client cost more in cluster mode than in one process. Node's own
+  // NODE_CLUSTER_SCHED_POLICY=rr brings the primary's round-robin back.
+  if (process.env['NODE_CLUSTER_SCHED_POLICY'] === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
   cluster.setupPrimary({ args: o.args });
   const workers: Array<Worker | undefined> = new Array<Worker | undefined>(o.count).fill(undefined);
   const startedAt = new Array<number>(o.count).fill(0);

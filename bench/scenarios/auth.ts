@@ -17,6 +17,7 @@ export const auth: Scenario = {
     { key: 'p50 ms', unit: 'ms', higherIsBetter: false, perCpu: false },
     { key: 'p99 ms', unit: 'ms', higherIsBetter: false, perCpu: false },
   ],
+  warmup: (o) => ({ ...o, authDuration: Math.min(o.authDuration, 2) }),
   variants: (o) => [{ name: `${o.authClients} clients`, params: { clients: o.authClients } }],
   notApplicable(_v, spec) {
     return spec.kind === 'relay' ? undefined : 'no AUTH without a relay';

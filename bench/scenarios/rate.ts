@@ -35,6 +35,7 @@ export const rate: Scenario = {
     { key: 'p99 ms', unit: 'ms', higherIsBetter: false, perCpu: false },
     { key: 'max ms', unit: 'ms', higherIsBetter: false, perCpu: false },
   ],
+  warmup: (o) => ({ ...o, duration: Math.min(o.duration, 2) }),
   variants: (o) => [{ name: `${o.pairs}x${o.window}`, params: { pairs: o.pairs, window: o.window } }],
   async run(target, _spec, v, o) {
     const pairs = await openPairs(target, v.params['pairs']!);

@@ -22,8 +22,10 @@ export interface BenchOptions {
   idleSessions: number;
   idlePerConnection: number;
   idleSamples: number;
-  /** latency: round trips timed (after a warm-up of a tenth of them). */
+  /** latency: round trips timed (after a warm-up of 1.5 s and at least a tenth of them). */
   roundTrips: number;
+  /** No unmeasured warm-up run after a target starts (see Scenario.warmup). */
+  cold: boolean;
   log(msg: string): void;
 }
 
@@ -57,4 +59,12 @@ export interface Scenario {
   /** Why this variant cannot run on this target (undefined = it can). */
   notApplicable?(v: Variant, spec: TargetSpec, o: BenchOptions): string | undefined;
   run(target: RunningTarget, spec: TargetSpec, v: Variant, o: BenchOptions): Promise<Outcome>;
+  /**
+   * Options for one unmeasured run of each variant right after a target starts (steady
+   * state is what is compared: a relay on a JIT runtime runs its first thousands of
+   * messages in unoptimised code, a compiled one needs no warm-up and loses nothing by
+   * it). Undefined: the scenario needs none (idle measures memory from a fresh start;
+   * latency warms up inside its own run). `--cold` skips every warm-up.
+   */
+  warmup?(o: BenchOptions): BenchOptions;
 }
