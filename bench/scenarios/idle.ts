@@ -3,6 +3,9 @@
  * relay's processes (Pss, see process-stats.ts) is read before the first
  * connection and again once every session is up and the relay had a few seconds
  * to settle; octets per session = the difference over the number of sessions.
+ * Memory is also read halfway (after the first half of the sessions and a settle):
+ * `marginal B/session` is what the second half cost per session, i.e. what one more
+ * session costs without the fixed growth any process shows under a burst of setups.
  * Then `idleSamples` SENDs between random pairs of those sessions check that
  * they all still work.
  *
@@ -49,6 +52,7 @@ export const idle: Scenario = {
   name: 'idle',
   metrics: [
     { key: 'B/session', unit: 'B', higherIsBetter: false, perCpu: false },
+    { key: 'marginal B/session', unit: 'B', higherIsBetter: false, perCpu: false },
     { key: 'sessions/s', unit: '/s', higherIsBetter: true, perCpu: false },
   ],
   variants: (o) => [{ name: `${o.idleSessions} sessions`, params: { sessions: o.idleSessions } }],
@@ -64,12 +68,24 @@ export const idle: Scenario = {
     const pids = target.pids();
     const before = memoryBytes(pids);
     const meter = new Meter(target.pids);
-    const t0 = nowNs();
+    // Sessions open in two halves with a reading between them: the second half's memory over
+    // its sessions is the marginal cost of one more session, without what a process holds
+    // once whatever the number (code, the runtime's young generation grown by the setup).
+    const half = Math.floor(n / 2);
+    let mid = before;
+    let setupSeconds = 0;
     let legs: Leg[];
     /** Pairs that can reach each other: any two sessions of a relay, the two halves of a pipe pair. */
     let reachable: (i: number) => [Leg, Leg];
     if (spec.kind === 'relay') {
-      legs = await openRelaySessions(target, n, perConn, o.log);
+      let t0 = nowNs();
+      legs = await openRelaySessions(target, half, perConn, o.log);
+      setupSeconds += Number(nowNs() - t0) / 1e9;
+      await settle();
+      mid = memoryBytes(pids);
+      t0 = nowNs();
+      legs.push(...(await openRelaySessions(target, n - half, perConn, o.log)));
+      setupSeconds += Number(nowNs() - t0) / 1e9;
       // R-57a: a session binds to the first far end that uses it, so every
       // sampled session is used once: disjoint pairs from a shuffled list.
       const order = legs.map((_, i) => i).sort(() => Math.random() - 0.5);
@@ -82,17 +98,25 @@ export const idle: Scenario = {
     } else {
       legs = [];
       const pairs: Pair[] = [];
-      for (let i = 0; i < n / 2; i += OPEN_CONCURRENCY) {
-        const batch = await Promise.all(Array.from({ length: Math.min(OPEN_CONCURRENCY, n / 2 - i) }, () => target.pair()));
-        pairs.push(...batch);
-      }
+      // n / 2 pairs of connections: each connection stands for a session.
+      const openPairs = async (count: number) => {
+        const t0 = nowNs();
+        for (let i = 0; i < count; i += OPEN_CONCURRENCY) {
+          const batch = await Promise.all(Array.from({ length: Math.min(OPEN_CONCURRENCY, count - i) }, () => target.pair()));
+          pairs.push(...batch);
+        }
+        setupSeconds += Number(nowNs() - t0) / 1e9;
+      };
+      await openPairs(Math.floor(half / 2));
+      await settle();
+      mid = memoryBytes(pids);
+      await openPairs(Math.floor(n / 2) - Math.floor(half / 2));
       for (const p of pairs) legs.push(p.a, p.b);
       reachable = () => {
         const p = pairs[Math.floor(Math.random() * pairs.length)]!;
         return [p.a, p.b];
       };
     }
-    const setupSeconds = Number(nowNs() - t0) / 1e9;
     await settle();
     const after = memoryBytes(pids);
     const metered = meter.stop();
@@ -145,6 +169,7 @@ export const idle: Scenario = {
     return {
       metrics: {
         'B/session': (after.pss - before.pss) / n,
+        'marginal B/session': (after.pss - mid.pss) / (legs.length - (spec.kind === 'relay' ? half : 2 * Math.floor(half / 2))),
         'sessions/s': n / setupSeconds,
         'rss B/session': (after.rss - before.rss) / n,
         'sessions per connection': perConn,
