@@ -175,7 +175,7 @@ export interface ValidationOptions {
 }
 
 /** Headers that may appear once only (R-21). */
-const SINGLE = new Set(['to-path', 'from-path', 'message-id', 'byte-range', 'success-report', 'failure-report', 'content-type']);
+const SINGLE = new Map(['to-path', 'from-path', 'message-id', 'byte-range', 'success-report', 'failure-report', 'content-type'].map((n, i) => [n, 1 << i]));
 
 interface Paths {
   toPath: string[];
@@ -227,7 +227,7 @@ export function parseRequestHead(head: FrameHead, opts: ValidationOptions = {}):
   // (a header-injection symptom). Seeding the set with the two path headers read by
   // readPaths makes the repeat check below see them; without it a repeated path
   // header was taken for the first occurrence and passed.
-  const seen = new Set<string>(['to-path', 'from-path']);
+  let seen = SINGLE.get('to-path')! | SINGLE.get('from-path')!;
   let contentTypeAt = -1;
   let messageId: string | undefined;
   let byteRange: ByteRange | undefined;
@@ -237,9 +237,10 @@ export function parseRequestHead(head: FrameHead, opts: ValidationOptions = {}):
   for (let i = 0; i < rest.length; i++) {
     const [name, value] = rest[i]!;
     const lower = name.toLowerCase();
-    if (SINGLE.has(lower)) {
-      if (seen.has(lower)) throw new MessageError(`${name} appears more than once`, true);
-      seen.add(lower);
+    const bit = SINGLE.get(lower);
+    if (bit !== undefined) {
+      if ((seen & bit) !== 0) throw new MessageError(`${name} appears more than once`, true);
+      seen |= bit;
     }
     // R-25: only MIME (Content-*) headers may follow Content-Type.
     if (contentType !== undefined && !lower.startsWith('content-')) {

@@ -21,6 +21,9 @@ import type { EndFlag } from '../protocol/framer.ts';
 /** R-68: a SEND stream yields to a waiting one after this many body bytes. */
 export const FAIRNESS_BYTES = 256 * 1024;
 
+/** The empty queue every writer and stream shares until something is queued (never written to). */
+const NONE: never[] = Object.freeze([]) as unknown as never[];
+
 /** Writes shorter than this are gathered into one writev per tick (see Writer.out). */
 const GATHER_LIMIT = 4096;
 
@@ -37,6 +40,11 @@ export interface OutStreamEvents {
   onDropped?(): void;
 }
 
+/** Renders the start line and headers of a piece starting `bodyOffset` bytes into the chunk's body. */
+export interface HeadRenderer {
+  head(tid: string, bodyOffset: number): string;
+}
+
 /**
  * A forwarded request on its way out. `head(tid, bodyOffset)` renders the start line
  * and headers for a piece starting `bodyOffset` bytes into this chunk's body, so an
@@ -46,7 +54,7 @@ export class OutStream {
   readonly interruptible: boolean;
   readonly hasBody: boolean;
   readonly events: OutStreamEvents;
-  private readonly head: (tid: string, bodyOffset: number) => string;
+  private readonly render: HeadRenderer;
 
   /** @internal writer state */
   state: 'new' | 'queued' | 'active' | 'done' = 'new';
@@ -61,21 +69,21 @@ export class OutStream {
   /** @internal bytes since this stream became active (fairness). */
   sinceActive = 0;
   /** @internal slices that arrived while not active (at most one, as the source pauses). */
-  held: Buffer[] = [];
+  held: Buffer[] = NONE;
   /** @internal the end flag, when it arrived while not active. */
   heldEnd: EndFlag | undefined;
 
-  constructor(o: { tid: string; interruptible: boolean; hasBody: boolean; head: (tid: string, bodyOffset: number) => string; events: OutStreamEvents }) {
+  constructor(o: { tid: string; interruptible: boolean; hasBody: boolean; render: HeadRenderer; events: OutStreamEvents }) {
     this.tid = o.tid;
     this.interruptible = o.interruptible;
     this.hasBody = o.hasBody;
-    this.head = o.head;
+    this.render = o.render;
     this.events = o.events;
   }
 
   /** @internal */
   renderHead(): string {
-    return this.head(this.tid, this.sent);
+    return this.render.head(this.tid, this.sent);
   }
 }
 
@@ -92,8 +100,6 @@ function flushWriter(w: Writer): void {
   w.flush();
 }
 
-/** Shared by every writer with nothing queued (never written to: see the lazy arrays below). */
-const NONE: never[] = Object.freeze([]) as unknown as never[];
 
 export class Writer {
   private readonly socket: Socket;
@@ -167,6 +173,7 @@ export class Writer {
   body(s: OutStream, slice: Buffer): boolean {
     if (this.closed || s.state === 'done') return true;
     if (s !== this.active) {
+      if (s.held === NONE) s.held = [];
       s.held.push(slice);
       return false;
     }
@@ -215,7 +222,7 @@ export class Writer {
     if (i >= 0) this.waiting.splice(i, 1);
     if (s.sent > 0 && !this.closed) {
       // It was interrupted earlier: its message must still be ended.
-      s.held = [];
+      s.held = NONE;
       s.heldEnd = '#';
       if (this.waiting === NONE) this.waiting = [];
       this.waiting.unshift(s);
@@ -269,7 +276,7 @@ export class Writer {
     if (!s.headWritten) this.writeHead(s);
     if (s.held.length > 0) {
       const held = s.held;
-      s.held = [];
+      s.held = NONE;
       for (const h of held) this.writeBody(s, h);
     }
     if (s.heldEnd !== undefined) {
