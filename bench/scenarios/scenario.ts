@@ -22,7 +22,7 @@ export interface BenchOptions {
   idleSessions: number;
   idlePerConnection: number;
   idleSamples: number;
-  /** latency: round trips timed (after a warm-up of 1.5 s and at least a tenth of them). */
+  /** latency: round trips timed (after a warm-up of 5 s and at least a tenth of them). */
   roundTrips: number;
   /** No unmeasured warm-up run after a target starts (see Scenario.warmup). */
   cold: boolean;
