@@ -57,6 +57,9 @@ export interface Transaction {
 
 let seq = 0;
 
+/** How long close() lets queued data drain to a peer before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+
 /** The Connection that owns a socket: one shared listener per event instead of a closure per socket and event. */
 const kConnection = Symbol('msrprelay.connection');
 type OwnedSocket = Socket & { [kConnection]: Connection };
@@ -125,6 +128,8 @@ export class Connection implements ConnectionContext {
   /** R-14: octets moved either way at the last sweep, and since when that count has not changed. */
   private movedAtSweep = -1;
   private quietSince = 0;
+  /** After close(): when the socket is destroyed if the peer has not taken what was queued (0: not closing). */
+  private destroyAfter = 0;
   private headerTimer: NodeJS.Timeout | undefined;
   private closing = false;
   private closeReason: CloseReason | undefined;
@@ -262,7 +267,11 @@ export class Connection implements ConnectionContext {
    * way for `idle`.
    */
   sweep(now: number): void {
-    if (this.closing || this.ended) return;
+    if (this.ended) return;
+    if (this.closing) {
+      if (this.destroyAfter !== 0 && now >= this.destroyAfter) this.socket.destroy();
+      return;
+    }
     if (this.probationUntil !== 0 && now >= this.probationUntil) {
       this.close({ code: 'first-request-timeout', message: 'no successful request in time (R-9)' });
       return;
@@ -328,9 +337,8 @@ export class Connection implements ConnectionContext {
     this.closeReason = reason;
     this.clearTimers();
     this.socket.end();
-    // A peer that never reads must not keep the socket: destroy soon after.
-    const t = setTimeout(() => this.socket.destroy(), 2000);
-    t.unref();
+    // A peer that never reads must not keep the socket: sweep() destroys it soon after.
+    this.destroyAfter = Date.now() + CLOSE_GRACE_MS;
   }
 
   /** Closes at once, dropping anything queued. */

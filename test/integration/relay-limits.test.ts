@@ -64,6 +64,30 @@ describe('limits and expiry', () => {
     }
   });
 
+  it('R-14: a peer that stops reading is closed when idle, and its socket is let go even though queued data cannot drain', async () => {
+    const t = await startTestRelay({ users, timeouts: { idle: 0.5 } });
+    try {
+      const a = await MsrpTestClient.connect({ port: t.tcpPort });
+      const b = await MsrpTestClient.connect({ port: t.tcpPort });
+      const ta = (await a.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).usePath[0]!;
+      const tb = (await b.auth({ relayUri: AUTH_URI, username: 'bob', password: 'secret' })).usePath[0]!;
+      b.pauseReading();
+      // 32 MiB toward a reader that never reads: the relay's buffers toward B fill and stay full.
+      void a.sendMessage({ toPath: [ta, tb, b.uri], body: Buffer.alloc(32 * 1024 * 1024, 0x61), chunkSize: 1024 * 1024, waitResponses: false }).catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(t.relay.connectionCount >= 2, 'both connections are up while data moves');
+      // Nothing moves any more: idle closes both; B's socket cannot flush, so only the close
+      // grace (2 s after close) lets it go.
+      const deadline = Date.now() + 8000;
+      while (t.relay.connectionCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.equal(t.relay.connectionCount, 0, 'the relay holds no socket for the stalled peer');
+      a.destroy();
+      b.destroy();
+    } finally {
+      await t.close();
+    }
+  });
+
   it('R-88: past limits.maxSessionsPerConnection, another AUTH is refused and the tokens already given keep working', async () => {
     const t = await startTestRelay({ users, limits: { maxSessionsPerConnection: 2 } });
     try {
