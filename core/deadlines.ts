@@ -43,16 +43,7 @@ export class DeadlineQueue {
   settle(d: Deadline): void {
     d.done = true;
     // While fire() runs, an expiry may settle other deadlines: fire() tidies up after.
-    if (this.firing) return;
-    const q = this.queue;
-    while (this.head < q.length && q[this.head]!.done) this.head++;
-    if (this.head === q.length) {
-      q.length = 0;
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > q.length) {
-      this.queue = q.slice(this.head);
-      this.head = 0;
-    }
+    if (!this.firing) this.tidy();
   }
 
   /** Deadlines not yet answered nor fired (for tests and status). */
@@ -86,17 +77,21 @@ export class DeadlineQueue {
     } finally {
       this.firing = false;
     }
-    // Deadlines added during the expiries were pushed onto q as well.
+    // Deadlines added during the expiries were pushed onto the queue as well.
+    this.tidy();
+    if (this.head < this.queue.length) this.arm(this.queue[this.head]!.at);
+  };
+
+  /** Drops answered and fired deadlines from the front; copies the rest down once the dead front outweighs it. */
+  private tidy(): void {
+    const q = this.queue;
     while (this.head < q.length && q[this.head]!.done) this.head++;
-    if (this.head >= q.length) {
+    if (this.head === q.length) {
       q.length = 0;
       this.head = 0;
-      return;
-    }
-    if (this.head > 1024 && this.head * 2 > q.length) {
+    } else if (this.head > 1024 && this.head * 2 > q.length) {
       this.queue = q.slice(this.head);
       this.head = 0;
     }
-    this.arm(this.queue[this.head]!.at);
-  };
+  }
 }

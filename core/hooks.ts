@@ -15,8 +15,8 @@
  * `static getHooks(relay)`, it never adds keys here.
  */
 
-import { DeadlineQueue } from './deadlines.ts';
 import tapable from 'tapable';
+import { DeadlineQueue } from './deadlines.ts';
 import { isMsrpError } from './errors.ts';
 import type {
   AsyncParallelHook as AsyncParallelHookT,

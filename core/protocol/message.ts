@@ -176,6 +176,8 @@ export interface ValidationOptions {
 
 /** Headers that may appear once only. */
 const SINGLE = new Map(['to-path', 'from-path', 'message-id', 'byte-range', 'success-report', 'failure-report', 'content-type'].map((n, i) => [n, 1 << i]));
+/** The bits of To-Path and From-Path in SINGLE (bits 0 and 1). */
+const PATH_HEADERS = 0b11;
 
 interface Paths {
   toPath: string[];
@@ -227,7 +229,7 @@ export function parseRequestHead(head: FrameHead, opts: ValidationOptions = {}):
   // (a header-injection symptom). Seeding the set with the two path headers read by
   // readPaths makes the repeat check below see them; without it a repeated path
   // header was taken for the first occurrence and passed.
-  let seen = SINGLE.get('to-path')! | SINGLE.get('from-path')!;
+  let seen = PATH_HEADERS;
   let contentTypeAt = -1;
   let messageId: string | undefined;
   let byteRange: ByteRange | undefined;

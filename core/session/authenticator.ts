@@ -160,7 +160,7 @@ export class Authenticator {
       expiresAt: now + expires * 1000,
       now,
     });
-    this.d.sessions.add(session, now);
+    this.d.sessions.add(session);
     conn.sessions.add(session);
     return session;
   }

@@ -55,7 +55,7 @@ export interface Transaction {
   counted: boolean;
 }
 
-let seq = 0;
+let opened = 0;
 
 /** How long close() lets queued data drain to a peer before the socket is destroyed. */
 const CLOSE_GRACE_MS = 2000;
@@ -82,7 +82,7 @@ class FrameSink implements FrameHandler {
 const CONNECTION_CLOSED = Object.freeze(Object.assign(new Error('the connection closed'), { name: 'AbortError' }));
 
 export class Connection implements ConnectionContext {
-  private readonly seq = ++seq;
+  private readonly serial = ++opened;
   private idText: string | undefined;
   readonly direction: 'inbound' | 'outbound';
   readonly transport: TransportName;
@@ -181,7 +181,7 @@ export class Connection implements ConnectionContext {
 
   /** A short id for logs: a sequence number and 12 random bits, made when first asked for. */
   get id(): string {
-    return (this.idText ??= `${this.seq.toString(36)}${randomHex(3)}`);
+    return (this.idText ??= `${this.serial.toString(36)}${randomHex(3)}`);
   }
 
   get localAddress(): string {
@@ -249,8 +249,9 @@ export class Connection implements ConnectionContext {
    * idle (R-14) limits are checked by sweep(), which the relay calls for every connection on
    * one timer: no timer per connection, and nothing to re-arm on every read or write.
    */
-  start(now: number = Date.now()): void {
+  start(): void {
     const s = this.socket;
+    const now = Date.now();
     s.setNoDelay(true);
     this.quietSince = now;
     if (this.direction === 'inbound' && this.timeouts.firstRequestMs > 0) this.probationUntil = now + this.timeouts.firstRequestMs;

@@ -295,7 +295,7 @@ export class Router implements ConnectionHandler {
     if (far?.kind === 'connection') far.connection.farSessions.delete(s);
     else if (far?.kind === 'local' && far.session.farLeg?.kind === 'local' && far.session.farLeg.session === s) {
       far.session.farLeg = undefined;
-      this.d.sessions.armExpiry(far.session, Date.now());
+      this.d.sessions.armExpiry(far.session);
     }
     const out = s.outbound;
     s.outbound = undefined;
@@ -393,7 +393,7 @@ export class Router implements ConnectionHandler {
       const bindSender = (x: Decision): Decision => {
         if (x.kind === 'forward' && session.farLeg === undefined && !session.closed) {
           session.farLeg = { kind: 'local', session: peer };
-          this.d.sessions.armExpiry(session, Date.now());
+          this.d.sessions.armExpiry(session);
         }
         return x;
       };
@@ -438,7 +438,7 @@ export class Router implements ConnectionHandler {
         if (session.farLeg !== undefined && !this.sameLeg(session.farLeg, leg)) return this.fail('MSRP_ERR_SESSION_ALREADY_BOUND', 'session bound to another connection (R-57a)');
         session.farLeg = leg;
         if (leg.kind === 'connection') leg.connection.farSessions.add(session);
-        this.d.sessions.armExpiry(session, Date.now());
+        this.d.sessions.armExpiry(session);
         return this.finishForward(conn, req, session, 'inward', session.owner, paths, reportFrom, from);
       };
       if (isTapped(hooks.bindSession)) {
@@ -512,7 +512,7 @@ export class Router implements ConnectionHandler {
         }
         session.outbound = c;
         c.farSessions.add(session);
-        this.d.sessions.armExpiry(session, Date.now());
+        this.d.sessions.armExpiry(session);
         return c;
       })();
       session.dialing = pending;

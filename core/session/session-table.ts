@@ -129,13 +129,13 @@ export class SessionTable<C extends ConnectionContext = ConnectionContext> {
     return this.byId.values();
   }
 
-  add(s: Session<C>, now: number): void {
+  add(s: Session<C>): void {
     this.byId.set(s.id, s);
-    this.armExpiry(s, now);
+    this.armExpiry(s);
   }
 
   /** R-49 / I-4: an unbound session is removed at its expiry (by expire()); a bound one is not. */
-  armExpiry(s: Session<C>, _now?: number): void {
+  armExpiry(s: Session<C>): void {
     if (s.bound || s.closed) this.unbound.delete(s);
     else this.unbound.add(s);
   }
