@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync, readdirSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { computeHa1 } from '../../core/protocol/digest.ts';
-import { freePort, relayClient, spawnGroup, tail, waitForPort, REALM, USERS, type RunningTarget, type TargetSpec } from './target.ts';
+import { exitedBeforeListening, freePort, relayClient, spawnGroup, tail, waitForPort, REALM, USERS, type RunningTarget, type TargetSpec } from './target.ts';
 
 export interface MsrprelayOptions {
   /** The repository root (where bin/ and plugins/ are). */
@@ -38,7 +38,8 @@ export function relayRunner(root: string): { args: string[]; note: string } {
   const newest = Math.max(newestTs(join(root, 'core')), newestTs(join(root, 'plugins')));
   if (newest > builtAt) {
     return {
-      args: ['--import', 'tsx', join(root, 'bench/targets/relay-main.ts')],
+      // tsx by its resolved location: the relay runs in a temp dir, where a bare 'tsx' does not resolve.
+      args: ['--import', import.meta.resolve('tsx'), join(root, 'bench/targets/relay-main.ts')],
       note: 'dist/ is older than the sources: core/cli.ts through tsx (npm run build to use dist/)',
     };
   }
@@ -104,7 +105,7 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
       if (o.workers > 1) args.push('--workers', String(o.workers));
       const g = spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
       try {
-        await waitForPort(port, 60_000, () => !g.exited);
+        await waitForPort(port, 60_000, () => exitedBeforeListening(g));
       } catch (e) {
         await g.stop();
         throw new Error(`${name} did not start: ${(e as Error).message}\n${tail(g.log)}`);

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Endpoint, connectSocket } from '../loadgen/endpoint.ts';
-import { freePort, spawnGroup, tail, waitForPort, type Leg, type Pair, type RunningTarget, type TargetSpec } from './target.ts';
+import { exitedBeforeListening, freePort, spawnGroup, tail, waitForPort, type Leg, type Pair, type RunningTarget, type TargetSpec } from './target.ts';
 
 function standInRoute(port: number): string[] {
   return [`msrp://127.0.0.1:${port}/${randomBytes(16).toString('hex')};tcp`];
@@ -72,7 +72,7 @@ export function rawPipeTarget(root: string): TargetSpec {
         log: join(dir, 'proxy.log'),
       });
       try {
-        await waitForPort(port, 30_000, () => !g.exited);
+        await waitForPort(port, 30_000, () => exitedBeforeListening(g));
       } catch (e) {
         await g.stop();
         throw new Error(`raw pipe did not start: ${(e as Error).message}\n${tail(g.log)}`);

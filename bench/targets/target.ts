@@ -12,7 +12,6 @@
  * whose CPU and memory count as "the relay".
  */
 
-import net from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { Endpoint, relayAuthUri, type Address } from '../loadgen/endpoint.ts';
@@ -78,34 +77,12 @@ export interface TargetSpec {
 
 // ---------------------------------------------------------------------- shared
 
-/** A loopback port nobody listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** Loopback ports: shared with the tests (core/testing/ports.ts). */
+export { freePort, waitForPort } from '../../core/testing/ports.ts';
 
-/** Resolves once something accepts connections on the port. */
-export async function waitForPort(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (!alive()) throw new Error('the process exited before it listened');
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** For waitForPort: gives up once the child that should listen has exited. */
+export function exitedBeforeListening(g: GroupChild): void {
+  if (g.exited) throw new Error('the process exited before it listened');
 }
 
 /** A child process that leads its own process group, with its output in a log file. */

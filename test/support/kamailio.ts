@@ -6,10 +6,10 @@
 
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../core/testing/ports.ts';
 
 const run = promisify(execFile);
 
@@ -17,17 +17,6 @@ const run = promisify(execFile);
 export function kamailioPeerDir(): string | undefined {
   const candidates = [process.env.MSRPRELAY_KAMAILIO_PEER, resolve(import.meta.dirname, '../../../shared/peers/kamailio')];
   return candidates.find((d): d is string => d !== undefined && existsSync(join(d, 'start.sh')));
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 export interface KamailioPeer {

@@ -15,7 +15,7 @@
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
+import { freePort, waitForPort } from '../../core/testing/ports.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestCertificates } from '../../core/transport/self-signed.ts';
@@ -80,18 +80,6 @@ export interface Slapd {
   close(): Promise<void>;
 }
 
-/** A port nobody listens on right now (slapd binds it a moment later). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function run(cmd: string, args: string[], input?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = execFile(cmd, args, { timeout: 20_000 }, (err, _stdout, stderr) => {
@@ -102,22 +90,14 @@ function run(cmd: string, args: string[], input?: string): Promise<void> {
   });
 }
 
-/** Resolves once a TCP connection to the port succeeds (slapd listens only when its database is open). */
-async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`slapd exited (${child.exitCode ?? child.signalCode}): ${output()}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
+/** Resolves once slapd listens on the port (only when its database is open); its stderr in the error otherwise. */
+async function waitForSlapd(port: number, child: ChildProcess, output: () => string): Promise<void> {
+  try {
+    await waitForPort(port, 15_000, () => {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`slapd exited (${child.exitCode ?? child.signalCode})`);
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`slapd did not listen on ${port}: ${output()}`);
-    await new Promise((r) => setTimeout(r, 50));
+  } catch (e) {
+    throw new Error(`slapd did not listen on ${port}: ${(e as Error).message}: ${output()}`);
   }
 }
 
@@ -215,8 +195,8 @@ export async function startSlapd(o: SlapdOptions = {}): Promise<Slapd> {
       }),
     );
     try {
-      await waitForPort(port, c, () => output);
-      if (tlsPort !== undefined) await waitForPort(tlsPort, c, () => output);
+      await waitForSlapd(port, c, () => output);
+      if (tlsPort !== undefined) await waitForSlapd(tlsPort, c, () => output);
     } catch (e) {
       c.kill('SIGKILL');
       await exited;
