@@ -148,20 +148,22 @@ export const bulk: Scenario = {
     };
     const sock = a.socket;
 
+    /** The head of a SEND chunk carrying file octets [from, to). */
+    const head = (tid: string, from: number, to: number) =>
+      formatRequestHead({
+        tid,
+        method: 'SEND',
+        toPath,
+        fromPath,
+        headers: [['Message-ID', messageId], ['Byte-Range', `${from + 1}-${to}/${size}`], ['Content-Type', 'application/octet-stream']],
+        hasBody: true,
+      });
+
     const send = async () => {
       if (chunk >= size) {
         const tid = newTransactionId();
         inFlight.set(tid, size);
-        sock.write(
-          formatRequestHead({
-            tid,
-            method: 'SEND',
-            toPath,
-            fromPath,
-            headers: [['Message-ID', messageId], ['Byte-Range', `1-${size}/${size}`], ['Content-Type', 'application/octet-stream']],
-            hasBody: true,
-          }),
-        );
+        sock.write(head(tid, 0, size));
         for (let off = 0; off < size; off += STREAM_WRITE) {
           if (!sock.write(buf.subarray(off, Math.min(size, off + STREAM_WRITE)))) await a.drained();
           if (a.closed) return;
@@ -182,16 +184,7 @@ export const bulk: Scenario = {
           const end = Math.min(size, off + chunk);
           const tid = newTransactionId();
           inFlight.set(tid, end - off);
-          sock.write(
-            formatRequestHead({
-              tid,
-              method: 'SEND',
-              toPath,
-              fromPath,
-              headers: [['Message-ID', messageId], ['Byte-Range', `${off + 1}-${end}/${size}`], ['Content-Type', 'application/octet-stream']],
-              hasBody: true,
-            }),
-          );
+          sock.write(head(tid, off, end));
           sock.write(buf.subarray(off, end));
           room = sock.write(formatEndLine(tid, end === size ? '$' : '+', true));
           batch += end - off;

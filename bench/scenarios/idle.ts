@@ -73,6 +73,8 @@ export const idle: Scenario = {
     // once whatever the number (code, the runtime's young generation grown by the setup).
     const half = Math.floor(n / 2);
     let mid = before;
+    /** Sessions up when `mid` was read. */
+    let atMid = 0;
     let setupSeconds = 0;
     let legs: Leg[];
     /** Pairs that can reach each other: any two sessions of a relay, the two halves of a pipe pair. */
@@ -83,6 +85,7 @@ export const idle: Scenario = {
       setupSeconds += Number(nowNs() - t0) / 1e9;
       await settle();
       mid = memoryBytes(pids);
+      atMid = legs.length;
       t0 = nowNs();
       legs.push(...(await openRelaySessions(target, n - half, perConn, o.log)));
       setupSeconds += Number(nowNs() - t0) / 1e9;
@@ -110,6 +113,7 @@ export const idle: Scenario = {
       await openPairs(Math.floor(half / 2));
       await settle();
       mid = memoryBytes(pids);
+      atMid = 2 * pairs.length;
       await openPairs(Math.floor(n / 2) - Math.floor(half / 2));
       for (const p of pairs) legs.push(p.a, p.b);
       reachable = () => {
@@ -169,7 +173,7 @@ export const idle: Scenario = {
     return {
       metrics: {
         'B/session': (after.pss - before.pss) / n,
-        'marginal B/session': (after.pss - mid.pss) / (legs.length - (spec.kind === 'relay' ? half : 2 * Math.floor(half / 2))),
+        'marginal B/session': (after.pss - mid.pss) / (legs.length - atMid),
         'sessions/s': n / setupSeconds,
         'rss B/session': (after.rss - before.rss) / n,
         'sessions per connection': perConn,
