@@ -120,7 +120,7 @@ const OUTSTANDING = 'outstanding';
 export class Router implements ConnectionHandler {
   private readonly d: RouterDeps;
   /** every transaction's 30 s, on one timer (see core/deadlines.ts). */
-  readonly deadlines = new DeadlineQueue({ unref: true });
+  private readonly deadlines = new DeadlineQueue({ unref: true });
   readonly authenticator: Authenticator;
 
   constructor(deps: RouterDeps) {
