@@ -115,9 +115,11 @@ function describe(row: SummaryRow, metrics: readonly Metric[]): string {
     .map((m, i) => {
       const v = row.metrics[m.key];
       if (m.key === 'B/session') return `${fmt((v ?? Number.NaN) / 1024)} KiB/session`;
+      if (m.key === 'held B/session') return v === undefined ? '' : `held ${fmt(v / 1024)} KiB`;
       if (m.key === 'marginal B/session') return `marginal ${fmt((v ?? Number.NaN) / 1024)} KiB`;
       return i === 0 ? fmt(v, m.unit) : `${m.key.replace(' ms', '')} ${fmt(v)}`;
     })
+    .filter((x) => x !== '')
     .join(', ');
 }
 

@@ -22,6 +22,8 @@ export interface BenchOptions {
   idleSessions: number;
   idlePerConnection: number;
   idleSamples: number;
+  /** idle: seconds the sessions are held after setup before `held B/session` is read (0: not read). */
+  idleHold: number;
   /** latency: round trips timed (after a warm-up of 5 s and at least a tenth of them). */
   roundTrips: number;
   /** No unmeasured warm-up run after a target starts (see Scenario.warmup). */

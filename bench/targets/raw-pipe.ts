@@ -4,7 +4,8 @@
  * - `raw`: the raw pipe proxy (raw-pipe-proxy.ts) in its own process, in the
  *   same topology as a relay (A and B each connect to it; it copies bytes).
  *   What moving the bytes through one more process costs: the physical limit a
- *   relay is compared against. A pairing line replaces AUTH (see the proxy).
+ *   relay is compared against. A pairing line replaces AUTH (see the proxy). In
+ *   the auth scenario it answers AUTH with canned responses: the floor under AUTH.
  * - `direct`: A connects to a listener in the load generator and the accepted
  *   socket is B. No process in between: the load generator's own ceiling.
  *
@@ -17,8 +18,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Endpoint, connectSocket } from '../loadgen/endpoint.ts';
-import { exitedBeforeListening, freePort, spawnGroup, tail, waitForPort, type Leg, type Pair, type RunningTarget, type TargetSpec } from './target.ts';
+import { Endpoint, connectSocket, relayAuthUri, type Address } from '../loadgen/endpoint.ts';
+import { USERS, exitedBeforeListening, freePort, spawnGroup, tail, waitForPort, type Leg, type Pair, type RunningTarget, type TargetSpec } from './target.ts';
 
 function standInRoute(port: number): string[] {
   return [`msrp://127.0.0.1:${port}/${randomBytes(16).toString('hex')};tcp`];
@@ -60,10 +61,7 @@ export function rawPipeTarget(root: string): TargetSpec {
     kind: 'pipe',
     description: 'raw TCP pipe proxy (Node stream.pipe, no MSRP parsing)',
     unavailable: () => undefined,
-    skips(scenario) {
-      if (scenario === 'auth') return 'no AUTH in a pipe';
-      return undefined;
-    },
+    skips: () => undefined,
     async start(): Promise<RunningTarget> {
       const dir = mkdtempSync(join(tmpdir(), 'raw-pipe-bench-'));
       const port = await freePort();
@@ -77,6 +75,7 @@ export function rawPipeTarget(root: string): TargetSpec {
         await g.stop();
         throw new Error(`raw pipe did not start: ${(e as Error).message}\n${tail(g.log)}`);
       }
+      const addr: Address = { host: '127.0.0.1', port, transport: 'tcp' };
       return {
         async pair(): Promise<Pair> {
           const token = randomBytes(12).toString('hex');
@@ -84,6 +83,12 @@ export function rawPipeTarget(root: string): TargetSpec {
           const a: Leg = { ep: ea, uri: ea.uri, route: standInRoute(port) };
           const b: Leg = { ep: eb, uri: eb.uri, route: standInRoute(port) };
           return { a, b };
+        },
+        // Canned answers, nothing checked: the floor under AUTH (see the proxy).
+        authAddress: {
+          connect: () => Endpoint.connect(addr),
+          relayUri: relayAuthUri(addr),
+          user: USERS.a,
         },
         pids: g.pids,
         async stop() {

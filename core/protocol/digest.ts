@@ -553,15 +553,16 @@ export class NonceManager {
    */
   check(nonce: string): NonceState {
     this.sweep();
-    const issuedAt = this.authenticTime(nonce);
-    if (issuedAt === undefined) return 'unknown';
     const entry = this.entries.get(nonce);
     if (entry === undefined) {
+      const issuedAt = this.authenticTime(nonce);
+      if (issuedAt === undefined) return 'unknown';
       // Untracked but authentic: expired ones are simply stale; live ones were
       // consumed or evicted and must not be usable again.
       return this.clock() - issuedAt > this.lifetimeMs ? 'stale' : 'unknown';
     }
-    // an expired nonce is stale whatever else is right about the request.
+    // A tracked nonce is one this manager issued, spelled exactly so (the map key): its tag
+    // needs no second HMAC. R-39: an expired nonce is stale whatever else is right about it.
     if (this.clock() - entry.issuedAt > this.lifetimeMs) return 'stale';
     return 'valid';
   }
