@@ -42,7 +42,7 @@ const HELP = `usage: npm run bench -- [options]
   auth:    --auth-clients N (20)  --auth-duration S (5)
   idle:    --idle-sessions N (10000)  --idle-per-conn N (1)  --idle-samples N (50)
            --idle-hold S (45; 0 with --quick: no held reading)
-  latency: --round-trips N (2000)
+  latency: --round-trips N (20000)
   --cold               no unmeasured warm-up run of each variant after a target starts
                        (default: one, so steady state is compared; see bench/README.md)
   --profile            instead of comparing: run this relay under node --cpu-prof for
@@ -108,7 +108,7 @@ async function main(): Promise<number> {
     idlePerConnection: num(values['idle-per-conn'], 1),
     idleSamples: num(values['idle-samples'], 50),
     idleHold: num(values['idle-hold'], quick ? 0 : 45),
-    roundTrips: num(values['round-trips'], quick ? 1000 : 2000),
+    roundTrips: num(values['round-trips'], quick ? 1000 : 20_000),
     cold: values.cold === true,
     log,
   };

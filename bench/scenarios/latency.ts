@@ -9,6 +9,11 @@
  * JIT runtime runs its first few thousand messages in unoptimised code; a compiled one
  * (Kamailio) needs no warm-up and loses nothing by it. The warm-up's own p99 is reported
  * too, as `cold p99 ms`, so a slow start is not hidden.
+ *
+ * 20,000 round trips are timed by default (about 5 s). With 2,000 (half a second) the p99 is
+ * the 20th slowest round trip and moved more between consecutive windows of one run than
+ * between targets: measured here on one relay in steady state, the p99 of successive
+ * 2,000-round-trip windows went 0.38-0.62 ms, and Kamailio's 0.44-0.62 ms.
  */
 
 import { formatRequest, newTransactionId } from '../../core/protocol/message.ts';

@@ -102,18 +102,58 @@ export function parseSeconds(value: string): number | undefined {
 
 // ------------------------------------------------------------ header access
 
+/**
+ * True when `name` spells `lower` (already lower case) in any case. Header names are tokens
+ * (RFC 4975 §9), so ASCII case folding is enough; nothing is allocated, unlike toLowerCase(),
+ * which makes a new string for every name with a capital in it (all of them, on the wire).
+ */
+export function nameIs(name: string, lower: string): boolean {
+  const n = name.length;
+  if (n !== lower.length) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c !== lower.charCodeAt(i) && (c < 0x41 || c > 0x5a || (c | 0x20) !== lower.charCodeAt(i))) return false;
+  }
+  return true;
+}
+
+/** Names the relay reads, lower case: lowerName() returns these without allocating. */
+const KNOWN_NAMES = [
+  'to-path',
+  'from-path',
+  'message-id',
+  'byte-range',
+  'content-type',
+  'failure-report',
+  'success-report',
+  'status',
+  'expires',
+  'min-expires',
+  'max-expires',
+  'use-path',
+  'authorization',
+  'www-authenticate',
+  'authentication-info',
+];
+
+/** A header name in lower case; the names the relay knows come back as shared constants. */
+export function lowerName(name: string): string {
+  for (const k of KNOWN_NAMES) if (nameIs(name, k)) return k;
+  return name.toLowerCase();
+}
+
 /** First value of a header, by case-insensitive name (RFC 4975 §9: field names are tokens). */
 export function getHeader(headers: readonly RawHeader[], name: string): string | undefined {
-  const lower = name.toLowerCase();
-  for (const h of headers) if (h[0].length === lower.length && h[0].toLowerCase() === lower) return h[1];
+  const lower = lowerName(name);
+  for (const h of headers) if (nameIs(h[0], lower)) return h[1];
   return undefined;
 }
 
 /** Every value of a header, in order. */
 export function getHeaders(headers: readonly RawHeader[], name: string): string[] {
-  const lower = name.toLowerCase();
+  const lower = lowerName(name);
   const out: string[] = [];
-  for (const h of headers) if (h[0].toLowerCase() === lower) out.push(h[1]);
+  for (const h of headers) if (nameIs(h[0], lower)) out.push(h[1]);
   return out;
 }
 
@@ -189,7 +229,7 @@ interface Paths {
 /** R-20: To-Path first, From-Path second, both parseable; else the message cannot be answered. */
 function readPaths(head: FrameHead, maxPathUris: number): Paths {
   const h = head.headers;
-  if (h.length < 2 || h[0]![0].toLowerCase() !== 'to-path' || h[1]![0].toLowerCase() !== 'from-path') {
+  if (h.length < 2 || !nameIs(h[0]![0], 'to-path') || !nameIs(h[1]![0], 'from-path')) {
     throw new MessageError('To-Path and From-Path must be the first two headers', false);
   }
   let toUris: MsrpUri[];
@@ -238,7 +278,7 @@ export function parseRequestHead(head: FrameHead, opts: ValidationOptions = {}):
   let contentType: string | undefined;
   for (let i = 0; i < rest.length; i++) {
     const [name, value] = rest[i]!;
-    const lower = name.toLowerCase();
+    const lower = lowerName(name);
     const bit = SINGLE.get(lower);
     if (bit !== undefined) {
       if ((seen & bit) !== 0) throw new MessageError(`${name} appears more than once`, true);

@@ -23,6 +23,8 @@ import {
   getHeaders,
   isIdent,
   isMethod,
+  lowerName,
+  nameIs,
   newTransactionId,
   parseByteRange,
   parseRequestHead,
@@ -985,5 +987,35 @@ describe('getHeader / getHeaders: names compare case-insensitively (RFC 4975 §9
     assert.deepEqual(getHeaders(headers, 'x-trace'), ['one', 'two']);
     assert.deepEqual(getHeaders(headers, 'MESSAGE-ID'), ['first', 'second']);
     assert.deepEqual(getHeaders(headers, 'Byte-Range'), []);
+  });
+});
+
+describe('header names compare in any case (RFC 4975 §9: names are tokens)', () => {
+  it('nameIs folds ASCII capitals only', () => {
+    assert.equal(nameIs('To-Path', 'to-path'), true);
+    assert.equal(nameIs('TO-PATH', 'to-path'), true);
+    assert.equal(nameIs('to-path', 'to-path'), true);
+    assert.equal(nameIs('To_Path', 'to-path'), false);
+    assert.equal(nameIs('To-Pat', 'to-path'), false);
+    assert.equal(nameIs('To-Paths', 'to-path'), false);
+    // '[' is 0x5b: folding it with | 0x20 would make '{'; only A-Z fold.
+    assert.equal(nameIs('[', '{'), false);
+    assert.equal(nameIs('\u0130', 'i'), false);
+  });
+
+  it('lowerName returns the lower-case name, the same string for names the relay knows', () => {
+    assert.equal(lowerName('Byte-Range'), 'byte-range');
+    assert.equal(lowerName('X-Trace-ID'), 'x-trace-id');
+    assert.equal(lowerName('MESSAGE-ID'), 'message-id');
+  });
+
+  it('header lookups and R-21 see names in any case as the same header', () => {
+    const wire = `MSRP hcase1 SEND\r\nTO-PATH: ${TO}\r\nfrom-path: ${FROM}\r\nMESSAGE-ID: m1m1m1\r\nmessage-id: m2m2m2\r\n-------hcase1$\r\n`;
+    refusedRequest(wire, true, /more than once/);
+    const ok = request(`MSRP hcase2 SEND\r\nTO-PATH: ${TO}\r\nfrom-path: ${FROM}\r\nMESSAGE-ID: m1m1m1\r\nbyte-range: 1-0/0\r\n-------hcase2$\r\n`);
+    assert.equal(ok.messageId, 'm1m1m1');
+    assert.deepEqual(ok.byteRange, { start: 1, end: 0, total: 0 });
+    assert.equal(getHeader([['CONTENT-TYPE', 'text/plain']], 'Content-Type'), 'text/plain');
+    assert.deepEqual(getHeaders([['x-a', '1'], ['X-A', '2']], 'X-a'), ['1', '2']);
   });
 });
