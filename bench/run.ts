@@ -41,7 +41,7 @@ const HELP = `usage: npm run bench -- [options]
   rate:    --pairs N (100)  --window N (16)  --message-size SIZE (100)  --duration S (5)
   auth:    --auth-clients N (20)  --auth-duration S (5)
   idle:    --idle-sessions N (10000)  --idle-per-conn N (1)  --idle-samples N (50)
-           --idle-hold S (45; 0 with --quick: no held reading)
+           --idle-hold S (60; 0 with --quick: no held reading)
   latency: --round-trips N (20000)
   --cold               no unmeasured warm-up run of each variant after a target starts
                        (default: one, so steady state is compared; see bench/README.md)
@@ -107,7 +107,7 @@ async function main(): Promise<number> {
     idleSessions: num(values['idle-sessions'], quick ? 2000 : 10_000),
     idlePerConnection: num(values['idle-per-conn'], 1),
     idleSamples: num(values['idle-samples'], 50),
-    idleHold: num(values['idle-hold'], quick ? 0 : 45),
+    idleHold: num(values['idle-hold'], quick ? 0 : 60),
     roundTrips: num(values['round-trips'], quick ? 1000 : 20_000),
     cold: values.cold === true,
     log,
