@@ -25,6 +25,7 @@
  * says so. Through the raw pipe a "session" is one paired connection.
  */
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { formatRequest, getHeader, newTransactionId } from '../../core/protocol/message.ts';
 import type { Endpoint } from '../loadgen/endpoint.ts';
 import { Meter, nowNs } from '../meter.ts';
@@ -35,8 +36,8 @@ import type { Scenario } from './scenario.ts';
 const OPEN_CONCURRENCY = 50;
 const SETTLE_MS = 3000;
 
-async function settle(): Promise<void> {
-  await new Promise((r) => setTimeout(r, SETTLE_MS));
+function settle(): Promise<void> {
+  return sleep(SETTLE_MS);
 }
 
 async function openRelaySessions(target: RunningTarget, n: number, perConn: number, log: (m: string) => void): Promise<Leg[]> {
@@ -75,7 +76,7 @@ export const idle: Scenario = {
     let perConn = Math.max(1, o.idlePerConnection);
     if (spec.maxConnections !== undefined && Math.ceil(n / perConn) > spec.maxConnections) perConn = Math.ceil(n / spec.maxConnections);
     const failures: string[] = [];
-    if (o.idleHold > 0) await new Promise((r) => setTimeout(r, Math.min(o.idleHold, 30) * 1000));
+    if (o.idleHold > 0) await sleep(Math.min(o.idleHold, 30) * 1000);
     else await settle();
     const pids = target.pids();
     const before = memoryBytes(pids);
@@ -140,7 +141,7 @@ export const idle: Scenario = {
     let held: number | undefined;
     if (o.idleHold > 0) {
       o.log(`  holding ${legs.length} sessions for ${o.idleHold} s`);
-      await new Promise((r) => setTimeout(r, Math.max(0, setupDone + o.idleHold * 1000 - Date.now())));
+      await sleep(Math.max(0, setupDone + o.idleHold * 1000 - Date.now()));
       held = (memoryBytes(pids).pss - before.pss) / n;
     }
 

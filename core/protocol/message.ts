@@ -117,15 +117,12 @@ export function nameIs(name: string, lower: string): boolean {
   return true;
 }
 
+/** Headers that may appear once only (R-21), lower case, To-Path and From-Path first. */
+const SINGLE_NAMES = ['to-path', 'from-path', 'message-id', 'byte-range', 'success-report', 'failure-report', 'content-type'];
+
 /** Names the relay reads, lower case: lowerName() returns these without allocating. */
 const KNOWN_NAMES = [
-  'to-path',
-  'from-path',
-  'message-id',
-  'byte-range',
-  'content-type',
-  'failure-report',
-  'success-report',
+  ...SINGLE_NAMES,
   'status',
   'expires',
   'min-expires',
@@ -214,8 +211,8 @@ export interface ValidationOptions {
   maxPathUris?: number;
 }
 
-/** Headers that may appear once only (R-21). */
-const SINGLE = new Map(['to-path', 'from-path', 'message-id', 'byte-range', 'success-report', 'failure-report', 'content-type'].map((n, i) => [n, 1 << i]));
+/** R-21's single headers, each with its bit in the `seen` mask of parseRequestHead. */
+const SINGLE = new Map(SINGLE_NAMES.map((n, i) => [n, 1 << i]));
 /** The bits of To-Path and From-Path in SINGLE (bits 0 and 1). */
 const PATH_HEADERS = 0b11;
 

@@ -12,6 +12,7 @@ import { randomHex } from '../protocol/random.ts';
 import type { Socket } from 'node:net';
 import { Framer, FramerError, type EndFlag, type FrameHandler, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
 import type { CloseReason, ConnectionContext, Identity, ListenerInfo, TransportName } from '../types.ts';
+import type { Session } from './session-table.ts';
 import { Writer } from './writer.ts';
 
 export interface ConnectionHandler {
@@ -101,8 +102,8 @@ export class Connection implements ConnectionContext {
    */
   private notesMap: Map<string, unknown> | undefined;
   private pendingMap: Map<string, Transaction> | undefined;
-  private ownSessions: Set<import('./session-table.ts').Session<Connection>> | undefined;
-  private farSessionSet: Set<import('./session-table.ts').Session<Connection>> | undefined;
+  private ownSessions: Set<Session<Connection>> | undefined;
+  private farSessionSet: Set<Session<Connection>> | undefined;
   private local: { address: string; port: number } | undefined;
   /** Transactions opened elsewhere for requests that came in here (R-88 outstanding cap). */
   outstanding = 0;
@@ -208,20 +209,20 @@ export class Connection implements ConnectionContext {
   }
 
   /** Sessions (tokens) issued over this connection. */
-  get sessions(): Set<import('./session-table.ts').Session<Connection>> {
+  get sessions(): Set<Session<Connection>> {
     return (this.ownSessions ??= new Set());
   }
 
   /** Sessions whose far leg is this connection. */
-  get farSessions(): Set<import('./session-table.ts').Session<Connection>> {
+  get farSessions(): Set<Session<Connection>> {
     return (this.farSessionSet ??= new Set());
   }
 
   /** @internal what the router must clean up at close, without making empty collections for it. */
   get closeState(): {
     pending: Map<string, Transaction> | undefined;
-    sessions: Set<import('./session-table.ts').Session<Connection>> | undefined;
-    farSessions: Set<import('./session-table.ts').Session<Connection>> | undefined;
+    sessions: Set<Session<Connection>> | undefined;
+    farSessions: Set<Session<Connection>> | undefined;
   } {
     return { pending: this.pendingMap, sessions: this.ownSessions, farSessions: this.farSessionSet };
   }

@@ -21,7 +21,9 @@ import {
   formatResponse,
   formatStatusHeader,
   getHeader,
+  lowerName,
   MessageError,
+  nameIs,
   newTransactionId,
   parseRequestHead,
   parseResponseHead,
@@ -257,7 +259,7 @@ export class Router implements ConnectionHandler {
     if (err.tid !== undefined && err.messageKind === 'request') {
       const to = err.headers[0];
       const from = err.headers[1];
-      if (to?.[0].toLowerCase() === 'to-path' && from?.[0].toLowerCase() === 'from-path') {
+      if (to !== undefined && from !== undefined && nameIs(to[0], 'to-path') && nameIs(from[0], 'from-path')) {
         const toUri = to[1].split(/[ \t]+/)[0];
         const fromUri = from[1].split(/[ \t]+/)[0];
         if (toUri && fromUri && tryParseUri(toUri) !== undefined && tryParseUri(fromUri) !== undefined && /^[A-Za-z0-9][A-Za-z0-9.+%=-]{3,31}$/.test(err.tid)) {
@@ -818,8 +820,10 @@ class Forward implements OutStreamEvents {
     private readonly txMs: number,
   ) {
     this.prefix = `To-Path: ${d.paths.toPath.join(' ')}\r\nFrom-Path: ${d.paths.fromPath.join(' ')}\r\n`;
+    // Only a first piece that keeps its Byte-Range uses the headers as received; an
+    // interruptible chunk's every piece is rendered with its own (head()).
     let rest = '';
-    for (const [n, v] of req.headers) rest += `${n}: ${v}\r\n`;
+    if (!starEnd) for (const [n, v] of req.headers) rest += `${n}: ${v}\r\n`;
     this.rest = rest;
     // Which answers the next hop owes us: none for REPORT (R-77) or Failure-Report no (R-64).
     this.kind = req.method === 'REPORT' ? undefined : req.method === 'SEND' ? (req.failureReport === 'no' ? undefined : 'send') : 'e2e';
@@ -836,7 +840,7 @@ class Forward implements OutStreamEvents {
     let text = '';
     let placed = false;
     for (const [n, v] of req.headers) {
-      const lower = n.toLowerCase();
+      const lower = lowerName(n);
       if (lower === 'byte-range') {
         text += `Byte-Range: ${br}\r\n`;
         placed = true;

@@ -100,7 +100,6 @@ function flushWriter(w: Writer): void {
   w.flush();
 }
 
-
 export class Writer {
   private readonly socket: Socket;
   private active: OutStream | undefined;

@@ -16,6 +16,15 @@ const users = [
 ];
 const AUTH_URI = 'msrp://example.com;tcp';
 
+/** Alice and Bob, each on a connection of their own with a session: the clients and their Use-Path URIs. */
+async function aliceAndBob(port: number): Promise<{ a: MsrpTestClient; b: MsrpTestClient; ta: string; tb: string }> {
+  const a = await MsrpTestClient.connect({ port });
+  const b = await MsrpTestClient.connect({ port });
+  const ta = (await a.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).usePath[0]!;
+  const tb = (await b.auth({ relayUri: AUTH_URI, username: 'bob', password: 'secret' })).usePath[0]!;
+  return { a, b, ta, tb };
+}
+
 const hasIpv6Loopback = Object.values(networkInterfaces()).some((list) => list?.some((i) => i.family === 'IPv6' && i.internal));
 
 describe('limits and expiry', () => {
@@ -42,10 +51,7 @@ describe('limits and expiry', () => {
     const t = await startTestRelay({ users, timeouts: { idle: 0.6 } });
     try {
       const quiet = await MsrpTestClient.connect({ port: t.tcpPort });
-      const a = await MsrpTestClient.connect({ port: t.tcpPort });
-      const b = await MsrpTestClient.connect({ port: t.tcpPort });
-      const ta = (await a.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).usePath[0]!;
-      const tb = (await b.auth({ relayUri: AUTH_URI, username: 'bob', password: 'secret' })).usePath[0]!;
+      const { a, b, ta, tb } = await aliceAndBob(t.tcpPort);
       assert.equal((await quiet.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).status, 200);
       const started = Date.now();
       // a and b talk every 150 ms for 1.5 s (more than twice the idle limit); quiet says nothing.
@@ -67,10 +73,7 @@ describe('limits and expiry', () => {
   it('R-14: a peer that stops reading is closed when idle, and its socket is let go even though queued data cannot drain', async () => {
     const t = await startTestRelay({ users, timeouts: { idle: 0.5 } });
     try {
-      const a = await MsrpTestClient.connect({ port: t.tcpPort });
-      const b = await MsrpTestClient.connect({ port: t.tcpPort });
-      const ta = (await a.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' })).usePath[0]!;
-      const tb = (await b.auth({ relayUri: AUTH_URI, username: 'bob', password: 'secret' })).usePath[0]!;
+      const { a, b, ta, tb } = await aliceAndBob(t.tcpPort);
       b.pauseReading();
       // 32 MiB toward a reader that never reads: the relay's buffers toward B fill and stay full.
       void a.sendMessage({ toPath: [ta, tb, b.uri], body: Buffer.alloc(32 * 1024 * 1024, 0x61), chunkSize: 1024 * 1024, waitResponses: false }).catch(() => {});
