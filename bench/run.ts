@@ -47,6 +47,9 @@ const HELP = `usage: npm run bench -- [options]
                        (default: one, so steady state is compared; see bench/README.md)
   --profile            instead of comparing: run this relay under node --cpu-prof for
                        bulk 64K, rate and auth, and print the top self-time functions
+  --baseline DIR       also run the relay of another checkout (built with npm run build)
+                       as target \`baseline\`, alternated with the others: a change against
+                       main in one run (git worktree add ../base main)
   --out DIR            where results go (default bench/results)
   --keep               keep the relay's temp dir (config, log)
 `;
@@ -83,6 +86,7 @@ async function main(): Promise<number> {
       profile: { type: 'boolean' },
       cold: { type: 'boolean' },
       out: { type: 'string' },
+      baseline: { type: 'string' },
       keep: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -127,6 +131,12 @@ async function main(): Promise<number> {
   const defaultTargets = ['msrprelay', 'kamailio', 'raw', 'direct'];
   if (existsSync(join(ROOT, 'plugins/auth-sql/index.ts'))) defaultTargets.splice(1, 0, 'msrprelay-sql');
   const targets = (values.targets ?? defaultTargets.join(',')).split(',').map((n) => targetByName(n, values.keep === true));
+  if (values.baseline !== undefined) {
+    const root = resolve(values.baseline);
+    if (!existsSync(join(root, 'bin/msrprelay.js'))) throw new Error(`--baseline ${values.baseline}: no bin/msrprelay.js there`);
+    targets.splice(1, 0, msrprelayTarget({ root, auth: 'memory', workers: 1, keep: values.keep === true, label: 'baseline' }));
+    log(`baseline runs from ${root}: ${relayRunner(root).note}`);
+  }
 
   const runner = relayRunner(ROOT);
   log(`msrprelay runs from ${runner.note}`);

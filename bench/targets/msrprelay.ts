@@ -27,6 +27,8 @@ export interface MsrprelayOptions {
   nodeArgs?: string[];
   /** Keep the temp dir (config, log, profiles) after stop. */
   keep?: boolean;
+  /** The target's name instead of the variant's (`baseline`: another checkout's relay, for A/B runs). */
+  label?: string;
 }
 
 /** Which code the relay child runs: the build in dist/ when it is there and fresh, else the sources through tsx. */
@@ -57,12 +59,14 @@ function newestTs(dir: string): number {
 }
 
 export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
-  const name = o.workers > 1 ? `msrprelay-w${o.workers}` : o.auth === 'sql' ? 'msrprelay-sql' : 'msrprelay';
+  const name = o.label ?? (o.workers > 1 ? `msrprelay-w${o.workers}` : o.auth === 'sql' ? 'msrprelay-sql' : 'msrprelay');
   return {
     name,
     kind: 'relay',
     description:
-      o.auth === 'sql'
+      o.label !== undefined
+        ? `the relay of ${o.root}`
+        : o.auth === 'sql'
         ? 'this relay, auth-sql on SQLite (sqlite3 driver)'
         : o.workers > 1
           ? `this relay with ${o.workers} worker processes`

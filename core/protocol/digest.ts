@@ -8,7 +8,7 @@
  * Pure logic: node:crypto only, no I/O. Rule numbers refer to RFC.md
  * (§1.9 for the formulas and test vector, R-31 … R-43, I-1, I-2).
  */
-import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { fillRandom, randomHex } from './random.ts';
 
 // ---------------------------------------------------------------------------
@@ -316,9 +316,12 @@ function assertHeaderSafe(what: string, v: string): void {
   if (/[\r\n\0]/.test(v)) throw new Error(`${what} must not contain CR, LF or NUL`);
 }
 
+const NEEDS_ESCAPE = /[\\"]/;
+
 function quote(what: string, v: string): string {
   assertHeaderSafe(what, v);
-  return `"${v.replace(/[\\"]/g, '\\$&')}"`;
+  // Realms, nonces, opaques and hex digests hold no quote or backslash: no replace() for them.
+  return NEEDS_ESCAPE.test(v) ? `"${v.replace(/[\\"]/g, '\\$&')}"` : `"${v}"`;
 }
 
 /** The parameters of a 401 challenge. */
@@ -480,6 +483,44 @@ interface NonceEntry {
 }
 
 /**
+ * HMAC-SHA256 (RFC 2104) under one key, with the padded keys computed once: a tag is two
+ * one-shot hashes over buffers kept for reuse, where crypto.createHmac builds an Hmac
+ * object and its key schedule per call (a nonce per AUTH challenge). Same output; the
+ * tests compare it with createHmac.
+ */
+export class HmacSha256 {
+  private static readonly BLOCK = 64;
+  private readonly innerKey: Buffer;
+  private readonly outer: Buffer;
+  /** K ^ ipad followed by the last message (grown when a longer one comes). */
+  private inner: Buffer;
+
+  constructor(key: Buffer) {
+    const B = HmacSha256.BLOCK;
+    const k = key.length > B ? hash('sha256', key, 'buffer') : key;
+    this.innerKey = Buffer.alloc(B, 0x36);
+    this.outer = Buffer.alloc(B + 32, 0x5c);
+    for (let i = 0; i < k.length; i++) {
+      this.innerKey[i]! ^= k[i]!;
+      this.outer[i]! ^= k[i]!;
+    }
+    this.inner = Buffer.alloc(0);
+  }
+
+  /** The 32-octet tag of `message`. */
+  sign(message: Buffer): Buffer {
+    const B = HmacSha256.BLOCK;
+    if (this.inner.length !== B + message.length) {
+      this.inner = Buffer.alloc(B + message.length);
+      this.innerKey.copy(this.inner);
+    }
+    message.copy(this.inner, B);
+    hash('sha256', this.inner, 'buffer').copy(this.outer, B);
+    return hash('sha256', this.outer, 'buffer');
+  }
+}
+
+/**
  * Issues and tracks Digest nonces (R-39, R-40).
  *
  * A nonce is base64url (`[A-Za-z0-9_-]`, 54 characters) of 16 random bytes,
@@ -492,10 +533,12 @@ interface NonceEntry {
 export class NonceManager {
   readonly lifetimeMs: number;
   private readonly now: () => number;
-  private readonly secret: Buffer;
   private readonly maxTracked: number;
   /** Insertion order is issue order, so the oldest entries come first. */
   private readonly entries = new Map<string, NonceEntry>();
+  private readonly tagger: HmacSha256;
+  /** sweep() has nothing to drop before this time (ms). */
+  private sweepAt = Infinity;
 
   /**
    * @param opts.lifetimeMs how long a nonce stays valid (R-40: msrprelay uses 15 s).
@@ -509,12 +552,13 @@ export class NonceManager {
     if (!Number.isInteger(maxTracked) || maxTracked < 1) throw new Error('NonceManager: maxTracked must be a positive integer');
     this.lifetimeMs = opts.lifetimeMs;
     this.now = opts.now ?? Date.now;
-    this.secret = opts.secret ?? randomBytes(32);
+    this.tagger = new HmacSha256(opts.secret ?? randomBytes(32));
     this.maxTracked = maxTracked;
   }
 
-  private tag(body: Buffer): Buffer {
-    return createHmac('sha256', this.secret).update(body).digest().subarray(0, NONCE_TAG_BYTES);
+  /** The HMAC-SHA256 tag of `nonce[0, NONCE_BODY_BYTES)`, truncated, written after it. */
+  private tag(nonce: Buffer): void {
+    this.tagger.sign(nonce.subarray(0, NONCE_BODY_BYTES)).copy(nonce, NONCE_BODY_BYTES, 0, NONCE_TAG_BYTES);
   }
 
   private clock(): number {
@@ -523,12 +567,16 @@ export class NonceManager {
 
   /** Issues a fresh nonce and starts tracking it. */
   issue(): string {
-    this.sweep();
     const issuedAt = this.clock();
-    const body = Buffer.alloc(NONCE_BODY_BYTES);
-    fillRandom(body, 0, NONCE_RANDOM_BYTES);
-    body.writeBigUInt64BE(BigInt(issuedAt), NONCE_RANDOM_BYTES);
-    const nonce = Buffer.concat([body, this.tag(body)]).toString('base64url');
+    this.sweep(issuedAt);
+    const raw = Buffer.allocUnsafe(NONCE_BYTES);
+    fillRandom(raw, 0, NONCE_RANDOM_BYTES);
+    // 64-bit big-endian milliseconds, as two 32-bit halves (no BigInt per nonce).
+    raw.writeUInt32BE(Math.floor(issuedAt / 2 ** 32), NONCE_RANDOM_BYTES);
+    raw.writeUInt32BE(issuedAt % 2 ** 32, NONCE_RANDOM_BYTES + 4);
+    this.tag(raw);
+    const nonce = raw.toString('base64url');
+    if (this.entries.size === 0) this.sweepAt = issuedAt + 2 * this.lifetimeMs + 1;
     this.entries.set(nonce, { issuedAt, ncs: new Set() });
     this.evictOverflow();
     return nonce;
@@ -541,7 +589,8 @@ export class NonceManager {
     // Only the canonical spelling is accepted (base64url has spare trailing bits).
     if (raw.length !== NONCE_BYTES || raw.toString('base64url') !== nonce) return undefined;
     const body = raw.subarray(0, NONCE_BODY_BYTES);
-    if (!timingSafeEqual(raw.subarray(NONCE_BODY_BYTES), this.tag(body))) return undefined;
+    const expected = this.tagger.sign(body).subarray(0, NONCE_TAG_BYTES);
+    if (!timingSafeEqual(raw.subarray(NONCE_BODY_BYTES), expected)) return undefined;
     return Number(body.readBigUInt64BE(NONCE_RANDOM_BYTES));
   }
 
@@ -552,7 +601,7 @@ export class NonceManager {
    * and older than the lifetime (R-39). Otherwise 'valid'.
    */
   check(nonce: string): NonceState {
-    this.sweep();
+    this.sweep(this.clock());
     const entry = this.entries.get(nonce);
     if (entry === undefined) {
       const issuedAt = this.authenticTime(nonce);
@@ -589,17 +638,23 @@ export class NonceManager {
   }
 
   /**
-   * Drops state for nonces older than 2 x lifetime and enforces maxTracked
-   * (oldest evicted first). Called by check() and issue(); cost is proportional
-   * to the number of entries dropped.
+   * Drops state for nonces older than 2 x lifetime. Called by check() and issue();
+   * cost is proportional to the number of entries dropped. (issue() enforces
+   * maxTracked, oldest evicted first: only it adds entries.)
    */
-  sweep(): void {
-    const cutoff = this.clock() - 2 * this.lifetimeMs;
+  sweep(now = this.clock()): void {
+    // Nothing is old enough before sweepAt (just past the oldest entry's issue time + 2 x
+    // lifetime, or earlier): most calls end here, without an iterator over the map.
+    if (now < this.sweepAt) return;
+    const cutoff = now - 2 * this.lifetimeMs;
+    this.sweepAt = Infinity;
     for (const [nonce, entry] of this.entries) {
-      if (entry.issuedAt >= cutoff) break;
+      if (entry.issuedAt >= cutoff) {
+        this.sweepAt = entry.issuedAt + 2 * this.lifetimeMs + 1;
+        break;
+      }
       this.entries.delete(nonce);
     }
-    this.evictOverflow();
   }
 
   private evictOverflow(): void {

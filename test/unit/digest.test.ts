@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { createHmac } from 'node:crypto';
 import {
   computeDigestResponse,
   computeHa1,
@@ -11,6 +12,7 @@ import {
   formatChallenge,
   md5Hex,
   newOpaque,
+  HmacSha256,
   NonceManager,
   parseAuthenticationInfo,
   parseAuthHeader,
@@ -501,9 +503,65 @@ describe('NonceManager (R-39, R-40)', () => {
     assert.equal(m.size, 0);
   });
 
+  it('tags each nonce with HMAC-SHA256 of its random part and issue time (R-39: stale needs no state)', () => {
+    const secret = Buffer.from('an operator secret of any length, here longer than one 64-octet SHA-256 block');
+    const clock = manualClock(1_800_000_000_123); // past 2^32 ms, as every real clock is
+    const m = new NonceManager({ lifetimeMs: 15_000, now: clock.now, secret });
+    const raw = Buffer.from(m.issue(), 'base64url');
+    assert.equal(raw.length, 40);
+    assert.equal(Number(raw.readBigUInt64BE(16)), 1_800_000_000_123);
+    const body = raw.subarray(0, 24);
+    assert.deepEqual(raw.subarray(24), createHmac('sha256', secret).update(body).digest().subarray(0, 16));
+  });
+
+  it("drops a nonce's state 2 x lifetime after issue, not sooner, even after others were consumed", () => {
+    const clock = manualClock();
+    const m = new NonceManager({ lifetimeMs: 1000, now: clock.now });
+    const a = m.issue();
+    clock.advance(500);
+    const b = m.issue();
+    clock.advance(100);
+    const c = m.issue();
+    m.consume(b);
+    clock.advance(1400); // a is exactly 2 x lifetime old
+    m.sweep();
+    assert.equal(m.size, 2);
+    clock.advance(1);
+    m.sweep();
+    assert.equal(m.size, 1);
+    assert.equal(m.check(a), 'stale');
+    clock.advance(598); // c is 2 x lifetime - 1 old
+    assert.equal(m.check(c), 'stale');
+    assert.equal(m.size, 1);
+    clock.advance(2);
+    m.sweep();
+    assert.equal(m.size, 0);
+    // A nonce issued into an empty manager is swept on the same schedule.
+    m.issue();
+    clock.advance(2000);
+    m.sweep();
+    assert.equal(m.size, 1);
+    clock.advance(1);
+    m.sweep();
+    assert.equal(m.size, 0);
+  });
+
   it('validates its options', () => {
     assert.throws(() => new NonceManager({ lifetimeMs: 0 }));
     assert.throws(() => new NonceManager({ lifetimeMs: 1000, maxTracked: 0 }));
+  });
+});
+
+describe('HmacSha256', () => {
+  it('equals crypto.createHmac for keys shorter than, equal to and longer than a block, and any message length', () => {
+    for (const keyLength of [0, 16, 32, 64, 65, 200]) {
+      const key = Buffer.alloc(keyLength, 0).map((_, i) => (i * 37 + keyLength) & 0xff);
+      const h = new HmacSha256(Buffer.from(key));
+      for (const len of [24, 0, 24, 1, 63, 64, 65, 1000, 24]) {
+        const message = Buffer.alloc(len).map((_, i) => (i * 11 + len) & 0xff);
+        assert.deepEqual(h.sign(Buffer.from(message)), createHmac('sha256', key).update(message).digest(), `key ${keyLength}, message ${len}`);
+      }
+    }
   });
 });
 
