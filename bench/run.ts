@@ -46,7 +46,8 @@ const HELP = `usage: npm run bench -- [options]
   --cold               no unmeasured warm-up run of each variant after a target starts
                        (default: one, so steady state is compared; see bench/README.md)
   --profile            instead of comparing: run this relay under node --cpu-prof for
-                       bulk 64K, rate and auth, and print the top self-time functions
+                       bulk 64K, rate and auth (or --scenarios, --chunks), and print the
+                       top self-time functions
   --baseline DIR       also run the relay of another checkout (built with npm run build)
                        as target \`baseline\`, alternated with the others: a change against
                        main in one run (git worktree add ../base main)
@@ -120,14 +121,12 @@ async function main(): Promise<number> {
   const outDir = resolve(values.out ?? join(ROOT, 'bench/results'));
   mkdirSync(outDir, { recursive: true });
 
-  if (values.profile === true) return profile(o, outDir, log);
+  if (values.profile === true) {
+    return profile({ ...o, chunks: values.chunks !== undefined ? o.chunks : [64 * 1024] }, values.scenarios?.split(','), outDir, log);
+  }
 
   const wanted = (values.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(',');
-  const scenarios = wanted.map((n) => {
-    const s = SCENARIOS.find((x) => x.name === n);
-    if (s === undefined) throw new Error(`unknown scenario ${n} (have ${SCENARIOS.map((x) => x.name).join(', ')})`);
-    return s;
-  });
+  const scenarios = wanted.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
   const defaultTargets = ['msrprelay', 'kamailio', 'raw', 'direct'];
   if (existsSync(join(ROOT, 'plugins/auth-sql/index.ts'))) defaultTargets.splice(1, 0, 'msrprelay-sql');
   const targets = (values.targets ?? defaultTargets.join(',')).split(',').map((n) => targetByName(n, values.keep === true));
@@ -246,14 +245,13 @@ function targetByName(name: string, keep: boolean): TargetSpec {
   throw new Error(`unknown target ${name}`);
 }
 
-/** Runs this relay under the V8 sampling profiler for bulk 64 KiB, rate and auth; prints where the time goes. */
-async function profile(o: BenchOptions, outDir: string, log: (m: string) => void): Promise<number> {
-  const cases: Array<{ sc: Scenario; opts: BenchOptions }> = [
-    { sc: bulk, opts: { ...o, chunks: [64 * 1024] } },
-    { sc: rate, opts: o },
-    { sc: auth, opts: o },
-  ];
-  for (const { sc, opts } of cases) {
+/**
+ * Runs this relay under the V8 sampling profiler for bulk (64 KiB unless --chunks), rate and
+ * auth, or the --scenarios named; prints where the time goes.
+ */
+async function profile(opts: BenchOptions, names: string[] | undefined, outDir: string, log: (m: string) => void): Promise<number> {
+  const cases = names === undefined ? [bulk, rate, auth] : names.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
+  for (const sc of cases) {
     const dir = join(outDir, `profile-${sc.name}`);
     mkdirSync(dir, { recursive: true });
     const spec = msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
@@ -279,6 +277,10 @@ async function profile(o: BenchOptions, outDir: string, log: (m: string) => void
     }
   }
   return 0;
+}
+
+function unknownScenario(n: string): never {
+  throw new Error(`unknown scenario ${n} (have ${SCENARIOS.map((x) => x.name).join(', ')})`);
 }
 
 function firstLine(e: unknown): string {
