@@ -492,7 +492,7 @@ export class HmacSha256 {
   private static readonly BLOCK = 64;
   private readonly innerKey: Buffer;
   private readonly outer: Buffer;
-  /** K ^ ipad followed by the last message (grown when a longer one comes). */
+  /** K ^ ipad followed by the last message (made anew when the message length changes). */
   private inner: Buffer;
 
   constructor(key: Buffer) {
@@ -556,9 +556,9 @@ export class NonceManager {
     this.maxTracked = maxTracked;
   }
 
-  /** The HMAC-SHA256 tag of `nonce[0, NONCE_BODY_BYTES)`, truncated, written after it. */
-  private tag(nonce: Buffer): void {
-    this.tagger.sign(nonce.subarray(0, NONCE_BODY_BYTES)).copy(nonce, NONCE_BODY_BYTES, 0, NONCE_TAG_BYTES);
+  /** A nonce body's tag: HMAC-SHA256, truncated to NONCE_TAG_BYTES. */
+  private tag(body: Buffer): Buffer {
+    return this.tagger.sign(body).subarray(0, NONCE_TAG_BYTES);
   }
 
   private clock(): number {
@@ -574,9 +574,10 @@ export class NonceManager {
     // 64-bit big-endian milliseconds, as two 32-bit halves (no BigInt per nonce).
     raw.writeUInt32BE(Math.floor(issuedAt / 2 ** 32), NONCE_RANDOM_BYTES);
     raw.writeUInt32BE(issuedAt % 2 ** 32, NONCE_RANDOM_BYTES + 4);
-    this.tag(raw);
+    this.tag(raw.subarray(0, NONCE_BODY_BYTES)).copy(raw, NONCE_BODY_BYTES);
     const nonce = raw.toString('base64url');
-    if (this.entries.size === 0) this.sweepAt = issuedAt + 2 * this.lifetimeMs + 1;
+    // Keeps sweepAt at or before the oldest entry's drop time (later entries drop later).
+    this.sweepAt = Math.min(this.sweepAt, issuedAt + 2 * this.lifetimeMs + 1);
     this.entries.set(nonce, { issuedAt, ncs: new Set() });
     this.evictOverflow();
     return nonce;
@@ -589,8 +590,7 @@ export class NonceManager {
     // Only the canonical spelling is accepted (base64url has spare trailing bits).
     if (raw.length !== NONCE_BYTES || raw.toString('base64url') !== nonce) return undefined;
     const body = raw.subarray(0, NONCE_BODY_BYTES);
-    const expected = this.tagger.sign(body).subarray(0, NONCE_TAG_BYTES);
-    if (!timingSafeEqual(raw.subarray(NONCE_BODY_BYTES), expected)) return undefined;
+    if (!timingSafeEqual(raw.subarray(NONCE_BODY_BYTES), this.tag(body))) return undefined;
     return Number(body.readBigUInt64BE(NONCE_RANDOM_BYTES));
   }
 
@@ -601,19 +601,17 @@ export class NonceManager {
    * and older than the lifetime (R-39). Otherwise 'valid'.
    */
   check(nonce: string): NonceState {
-    this.sweep(this.clock());
+    const now = this.clock();
+    this.sweep(now);
     const entry = this.entries.get(nonce);
-    if (entry === undefined) {
-      const issuedAt = this.authenticTime(nonce);
-      if (issuedAt === undefined) return 'unknown';
-      // Untracked but authentic: expired ones are simply stale; live ones were
-      // consumed or evicted and must not be usable again (R-40).
-      return this.clock() - issuedAt > this.lifetimeMs ? 'stale' : 'unknown';
-    }
     // A tracked nonce is one this manager issued, spelled exactly so (the map key): its tag
-    // needs no second HMAC. R-39: an expired nonce is stale whatever else is right about it.
-    if (this.clock() - entry.issuedAt > this.lifetimeMs) return 'stale';
-    return 'valid';
+    // needs no second HMAC. An untracked one is checked by its tag alone.
+    const issuedAt = entry !== undefined ? entry.issuedAt : this.authenticTime(nonce);
+    if (issuedAt === undefined) return 'unknown';
+    // R-39: an expired nonce is stale whatever else is right about it.
+    if (now - issuedAt > this.lifetimeMs) return 'stale';
+    // Untracked but authentic and live: consumed or evicted, never usable again (R-40).
+    return entry !== undefined ? 'valid' : 'unknown';
   }
 
   /**
