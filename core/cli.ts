@@ -15,8 +15,8 @@ import { describeTaps, type RelayHooks } from './hooks.ts';
 import type { Logger } from './plugin.ts';
 import { PluginLoadError } from './plugin-loader.ts';
 import { createRelay, type Relay } from './relay.ts';
-import { leaveCluster, parseWorkerCount, reportReady, runPrimary, workerFromEnv, workerSignals } from './cluster.ts';
-import type { WorkerOptions } from './transport/internal.ts';
+import { leaveCluster, parseWorkerCount, reportReady, runPrimary, workerFromEnv, workerSignals } from './cluster/primary.ts';
+import type { WorkerOptions } from './cluster/worker-link.ts';
 import { ensureSelfSignedCert } from './transport/self-signed.ts';
 
 const USAGE = `Usage: msrprelay [options]

@@ -32,6 +32,7 @@ import type {
   BindRequest,
   ChunkContext,
   ChunkStats,
+  ClaimDecision,
   CloseReason,
   ConnectionContext,
   CredentialQuery,
@@ -43,9 +44,11 @@ import type {
   Identity,
   NextHopDecision,
   NextHopQuery,
+  LocalRequest,
   PathPair,
   Rejection,
   RequestContext,
+  RequestDecision,
   SentResponse,
   SessionInfo,
 } from './types.ts';
@@ -65,8 +68,18 @@ export interface RelayHooks<R = unknown> {
   readonly connectionClosed: SyncHookT<[ConnectionContext, CloseReason]>;
   /** Each valid request header block, before receiveRequest (observers: counters, access logs). */
   readonly requestReceived: SyncHookT<[RequestContext]>;
-  /** Each valid request header block, before routing. A Rejection is answered hop by hop. */
-  readonly receiveRequest: AsyncSeriesBailHookT<[RequestContext], Rejection | undefined>;
+  /**
+   * Each valid request header block, before routing. A Rejection is answered hop by hop;
+   * `{ respond }` answers the request with that response instead of routing it (NICKNAME, C-13).
+   */
+  readonly receiveRequest: AsyncSeriesBailHookT<[RequestContext], RequestDecision | undefined>;
+  /**
+   * A request whose next To-Path URI names this relay but no session of it, or a session URI
+   * of this relay alone (DESIGN.md §3a). A LocalReceiver claims it: the tap's plugin is then
+   * its endpoint and gets its body and end-line. A Rejection is answered with its status;
+   * when every tap passes, the relay answers as it would without plugins (481, 403, 501).
+   */
+  readonly claimRequest: AsyncSeriesBailHookT<[LocalRequest], ClaimDecision | undefined>;
   /** AUTH, before the challenge: the SIP domain and realm (core:default-domain answers last). */
   readonly resolveDomain: AsyncSeriesBailHookT<[DomainQuery], DomainDecision | undefined>;
   /** Every AUTH addressed to this relay: challenge, accept or reject (core:digest at stage 0). */
@@ -109,6 +122,7 @@ export const HOOK_ORDER = [
   'acceptConnection',
   'requestReceived',
   'receiveRequest',
+  'claimRequest',
   'resolveDomain',
   'authenticate',
   'lookupCredentials',
@@ -177,6 +191,7 @@ const ASYNC_HOOKS = new Set<HookName>([
   'closed',
   'acceptConnection',
   'receiveRequest',
+  'claimRequest',
   'resolveDomain',
   'authenticate',
   'lookupCredentials',
@@ -206,7 +221,8 @@ export function createHooks<R>(options: HookOptions): RelayHooks<R> {
     acceptConnection: new AsyncSeriesBailHook<[ConnectionContext], Rejection | undefined>(['connection'], 'acceptConnection'),
     connectionClosed: new SyncHook<[ConnectionContext, CloseReason]>(['connection', 'reason'], 'connectionClosed'),
     requestReceived: new SyncHook<[RequestContext]>(['ctx'], 'requestReceived'),
-    receiveRequest: new AsyncSeriesBailHook<[RequestContext], Rejection | undefined>(['ctx'], 'receiveRequest'),
+    receiveRequest: new AsyncSeriesBailHook<[RequestContext], RequestDecision | undefined>(['ctx'], 'receiveRequest'),
+    claimRequest: new AsyncSeriesBailHook<[LocalRequest], ClaimDecision | undefined>(['request'], 'claimRequest'),
     resolveDomain: new AsyncSeriesBailHook<[DomainQuery], DomainDecision | undefined>(['query'], 'resolveDomain'),
     authenticate: new AsyncSeriesBailHook<[AuthRequest], AuthDecision | undefined>(['auth'], 'authenticate'),
     lookupCredentials: new AsyncSeriesBailHook<[CredentialQuery], Credentials | undefined>(['query'], 'lookupCredentials'),

@@ -20,7 +20,8 @@
 
 import type { RelayConfig } from './config/schema.ts';
 import type { RelayHooks } from './hooks.ts';
-import type { ListenerInfo, SessionInfo } from './types.ts';
+import type { Transports } from './transport/registry.ts';
+import type { ConnectionContext, ListenerInfo, OriginateOptions, OutgoingRequest, SessionInfo } from './types.ts';
 
 /** Structured log calls; the embedded relay is silent until a logger is set. */
 export interface Logger {
@@ -51,6 +52,15 @@ export interface PluginHost {
   readonly log: Logger;
   /** Replaces the relay's logger (the logging plugin does this). */
   setLogger(logger: Logger): void;
+  /** The transport providers (DESIGN.md §3a): a plugin registers its own in apply(). */
+  readonly transports: Transports;
+  /**
+   * Sends a request from the relay itself, on a connection or toward the owner of a session
+   * (DESIGN.md §3a: a local endpoint's copies). See OriginateOptions and OutgoingRequest.
+   */
+  originate(target: ConnectionContext | SessionInfo, options: OriginateOptions): OutgoingRequest;
+  /** A fresh session-id for a URI of this relay that is no token (a local endpoint's; R-47). */
+  newSessionId(): string;
 }
 
 export interface RelayPlugin {

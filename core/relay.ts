@@ -1,8 +1,9 @@
 /**
- * The Relay: owns the hooks, the listeners, the connections and the session table.
+ * The Relay: owns the hooks, the transports and their listeners, the connections and the
+ * session table.
  *
- * It is the only place that knows all the parts; each of them (router, writer,
- * framer, plugins) sees just what it needs. Embed it with createRelay():
+ * It is the only place that knows all the parts; each of them (router, writer, framer,
+ * transports, plugins) sees just what it needs. Embed it with createRelay():
  *
  * ```ts
  * const relay = await createRelay({ hostname: 'relay.example.com', listen: [...], plugins: [...] });
@@ -12,35 +13,25 @@
  * ```
  */
 
-import type net from 'node:net';
 import { DefaultDomainPlugin } from './builtin/default-domain.ts';
 import { DigestAuthPlugin } from './builtin/digest.ts';
 import { NextHopPlugin } from './builtin/next-hop.ts';
+import { ClusterWorker, WORKER_TRANSPORT } from './cluster/worker.ts';
+import type { WorkerOptions } from './cluster/worker-link.ts';
 import type { ListenConfig, RelayConfig, RelayConfigInput } from './config/schema.ts';
-import { normalizeConfig } from './config/validate.ts';
+import { ConfigError, normalizeConfig } from './config/validate.ts';
 import { createHooks, isTapped, type RelayHooks } from './hooks.ts';
 import { silentLogger, type Logger, type PluginHost, type RelayPlugin, type SessionsView } from './plugin.ts';
 import { loadPlugins } from './plugin-loader.ts';
 import { Connection } from './session/connection.ts';
+import { originate } from './session/originator.ts';
+import { Peer, peerOf } from './session/peer.ts';
 import { Router } from './session/router.ts';
-import { maskId, newWorkerSessionId, SessionTable, workerOfSession, type Session } from './session/session-table.ts';
-import { dialNextHop } from './transport/dialer.ts';
-import {
-  dialWorker,
-  firstToPathUri,
-  formatHandoff,
-  isHandoff,
-  MAX_PREAMBLE,
-  openInternalServer,
-  parseHandoff,
-  pipeBoth,
-  readLines,
-  workerSocketPath,
-  type Handoff,
-  type WorkerOptions,
-} from './transport/internal.ts';
-import { openListener, type Listener } from './transport/listener.ts';
-import type { CloseReason, ListenerInfo, NextHop, TransportName } from './types.ts';
+import { maskId, newSessionId, SessionTable, type Session } from './session/session-table.ts';
+import { TransportRegistry, type Transports } from './transport/registry.ts';
+import { describeEntry, type AdoptOptions, type MsrpStream, type TransportContext, type TransportListener } from './transport/stream.ts';
+import { tcpTransport } from './transport/tcp.ts';
+import type { CloseReason, ConnectionContext, ListenerInfo, NextHop, OriginateOptions, OutgoingRequest, SessionInfo } from './types.ts';
 
 export interface CreateRelayOptions {
   /** Folder that relative paths in the config (certificates, plugin files) are resolved against. */
@@ -55,12 +46,18 @@ export interface CreateRelayOptions {
 /** Validates the config, loads its plugins and applies them; the relay does not listen yet. */
 export async function createRelay(input: RelayConfigInput | RelayConfig, options: CreateRelayOptions = {}): Promise<Relay> {
   const baseDir = options.baseDir ?? process.cwd();
-  const config = normalizeConfig(input, { baseDir, ...(options.source !== undefined ? { source: options.source } : {}) });
+  const source = options.source;
+  // Transport names are checked against the registered providers once the plugins are applied.
+  const config = normalizeConfig(input, { baseDir, anyTransport: true, ...(source !== undefined ? { source } : {}) });
   const plugins = await loadPlugins(config.plugins, { baseDir });
   const relay = new Relay(config, options.logger ?? silentLogger, options.worker);
   await relay.install(plugins);
+  relay.checkListen(config.listen, source);
   return relay;
 }
+
+/** Internal adoption options: a hop between workers is not in probation (R-9 is for clients). */
+type AdoptInternal = AdoptOptions & { probation?: boolean };
 
 export class Relay implements PluginHost {
   private configValue: RelayConfig;
@@ -69,26 +66,49 @@ export class Relay implements PluginHost {
   private plugins: RelayPlugin[] = [];
   private readonly table: SessionTable<Connection>;
   private readonly router: Router;
-  private readonly openListeners: Listener[] = [];
+  private readonly registry = new TransportRegistry();
+  private readonly openListeners: Array<{ listener: TransportListener; config: ListenConfig }> = [];
   private readonly connections = new Set<Connection>();
+  /** Connections not counted against the caps (hops between workers, hand-overs counted elsewhere). */
+  private readonly uncounted = new WeakSet<Connection>();
   private readonly perIp = new Map<string, number>();
+  private inboundCount = 0;
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
-  /** Cluster mode only (DESIGN.md §7); everything below that reads it is skipped without it. */
-  private readonly worker: WorkerOptions | undefined;
-  private internalServer: { close(): Promise<void> } | undefined;
-  /** Connections between workers: outside the connection caps. */
-  private readonly internal = new WeakSet<Connection>();
-  /** Client sockets this worker pipes to the worker that owns their token. */
-  private readonly handedOver = new Set<net.Socket>();
+  /** Cluster mode only (DESIGN.md §7). */
+  private readonly cluster: ClusterWorker | undefined;
+  private readonly transportContext: TransportContext;
 
   constructor(config: RelayConfig, logger: Logger = silentLogger, worker?: WorkerOptions) {
     this.configValue = config;
     this.logger = logger;
-    this.worker = worker;
     this.hooksValue = this.newHooks();
     this.table = new SessionTable<Connection>({
       closed: (s, reason) => this.onSessionClosed(s, reason),
     });
+    this.registry.register(tcpTransport);
+    if (worker !== undefined) {
+      this.cluster = new ClusterWorker(worker, {
+        adopt: (stream, o) => this.adoptStream(stream, o),
+        listeners: () => this.listeners,
+        hostname: () => this.configValue.hostname,
+        config: () => this.configValue,
+        log: () => this.logger,
+        accepting: () => this.accepting(),
+        countClient: (ip, delta) => this.countInbound(ip, delta),
+        admits: (ip) => this.admits(ip),
+      });
+      this.registry.register(this.cluster.provider);
+    }
+    const cluster = this.cluster;
+    const relay = this;
+    this.transportContext = {
+      // In cluster mode a fresh client connection first goes through the worker's gate.
+      adopt: cluster !== undefined ? (stream, o) => cluster.gate(stream, o) : (stream, o) => this.adoptStream(stream, o),
+      config: () => this.configValue,
+      get log() {
+        return relay.logger;
+      },
+    };
     this.router = new Router({
       config: () => this.configValue,
       hooks: () => this.hooksValue as RelayHooks<unknown>,
@@ -98,15 +118,8 @@ export class Relay implements PluginHost {
       log: () => this.logger,
       dial: (hop, session) => this.dial(hop, session),
       connectionGone: (conn, reason) => this.onConnectionGone(conn, reason),
-      ...(worker !== undefined
-        ? {
-            newSessionId: () => newWorkerSessionId(worker.index),
-            otherWorker: (id: string) => {
-              const w = workerOfSession(id, worker.count);
-              return w !== undefined && w !== worker.index ? w : undefined;
-            },
-            dialWorker: (index: number, session: Session<Connection>) => this.dialWorker(index, session),
-          }
+      ...(cluster !== undefined
+        ? { newSessionId: () => cluster.newSessionId(), ownerElsewhere: (id: string) => cluster.ownerElsewhere(id) }
         : {}),
     });
   }
@@ -126,7 +139,7 @@ export class Relay implements PluginHost {
   }
 
   get listeners(): readonly ListenerInfo[] {
-    return this.openListeners.map((l) => l.info);
+    return this.openListeners.map((l) => l.listener.info);
   }
 
   get sessions(): SessionsView {
@@ -152,6 +165,30 @@ export class Relay implements PluginHost {
     this.logger = logger;
   }
 
+  /** The transport providers: register one from a plugin's apply() (DESIGN.md §3a). */
+  get transports(): Transports {
+    return this.registry;
+  }
+
+  /**
+   * A session-id for a URI of this relay that is no token (a local endpoint's): random
+   * (R-47), and in cluster mode naming this worker, so requests for it reach this process.
+   */
+  newSessionId(): string {
+    return this.cluster?.newSessionId() ?? newSessionId();
+  }
+
+  /**
+   * Sends a request from the relay itself (DESIGN.md §3a): on a connection, or toward the
+   * owner of a session (on the connection it authenticated). Stream the body with write()
+   * and end(), or give it whole in `options.body`.
+   */
+  originate(target: ConnectionContext | SessionInfo, options: OriginateOptions): OutgoingRequest {
+    const conn = 'owner' in target ? target.owner : target;
+    if (!(conn instanceof Connection) || !this.connections.has(conn)) throw new Error('relay.originate(): the target is not a connection of this relay');
+    return originate(conn, this.router.transactions, options);
+  }
+
   /** The loaded plugins, built-in ones first. */
   get pluginNames(): string[] {
     return this.plugins.map((p) => p.name);
@@ -170,20 +207,23 @@ export class Relay implements PluginHost {
 
   private builtins: RelayPlugin[] | undefined;
 
+  /** @internal every listen entry has a provider, and each provider accepts its entry (what start would refuse). */
+  checkListen(entries: readonly ListenConfig[], source?: string): void {
+    const problems = this.registry.problems(entries);
+    if (problems.length > 0) throw new ConfigError(problems, source);
+  }
+
   /** Runs beforeListen, then binds every listener. */
   async listen(): Promise<void> {
     if (this.state !== 'new') throw new Error(`relay.listen(): the relay is ${this.state}`);
+    this.checkListen(this.configValue.listen);
     await this.hooksValue.beforeListen.promise(this);
     try {
-      if (this.worker !== undefined) {
-        const w = this.worker;
-        this.internalServer = await openInternalServer(workerSocketPath(w.socketDir, w.index), (s) => this.acceptInternal(s));
-      }
-      for (const cfg of this.configValue.listen) this.openListeners.push(await this.bind(cfg));
+      await this.cluster?.start();
+      for (const cfg of this.configValue.listen) this.openListeners.push({ listener: await this.bind(cfg), config: cfg });
     } catch (e) {
-      await Promise.all(this.openListeners.splice(0).map((l) => l.close()));
-      await this.internalServer?.close();
-      this.internalServer = undefined;
+      await Promise.all(this.openListeners.splice(0).map((l) => l.listener.close()));
+      this.cluster?.close();
       throw e;
     }
     this.state = 'listening';
@@ -202,17 +242,13 @@ export class Relay implements PluginHost {
     } catch (e) {
       this.reportError(e, 'beforeClose');
     }
-    await Promise.all(this.openListeners.splice(0).map((l) => l.close()));
+    await Promise.all(this.openListeners.splice(0).map((l) => l.listener.close()));
     const deadline = Date.now() + this.configValue.timeouts.drain * 1000;
-    while (Date.now() < deadline && [...this.connections].some((c) => !c.writer.isIdle || c.inbound !== undefined)) {
+    while (Date.now() < deadline && [...this.connections].some((c) => !c.writer.isIdle || peerOf(c).inbound !== undefined)) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    if (this.worker !== undefined) {
-      // Stop accepting on the private socket; its open connections close with the others below.
-      void this.internalServer?.close();
-      this.internalServer = undefined;
-      for (const s of this.handedOver) s.destroy();
-    }
+    // Stop accepting on the worker link; its open connections close with the others below.
+    this.cluster?.close();
     for (const s of [...this.table.values()]) this.table.remove(s, { code: 'shutdown' });
     const gone = [...this.connections].map((c) => new Promise<void>((r) => (c.socket.destroyed ? r() : c.socket.once('close', () => r()))));
     for (const c of this.connections) c.close({ code: 'shutdown' });
@@ -256,7 +292,7 @@ export class Relay implements PluginHost {
    */
   async reload(input: unknown, options: { baseDir?: string; source?: string } = {}): Promise<void> {
     const baseDir = options.baseDir ?? process.cwd();
-    const config = normalizeConfig(input, { baseDir, ...(options.source !== undefined ? { source: options.source } : {}) });
+    const config = normalizeConfig(input, { baseDir, anyTransport: true, ...(options.source !== undefined ? { source: options.source } : {}) });
     const plugins = await loadPlugins(config.plugins, { baseDir });
     const oldHooks = this.hooksValue;
     const oldConfig = this.configValue;
@@ -265,6 +301,7 @@ export class Relay implements PluginHost {
     this.hooksValue = this.newHooks();
     try {
       await this.install(plugins);
+      this.checkListen(config.listen, options.source);
       if (this.state === 'listening') await this.reconcileListeners(config.listen);
     } catch (e) {
       // The old config stays in force; the new plugins that were applied are released.
@@ -279,14 +316,16 @@ export class Relay implements PluginHost {
     this.logger.info('configuration reloaded', { plugins: this.pluginNames.length, sessions: this.table.size });
   }
 
-  // ------------------------------------------------------------ internals
+  // ------------------------------------------------------------ transports
 
   private newHooks(): RelayHooks<PluginHost> {
     return createHooks<PluginHost>({ tapTimeoutMs: () => this.configValue.timeouts.hook * 1000 });
   }
 
-  private bind(cfg: ListenConfig): Promise<Listener> {
-    return openListener(cfg, (socket, info) => this.accept(socket, info));
+  private bind(cfg: ListenConfig): Promise<TransportListener> {
+    const provider = this.registry.get(cfg.transport);
+    if (provider === undefined) return Promise.reject(new Error(`listen ${describeEntry(cfg)}: no transport provider serves "${cfg.transport}"`));
+    return provider.listen(cfg, this.transportContext);
   }
 
   private async reconcileListeners(wanted: ListenConfig[]): Promise<void> {
@@ -299,31 +338,39 @@ export class Relay implements PluginHost {
       const next = wantedByKey.get(key(l.config));
       if (next === undefined) {
         this.openListeners.splice(this.openListeners.indexOf(l), 1);
-        await l.close();
+        await l.listener.close();
       } else {
-        l.reloadCertificates(next);
+        l.listener.reload?.(next);
+        l.config = next;
       }
     }
     const have = new Set(this.openListeners.map((l) => key(l.config)));
-    for (const c of wanted) if (!have.has(key(c))) this.openListeners.push(await this.bind(c));
+    for (const c of wanted) if (!have.has(key(c))) this.openListeners.push({ listener: await this.bind(c), config: c });
   }
 
-  private newConnection(
-    socket: net.Socket,
-    direction: 'inbound' | 'outbound',
-    transport: TransportName,
-    listener?: ListenerInfo,
-    hop = false,
-    peer?: ConstructorParameters<typeof Connection>[0]['peer'],
-  ): Connection {
+  /** A worker takes connections while it binds its listeners: the cluster's shared port is open already. */
+  private accepting(): boolean {
+    return this.state === 'listening' || (this.cluster !== undefined && this.state === 'new');
+  }
+
+  /** R-88: the caps per source address and in total. */
+  private admits(ip: string): boolean {
     const cfg = this.configValue;
+    return this.inboundCount < cfg.limits.maxConnections && (this.perIp.get(ip) ?? 0) < cfg.limits.maxConnectionsPerIp;
+  }
+
+  /** A connection's per-connection parts, with the router's state for it as its handler. */
+  private newConnection(stream: MsrpStream, direction: 'inbound' | 'outbound', transport: string, o: AdoptInternal | undefined): Connection {
+    const cfg = this.configValue;
+    const router = this.router;
     return new Connection({
-      socket,
+      socket: stream,
       direction,
       transport,
-      ...(listener !== undefined ? { listener } : {}),
-      ...(peer !== undefined ? { peer } : {}),
-      handler: this.router,
+      ...(o !== undefined ? { listener: o.listener } : {}),
+      ...(o?.peer !== undefined ? { peer: o.peer } : {}),
+      ...(o?.encrypted !== undefined ? { encrypted: o.encrypted } : {}),
+      handler: (conn) => new Peer(router, conn),
       limits: {
         maxStartLine: cfg.limits.maxStartLine,
         maxHeaderLine: cfg.limits.maxHeaderLine,
@@ -331,59 +378,38 @@ export class Relay implements PluginHost {
         maxHeaders: cfg.limits.maxHeaders,
       },
       timeouts: {
-        firstRequestMs: direction === 'inbound' && !hop ? cfg.timeouts.firstRequest * 1000 : 0,
+        firstRequestMs: direction === 'inbound' && o?.probation !== false ? cfg.timeouts.firstRequest * 1000 : 0,
         headerCompletionMs: cfg.timeouts.headerCompletion * 1000,
         idleMs: cfg.timeouts.idle * 1000,
       },
     });
   }
 
-  private accept(socket: net.Socket, info: ListenerInfo): void {
-    const cfg = this.configValue;
-    if (this.state !== 'listening' && !this.workerAccepting()) {
-      socket.on('error', () => {});
-      socket.destroy();
-      return;
-    }
-    const ip = socket.remoteAddress ?? '';
-    const fromIp = this.perIp.get(ip) ?? 0;
+  /**
+   * A stream a transport accepted (TransportContext.adopt): the caps (R-88), then
+   * acceptConnection taps, then reading starts.
+   */
+  private adoptStream(stream: MsrpStream, o: AdoptInternal): Connection | undefined {
+    const refuse = (why: string, fields: Record<string, unknown>) => {
+      if (why !== '') this.logger.warn(why, fields);
+      stream.on('error', () => {});
+      stream.destroy();
+      return undefined;
+    };
+    if (!this.accepting()) return refuse('', {});
+    const counted = o.counted !== false;
+    const ip = o.peer?.remoteAddress ?? stream.remoteAddress ?? '';
     // R-88: caps per source address and in total: accepted and closed at once.
-    if (this.inboundCount >= cfg.limits.maxConnections || fromIp >= cfg.limits.maxConnectionsPerIp) {
-      this.logger.warn('connection refused: limit reached', { remote: ip });
-      socket.on('error', () => {});
-      socket.destroy();
-      return;
-    }
-    // R-4: a client certificate, when one is presented on a listener with a CA, must be valid.
-    const t = socket as import('node:tls').TLSSocket;
-    if (typeof t.getPeerCertificate === 'function' && t.authorizationError !== undefined && t.authorizationError !== null) {
-      const peer = t.getPeerCertificate();
-      if (peer !== null && Object.keys(peer).length > 0) {
-        this.logger.warn('connection refused: invalid client certificate', { remote: ip, error: String(t.authorizationError) });
-        socket.on('error', () => {});
-        socket.destroy();
-        return;
-      }
-    }
-    if (this.worker !== undefined) {
-      this.routeToWorker(socket, info);
-      return;
-    }
-    this.startInbound(this.newConnection(socket, 'inbound', info.transport, info));
-  }
-
-  /** Registers an accepted connection and starts it once acceptConnection taps let it in. */
-  private startInbound(conn: Connection, counted = true): void {
-    if (!counted) this.internal.add(conn);
+    if (counted && !this.admits(ip)) return refuse('connection refused: limit reached', { remote: ip });
+    const conn = this.newConnection(stream, 'inbound', o.listener.transport, o);
+    if (!counted) this.uncounted.add(conn);
     this.register(conn);
-    const ip = conn.remoteAddress;
-    const socket = conn.socket;
     const hooks = this.hooksValue;
-    if (!isTapped(hooks.acceptConnection)) {
-      conn.start();
-      return;
+    if (!isTapped(hooks.acceptConnection) || o.listener.transport === WORKER_TRANSPORT) {
+      conn.start(o.head);
+      return conn;
     }
-    socket.pause();
+    stream.pause();
     hooks.acceptConnection.promise(conn).then(
       (r) => {
         if (r !== undefined) {
@@ -391,159 +417,37 @@ export class Relay implements PluginHost {
           conn.destroy({ code: 'rejected', message: r.reject.message });
           return;
         }
-        conn.start();
+        conn.start(o.head);
       },
       (e: unknown) => {
         hooks.error.call(e instanceof Error ? e : new Error(String(e)), { connection: conn, hook: 'acceptConnection' });
         conn.destroy({ code: 'rejected', message: 'acceptConnection failed' });
       },
     );
+    return conn;
   }
 
-  // ------------------------------------------------------------ cluster mode (DESIGN.md §7)
-
-  /**
-   * A worker accepts as soon as its listeners are being bound: the cluster's shared port is
-   * already open (another worker bound it) and hands this worker connections at once.
-   */
-  private workerAccepting(): boolean {
-    return this.worker !== undefined && (this.state === 'listening' || this.state === 'new');
-  }
-
-  /**
-   * A client connection accepted by this worker: read its first request's start line and
-   * To-Path; when that names a token of another worker, hand the connection over to it,
-   * otherwise serve it here as in a single process.
-   */
-  private routeToWorker(socket: net.Socket, info: ListenerInfo): void {
-    const w = this.worker!;
-    const cfg = this.configValue;
-    const max = cfg.limits.maxStartLine + cfg.limits.maxHeaderLine + 4;
-    const wait = Math.min(cfg.timeouts.headerCompletion, cfg.timeouts.firstRequest) * 1000;
-    void readLines(socket, 2, max, wait).then((data) => {
-      if (data === undefined) {
-        socket.destroy();
-        return;
-      }
-      const uri = firstToPathUri(data);
-      const owner = uri?.sessionId !== undefined && uri.host.toLowerCase() === cfg.hostname.toLowerCase() ? workerOfSession(uri.sessionId, w.count) : undefined;
-      if (owner === undefined || owner === w.index || !this.workerAccepting()) {
-        this.serveHere(socket, info, data);
-        return;
-      }
-      this.handOver(socket, info, data, owner);
-    });
-  }
-
-  private serveHere(socket: net.Socket, info: ListenerInfo, data: Buffer): void {
-    if (socket.destroyed) return;
-    if (!this.workerAccepting()) {
-      socket.destroy();
-      return;
-    }
-    if (data.length > 0) socket.unshift(data);
-    this.startInbound(this.newConnection(socket, 'inbound', info.transport, info));
-  }
-
-  /** Pipes a fresh client connection to the worker that owns the token its first request names. */
-  private handOver(socket: net.Socket, info: ListenerInfo, data: Buffer, owner: number): void {
-    const w = this.worker!;
-    const ip = socket.remoteAddress ?? '';
-    // The client's socket stays here: it counts against this worker's caps.
-    this.countInbound(ip, 1);
-    this.handedOver.add(socket);
-    socket.on('error', () => {});
-    const preamble: Handoff = {
-      transport: info.transport,
-      listenerPort: info.port,
-      remoteAddress: ip,
-      remotePort: socket.remotePort ?? 0,
-      localAddress: socket.localAddress ?? '',
-      localPort: socket.localPort ?? 0,
-    };
-    dialWorker(workerSocketPath(w.socketDir, owner), this.configValue.timeouts.connect * 1000).then(
-      (peer) => {
-        if (socket.destroyed) {
-          peer.destroy();
-          return this.handOverEnded(socket, ip);
-        }
-        peer.setNoDelay?.(true);
-        peer.write(formatHandoff(preamble));
-        peer.write(data);
-        pipeBoth(socket, peer, () => this.handOverEnded(socket, ip));
-        this.logger.debug('connection handed over', { worker: owner, remote: ip });
-      },
-      (e: unknown) => {
-        // The owner is gone (restarting): serve here; the token is unknown here, so 481.
-        this.logger.warn('hand-over failed', { worker: owner, error: e instanceof Error ? e.message : String(e) });
-        this.handOverEnded(socket, ip);
-        this.serveHere(socket, info, data);
-      },
-    );
-  }
-
-  private handOverEnded(socket: net.Socket, ip: string): void {
-    if (!this.handedOver.delete(socket)) return;
-    this.countInbound(ip, -1);
-  }
-
-  /** A connection on this worker's private socket: a hand-over (preamble) or a hop from another worker. */
-  private acceptInternal(socket: net.Socket): void {
-    if (!this.workerAccepting()) {
-      socket.destroy();
-      return;
-    }
-    void readLines(socket, 1, MAX_PREAMBLE, this.configValue.timeouts.headerCompletion * 1000).then((data) => {
-      if (data === undefined || socket.destroyed) return;
-      if (!isHandoff(data)) {
-        // A hop: MSRP frames from another worker, like a connection from another relay.
-        if (data.length > 0) socket.unshift(data);
-        const conn = this.newConnection(socket, 'inbound', 'tcp', undefined, true);
-        this.internal.add(conn);
-        this.register(conn);
-        conn.start();
-        return;
-      }
-      const eol = data.indexOf(0x0a);
-      const h = eol === -1 ? undefined : parseHandoff(data.toString('latin1', 0, eol).replace(/\r$/, ''));
-      const info = h === undefined ? undefined : this.listeners.find((l) => l.transport === h.transport && l.port === h.listenerPort);
-      if (h === undefined || info === undefined) {
-        this.logger.warn('bad hand-over from another worker: closed');
-        socket.destroy();
-        return;
-      }
-      const rest = data.subarray(eol + 1);
-      if (rest.length > 0) socket.unshift(rest);
-      const conn = this.newConnection(socket, 'inbound', info.transport, info, false, {
-        remoteAddress: h.remoteAddress,
-        remotePort: h.remotePort,
-        localAddress: h.localAddress,
-        localPort: h.localPort,
-      });
-      // Counted against the caps by the worker that holds the client's socket.
-      this.startInbound(conn, false);
-    });
-  }
-
-  /** An outbound leg to another worker's private socket (a hop, DESIGN.md §7). */
-  private async dialWorker(index: number, session: Session<Connection>): Promise<Connection> {
-    const label = `worker:${index}`;
+  /** Opens the next leg through the provider of `hop.transport` (R-12: reused when sharing is on). */
+  private async dial(hop: NextHop, session: Session<Connection>): Promise<Connection> {
+    const label = `${hop.transport}://${hop.host}:${hop.port}`;
     if (this.configValue.shareOutboundConnections) {
-      for (const c of this.connections) if (c.direction === 'outbound' && !c.isClosed && c.peerLabel === label) return c;
+      for (const c of this.connections) if (c.direction === 'outbound' && !c.isClosed && peerOf(c).label === label) return c;
     }
-    const socket = await dialWorker(workerSocketPath(this.worker!.socketDir, index), this.configValue.timeouts.connect * 1000);
-    const conn = this.newConnection(socket, 'outbound', 'tcp');
-    conn.peerLabel = label;
+    const provider = this.registry.get(hop.transport);
+    if (provider?.dial === undefined) throw new Error(`cannot reach ${label}: no transport provider dials "${hop.transport}"`);
+    const stream = await provider.dial(hop, this.transportContext, this.configValue.timeouts.connect * 1000);
+    const conn = this.newConnection(stream, 'outbound', hop.transport, undefined);
+    peerOf(conn).label = label;
     this.register(conn);
     conn.start();
-    this.logger.debug('worker connected', { worker: index, session: maskId(session.id) });
+    this.logger.debug('next hop connected', { hop: label, session: maskId(session.id) });
     return conn;
   }
 
   private register(conn: Connection): void {
     this.connections.add(conn);
     this.sweeper ??= setTimeout(this.sweep, this.sweepInterval()).unref();
-    if (conn.direction === 'inbound' && !this.internal.has(conn)) this.countInbound(conn.remoteAddress, 1);
+    if (conn.direction === 'inbound' && !this.uncounted.has(conn)) this.countInbound(conn.remoteAddress, 1);
   }
 
   private countInbound(ip: string, delta: 1 | -1): void {
@@ -552,8 +456,6 @@ export class Relay implements PluginHost {
     if (n <= 0) this.perIp.delete(ip);
     else this.perIp.set(ip, n);
   }
-
-  private inboundCount = 0;
 
   /**
    * One timer for the whole relay checks the time limits of every connection (R-9 first
@@ -576,25 +478,9 @@ export class Relay implements PluginHost {
     this.sweeper = this.state === 'closed' ? undefined : setTimeout(this.sweep, this.sweepInterval()).unref();
   };
 
-  private async dial(hop: NextHop, session: Session<Connection>): Promise<Connection> {
-    if (this.configValue.shareOutboundConnections) {
-      // R-12: reuse an open connection to the same next hop.
-      for (const c of this.connections) {
-        if (c.direction === 'outbound' && !c.isClosed && c.peerLabel === `${hop.transport}://${hop.host}:${hop.port}`) return c;
-      }
-    }
-    const socket = await dialNextHop(hop, this.configValue);
-    const conn = this.newConnection(socket, 'outbound', hop.transport);
-    conn.peerLabel = `${hop.transport}://${hop.host}:${hop.port}`;
-    this.register(conn);
-    conn.start();
-    this.logger.debug('next hop connected', { hop: conn.peerLabel, session: maskId(session.id) });
-    return conn;
-  }
-
   private onConnectionGone(conn: Connection, reason: CloseReason): void {
     if (!this.connections.delete(conn)) return;
-    if (conn.direction === 'inbound' && !this.internal.has(conn)) this.countInbound(conn.remoteAddress, -1);
+    if (conn.direction === 'inbound' && !this.uncounted.has(conn)) this.countInbound(conn.remoteAddress, -1);
     this.hooksValue.connectionClosed.call(conn, reason);
   }
 

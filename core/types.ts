@@ -5,10 +5,12 @@
  */
 
 import type { MsrpError } from './errors.ts';
+import type { EndFlag, RawHeader } from './protocol/framer.ts';
 import type { MsrpRequestHead, MsrpResponseHead } from './protocol/message.ts';
 import type { MsrpUri } from './protocol/uri.ts';
 
-export type TransportName = 'tcp' | 'tls' | 'ws' | 'wss';
+/** The core's transports, and any name a transport provider registers (core/transport/stream.ts). */
+export type TransportName = 'tcp' | 'tls' | 'ws' | 'wss' | (string & {});
 
 /** A listening socket, as configured. */
 export interface ListenerInfo {
@@ -20,6 +22,11 @@ export interface ListenerInfo {
   readonly insecureAuth: boolean;
   /** `msrp` or `msrps`: the scheme of Use-Path URIs issued here. */
   readonly scheme: 'msrp' | 'msrps';
+  /**
+   * Use-Path URIs issued to clients of this listener name the first listener of this
+   * transport instead of this one (W-8: a WebSocket client gets the relay's TLS URI).
+   */
+  readonly usePathTransport?: string;
 }
 
 /** Why a connection or session ended. */
@@ -91,6 +98,95 @@ export interface RequestContext {
   readonly connection: ConnectionContext;
   readonly request: MsrpRequestHead;
   readonly signal: AbortSignal;
+}
+
+/** A response a plugin gives to a request (receiveRequest's `respond`, a local endpoint's answer). */
+export interface LocalResponse {
+  readonly status: number;
+  /** The reason phrase; the status's usual one when left out. */
+  readonly comment?: string;
+  /** Headers after To-Path and From-Path. */
+  readonly headers?: readonly RawHeader[];
+}
+
+/** receiveRequest: refuse (hop by hop), or answer the request itself (NICKNAME, C-13). */
+export type RequestDecision = Rejection | { readonly respond: LocalResponse };
+
+/**
+ * claimRequest: a request whose next To-Path URI names this relay but no session of it, or a
+ * session URI of this relay alone. A plugin that claims it becomes its receiver (a local
+ * endpoint, DESIGN.md §3a): the chat focus, an echo service.
+ */
+export interface LocalRequest {
+  readonly connection: ConnectionContext;
+  /** The request as received from the previous hop. */
+  readonly request: MsrpRequestHead;
+  /** The To-Path URI that names this relay: the endpoint's own URI. */
+  readonly uri: MsrpUri;
+  /** The relay session the request came through (the sender's token), if any. */
+  readonly session: SessionInfo | undefined;
+  /** The paths as the endpoint receives them (R-58: the relay URIs it passed moved to From-Path). */
+  readonly toPath: readonly string[];
+  readonly fromPath: readonly string[];
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The receiver of a claimed request. It gets the body with back-pressure (return false from
+ * onBody to pause the sender until `resume()` of the delivery is called), then the end-line,
+ * and answers with a response or none (undefined). The relay never answers a REPORT, nor a
+ * request with Failure-Report no, nor 200 to Failure-Report partial (R-64, R-65, R-77).
+ */
+export interface LocalReceiver {
+  onBody?(data: Buffer, delivery: LocalDelivery): boolean | void;
+  onEnd(flag: EndFlag, delivery: LocalDelivery): LocalResponse | undefined | Promise<LocalResponse | undefined>;
+  /** The sender vanished (or the relay closed) before the end-line. */
+  onAbort?(reason: CloseReason): void;
+}
+
+/** Flow control of one claimed request. */
+export interface LocalDelivery {
+  /** Restarts reading the sender after onBody returned false. */
+  resume(): void;
+  /** Body octets received so far. */
+  readonly bytes: number;
+}
+
+export type ClaimDecision = LocalReceiver | Rejection;
+
+/** relay.originate(): a request the relay itself sends (a local endpoint's copies, C-1). */
+export interface OriginateOptions {
+  readonly method: string;
+  readonly toPath: readonly string[];
+  readonly fromPath: readonly string[];
+  /** Headers after From-Path (Message-ID, Byte-Range, Success-Report, …), without Content-Type. */
+  readonly headers?: readonly RawHeader[];
+  /** With a body: its Content-Type (written last, R-25). A request without it has no body. */
+  readonly contentType?: string;
+  /** The whole body. Leave it out to stream the body with write() and end(). */
+  readonly body?: Buffer | string;
+}
+
+/** What became of an originated request. */
+export interface OriginateResult {
+  /** The response status; 408 when none came in time (R-62) or the connection closed; 0 when none is due (REPORT, Failure-Report no). */
+  readonly status: number;
+  readonly comment: string;
+  readonly headers: readonly RawHeader[];
+  /** True when no response came: timed out, or the connection closed. */
+  readonly timedOut: boolean;
+}
+
+/** An originated request on its way: stream the body with back-pressure, then end it. */
+export interface OutgoingRequest {
+  /** Body octets; false when the caller should wait for onWritable before writing more. */
+  write(data: Buffer): boolean;
+  /** The end-line (R-69: `$`, or `#` to abort the message). */
+  end(flag?: EndFlag): void;
+  /** Called when write() may be called again. */
+  onWritable: (() => void) | undefined;
+  /** Settles with the response, the timeout, or status 0 when no response is due. */
+  readonly result: Promise<OriginateResult>;
 }
 
 /** resolveDomain: which SIP domain (and Digest realm) an AUTH belongs to. */
@@ -194,7 +290,8 @@ export interface NextHopQuery {
 export interface NextHop {
   readonly host: string;
   readonly port: number;
-  readonly transport: 'tcp' | 'tls';
+  /** 'tcp', 'tls', or the name of a registered transport provider that can dial. */
+  readonly transport: TransportName;
   /** TLS server name to send (SNI) and to check the certificate against (R-8). */
   readonly servername?: string;
 }

@@ -91,6 +91,9 @@ export type RelayConfigInput = Partial<Omit<RelayConfig, 'session' | 'timeouts' 
   outboundTls?: Partial<RelayConfig['outboundTls']>;
 };
 
+/** The transports the core and the shipped plugins serve (tcp, tls: the core; ws, wss: the websocket plugin). */
+export const SHIPPED_TRANSPORTS: readonly string[] = Object.freeze(['tcp', 'tls', 'ws', 'wss']);
+
 export const DEFAULT_SESSION: SessionConfig = { minExpires: 60, defaultExpires: 600, maxExpires: 3600 };
 export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
   firstRequest: 30,
@@ -124,7 +127,9 @@ export const LISTEN_SCHEMA = {
   required: ['transport', 'port'],
   additionalProperties: false,
   properties: {
-    transport: { type: 'string', enum: ['tcp', 'tls', 'ws', 'wss'] },
+    // Any transport a provider may register (core/transport/registry.ts); normalizeConfig
+    // checks the names against the shipped ones unless the relay checks its registry instead.
+    transport: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,15}$' },
     host: { type: 'string', minLength: 1, default: '127.0.0.1' },
     port: { type: 'integer', minimum: 0, maximum: 65535 },
     insecureAuth: { type: 'boolean', default: false },

@@ -11,7 +11,7 @@ import AjvModule from 'ajv';
 import type { ErrorObject } from 'ajv';
 import { isAbsolute, resolve } from 'node:path';
 import { isRelayPlugin } from '../plugin.ts';
-import { CONFIG_SCHEMA, type RelayConfig } from './schema.ts';
+import { CONFIG_SCHEMA, SHIPPED_TRANSPORTS, type RelayConfig } from './schema.ts';
 
 // ajv is CommonJS: its class is the default export of the default export.
 type AjvClass = typeof AjvModule.default;
@@ -37,10 +37,22 @@ export interface NormalizeOptions {
   source?: string;
   /** Folder that relative certificate and key paths are resolved against (default: the working directory). */
   baseDir?: string;
+  /**
+   * Listen entries may name any transport: the relay checks them against its registered
+   * providers once the plugins are applied. Otherwise only the shipped transports pass.
+   */
+  anyTransport?: boolean;
 }
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validateConfig = ajv.compile(CONFIG_SCHEMA);
+/** The same schema with listen transports limited to the shipped ones (a config checked without its plugins). */
+const SHIPPED_SCHEMA = (() => {
+  const s = structuredClone(CONFIG_SCHEMA) as unknown as { properties: { listen: { items: { properties: Record<string, unknown> } } } };
+  s.properties.listen.items.properties.transport = { type: 'string', enum: [...SHIPPED_TRANSPORTS] };
+  return s as unknown as typeof CONFIG_SCHEMA;
+})();
+const validateShipped = ajv.compile(SHIPPED_SCHEMA);
 
 /**
  * Validates a config and returns it complete: defaults filled in, certificate
@@ -65,7 +77,9 @@ export function normalizeConfig(input: unknown, options: NormalizeOptions = {}):
   if (plugins !== undefined) config.plugins = Array.isArray(plugins) ? [...(plugins as unknown[])] : plugins;
 
   const problems: string[] = [];
-  if (!validateConfig(config)) problems.push(...describeSchemaErrors(validateConfig.errors ?? [], CONFIG_SCHEMA, config));
+  const validate = options.anyTransport === true ? validateConfig : validateShipped;
+  const schema = options.anyTransport === true ? CONFIG_SCHEMA : SHIPPED_SCHEMA;
+  if (!validate(config)) problems.push(...describeSchemaErrors(validate.errors ?? [], schema, config));
   problems.push(...crossFieldProblems(config));
   if (problems.length > 0) throw new ConfigError(dedupe(problems), source);
 

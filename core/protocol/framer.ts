@@ -75,6 +75,8 @@ export type FramerErrorKind =
   | 'header-line-too-long'
   | 'header-section-too-long'
   | 'too-many-headers'
+  /** A message-oriented transport's message did not hold exactly one frame (W-3). */
+  | 'not-one-frame'
   | 'dead';
 
 /** A framing error: the stream cannot be followed any further. */
@@ -201,6 +203,17 @@ export class Framer {
     return n;
   }
 
+  /**
+   * Messages ended so far (each onEnd). With atBoundary, a message-oriented transport checks
+   * that one transport message held exactly one MSRP frame (W-3).
+   */
+  frameEnds = 0;
+
+  /** True when no part of a message is held: the last input ended exactly at an end-line. */
+  get atBoundary(): boolean {
+    return this.state === State.StartLine && this.off >= this.buf.length && this.queued.length === 0 && this.pendingEnd === undefined && this.pendingChunk === undefined;
+  }
+
   /** True between a head and its end-line. */
   get inBody(): boolean {
     return this.state === State.Body;
@@ -276,6 +289,7 @@ export class Framer {
         if (this.pendingEnd !== undefined) {
           const flag = this.pendingEnd;
           this.pendingEnd = undefined;
+          this.frameEnds++;
           this.handler.onEnd(flag);
           continue;
         }
@@ -435,7 +449,10 @@ export class Framer {
         this.state = State.StartLine;
         this.forgetMessage();
         if (this.paused) this.pendingEnd = flag;
-        else this.handler.onEnd(flag);
+        else {
+          this.frameEnds++;
+          this.handler.onEnd(flag);
+        }
         return true;
       }
     }
@@ -597,6 +614,7 @@ export class Framer {
           this.off -= this.jointTailLen;
           this.pendingChunk = undefined;
         }
+        this.frameEnds++;
         this.handler.onEnd(String.fromCharCode(f) as EndFlag);
         return true;
       }

@@ -15,6 +15,7 @@ import { parseUri } from '../protocol/uri.ts';
 import type { RelayConfig } from '../config/schema.ts';
 import type { AuthDecision, AuthRequest, DomainQuery, Identity, ListenerInfo } from '../types.ts';
 import type { Connection } from './connection.ts';
+import type { Peer } from './peer.ts';
 import { newSessionId, Session, type SessionTable } from './session-table.ts';
 
 /** The relay's answer to one AUTH. */
@@ -54,25 +55,27 @@ export class Authenticator {
     return this.d.listeners().some((l) => l.port === port);
   }
 
-  async authenticate(conn: Connection, req: MsrpRequestHead): Promise<AuthOutcome> {
+  async authenticate(peer: Peer, req: MsrpRequestHead): Promise<AuthOutcome> {
     const cfg = this.d.config();
+    const conn = peer.conn;
     // R-7: AUTH only over TLS, unless this listener says otherwise.
     if (!conn.secure && conn.listener?.insecureAuth !== true) {
-      return this.fail(conn, req, new MsrpError('MSRP_ERR_AUTH_NEEDS_TLS'), { close: true, count: false });
+      return this.fail(peer, req, new MsrpError('MSRP_ERR_AUTH_NEEDS_TLS'), { close: true, count: false });
     }
     // R-46: one AUTH transaction at a time per connection.
-    if (conn.authInProgress) {
-      return this.fail(conn, req, new MsrpError('MSRP_ERR_AUTH_IN_PROGRESS'), { close: false, count: false });
+    if (peer.authInProgress) {
+      return this.fail(peer, req, new MsrpError('MSRP_ERR_AUTH_IN_PROGRESS'), { close: false, count: false });
     }
-    conn.authInProgress = true;
+    peer.authInProgress = true;
     try {
-      return await this.run(conn, req, cfg);
+      return await this.run(peer, req, cfg);
     } finally {
-      conn.authInProgress = false;
+      peer.authInProgress = false;
     }
   }
 
-  private async run(conn: Connection, req: MsrpRequestHead, cfg: RelayConfig): Promise<AuthOutcome> {
+  private async run(peer: Peer, req: MsrpRequestHead, cfg: RelayConfig): Promise<AuthOutcome> {
+    const conn = peer.conn;
     const hooks = this.d.hooks();
     // R-41: Expires within bounds, else 423 with the bound crossed.
     const expiresText = getHeader(req.headers, 'Expires');
@@ -93,14 +96,14 @@ export class Authenticator {
 
     // `signal` is made only if a tap reads it (an AbortController per AUTH is not free).
     const domain = await hooks.resolveDomain.promise(new DomainQueryOf(conn, req, req.toUris[0]!.host));
-    if (domain === undefined) return this.fail(conn, req, new MsrpError('MSRP_ERR_DOMAIN_NOT_SERVED'), { close: false, count: true });
-    if ('reject' in domain) return this.fail(conn, req, domain.reject, { close: false, count: counts(domain.reject) });
+    if (domain === undefined) return this.fail(peer, req, new MsrpError('MSRP_ERR_DOMAIN_NOT_SERVED'), { close: false, count: true });
+    if ('reject' in domain) return this.fail(peer, req, domain.reject, { close: false, count: counts(domain.reject) });
 
     const auth: AuthRequest = new AuthRequestOf(conn, req, domain.domain, domain.realm);
     const decision: AuthDecision | undefined = await hooks.authenticate.promise(auth);
     if (decision === undefined) {
       // No tap answered: fail closed.
-      return this.fail(conn, req, new MsrpError('MSRP_ERR_FORBIDDEN', 'no authentication method accepted the request'), {
+      return this.fail(peer, req, new MsrpError('MSRP_ERR_FORBIDDEN', 'no authentication method accepted the request'), {
         close: false,
         count: true,
       });
@@ -112,23 +115,23 @@ export class Authenticator {
         close: false,
         reason: decision.reason,
       };
-      if (decision.failed) this.countFailure(conn, req, outcome, auth);
+      if (decision.failed) this.countFailure(peer, req, outcome, auth);
       return outcome;
     }
     if ('reject' in decision) {
-      return this.fail(conn, req, decision.reject, { close: false, count: counts(decision.reject) }, auth);
+      return this.fail(peer, req, decision.reject, { close: false, count: counts(decision.reject) }, auth);
     }
     const identity: Identity = decision.accept;
     // R-38: authenticated, but not allowed.
     const refusal = await hooks.authorize.promise(identity, auth);
-    if (refusal !== undefined) return this.fail(conn, req, refusal.reject, { close: false, count: counts(refusal.reject) }, auth);
+    if (refusal !== undefined) return this.fail(peer, req, refusal.reject, { close: false, count: counts(refusal.reject) }, auth);
     // R-88: sessions per connection.
-    if (conn.sessions.size >= cfg.limits.maxSessionsPerConnection) {
-      return this.fail(conn, req, new MsrpError('MSRP_ERR_TOO_MANY_SESSIONS'), { close: false, count: false }, auth);
+    if (peer.sessionsIfAny !== undefined && peer.sessionsIfAny.size >= cfg.limits.maxSessionsPerConnection) {
+      return this.fail(peer, req, new MsrpError('MSRP_ERR_TOO_MANY_SESSIONS'), { close: false, count: false }, auth);
     }
     if (conn.isClosed) return this.plain(500, [], 'connection closed during AUTH');
 
-    const session = this.issue(conn, req, identity, expires);
+    const session = this.issue(peer, req, identity, expires);
     conn.identities.push(identity);
     conn.markSucceeded();
     const headers: RawHeader[] = [
@@ -141,9 +144,14 @@ export class Authenticator {
   }
 
   /** R-47, R-42: a fresh 128-bit token on the listener's scheme and port, with the relay's hostname. */
-  private issue(conn: Connection, req: MsrpRequestHead, identity: Identity, expires: number): Session<Connection> {
+  private issue(peer: Peer, req: MsrpRequestHead, identity: Identity, expires: number): Session<Connection> {
+    const conn = peer.conn;
     const now = this.d.now();
-    const l = conn.listener ?? this.d.listeners().find((x) => (x.scheme === 'msrps') === conn.secure) ?? this.d.listeners()[0];
+    const all = this.d.listeners();
+    let l = conn.listener ?? all.find((x) => (x.scheme === 'msrps') === conn.secure) ?? all[0];
+    // W-8: a listener may have its clients use another listener's URI (a WebSocket client the TLS one).
+    const via = l?.usePathTransport;
+    if (via !== undefined) l = all.find((x) => x.transport === via) ?? l;
     const scheme = l?.scheme ?? (conn.secure ? 'msrps' : 'msrp');
     const port = l?.port ?? this.d.defaultPort;
     const fresh = this.d.newSessionId ?? newSessionId;
@@ -161,7 +169,7 @@ export class Authenticator {
       now,
     });
     this.d.sessions.add(session);
-    conn.sessions.add(session);
+    peer.sessions.add(session);
     return session;
   }
 
@@ -170,23 +178,23 @@ export class Authenticator {
   }
 
   private fail(
-    conn: Connection,
+    peer: Peer,
     req: MsrpRequestHead,
     err: MsrpError,
     o: { close: boolean; count: boolean },
     auth?: AuthRequest,
   ): AuthOutcome {
     const outcome: AuthOutcome = { status: err.status, headers: [...err.headers], close: o.close, reason: err.message };
-    if (o.count) this.countFailure(conn, req, outcome, auth);
-    else if (err.status === 401 || err.status === 403) this.notifyFailure(conn, req, outcome, auth);
+    if (o.count) this.countFailure(peer, req, outcome, auth);
+    else if (err.status === 401 || err.status === 403) this.notifyFailure(peer.conn, req, outcome, auth);
     return outcome;
   }
 
   /** R-43: after maxAuthFailures failed AUTHs the connection is closed. */
-  private countFailure(conn: Connection, req: MsrpRequestHead, outcome: AuthOutcome, auth?: AuthRequest): void {
-    conn.authFailures++;
-    if (conn.authFailures >= this.d.config().limits.maxAuthFailures) outcome.close = true;
-    this.notifyFailure(conn, req, outcome, auth);
+  private countFailure(peer: Peer, req: MsrpRequestHead, outcome: AuthOutcome, auth?: AuthRequest): void {
+    peer.authFailures++;
+    if (peer.authFailures >= this.d.config().limits.maxAuthFailures) outcome.close = true;
+    this.notifyFailure(peer.conn, req, outcome, auth);
   }
 
   private notifyFailure(conn: Connection, req: MsrpRequestHead, outcome: AuthOutcome, auth?: AuthRequest): void {

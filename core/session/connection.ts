@@ -1,18 +1,19 @@
 /**
- * A peer connection: socket, framer, writer, timers and read control.
+ * A peer connection: a transport stream, framer, writer, timers and read control.
  *
- * It knows nothing of routing: frames go to a ConnectionHandler (the router).
- * Reading is paused while any reason holds (an async decision, back-pressure from
- * the next hop, too many outstanding transactions, a throttle), which stops the
- * socket and the framer together so memory stays bounded (R-71).
+ * It knows nothing of routing: frames go to its ConnectionHandler (the router's per-peer
+ * state, core/session/peer.ts), and it holds no routing state. Reading is paused while any
+ * reason holds (an async decision, back-pressure from the next hop, too many outstanding
+ * transactions, a throttle), which stops the stream and the framer together so memory stays
+ * bounded (R-71). The stream is any MsrpStream (core/transport/stream.ts): a socket, a
+ * WebSocket, the link between cluster workers, an in-memory pair.
  */
 
 import type { Deadline } from '../deadlines.ts';
 import { randomHex } from '../protocol/random.ts';
-import type { Socket } from 'node:net';
 import { Framer, FramerError, type EndFlag, type FrameHandler, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
+import type { MsrpStream } from '../transport/stream.ts';
 import type { CloseReason, ConnectionContext, Identity, ListenerInfo, TransportName } from '../types.ts';
-import type { Session } from './session-table.ts';
 import { Writer } from './writer.ts';
 
 export interface ConnectionHandler {
@@ -32,29 +33,7 @@ export interface ConnectionTimeouts {
   idleMs: number;
 }
 
-/** A request the relay sent on this connection and awaits an answer to. */
-export interface Transaction {
-  readonly tid: string;
-  readonly kind: 'send' | 'e2e';
-  /** The connection the original request came from (null when the relay originated it). */
-  readonly source: Connection | null;
-  readonly sourceTid: string;
-  readonly method: string;
-  /** The original request's From-Path as received at the first hop here (REPORT To-Path, R-78). */
-  readonly reportTo: readonly string[];
-  /** The relay URI the original request consumed (REPORT From-Path, R-78). */
-  readonly reportFrom: string;
-  readonly messageId: string | undefined;
-  readonly failureReport: 'yes' | 'no' | 'partial';
-  /** Byte offset of this piece in the message, and its total (-1 unknown). */
-  readonly rangeStart: number;
-  rangeBytes: number;
-  readonly rangeTotal: number;
-  /** R-62: when it times out, unless answered first. */
-  timer: Deadline | undefined;
-  /** @internal counted against the source's outstanding limit */
-  counted: boolean;
-}
+export type { Deadline };
 
 let opened = 0;
 
@@ -63,7 +42,7 @@ const CLOSE_GRACE_MS = 2000;
 
 /** The Connection that owns a socket: one shared listener per event instead of a closure per socket and event. */
 const kConnection = Symbol('msrprelay.connection');
-type OwnedSocket = Socket & { [kConnection]: Connection };
+type OwnedSocket = MsrpStream & { [kConnection]: Connection };
 
 /** Framer events of one connection, on the prototype (no per-connection closures). */
 class FrameSink implements FrameHandler {
@@ -93,7 +72,8 @@ export class Connection implements ConnectionContext {
   readonly listener: ListenerInfo | undefined;
   readonly openedAt = Date.now();
   readonly identities: Identity[] = [];
-  readonly socket: Socket;
+  /** The transport stream (a socket for TCP and TLS). */
+  readonly socket: MsrpStream;
   readonly framer: Framer;
   readonly writer: Writer;
   /**
@@ -101,24 +81,12 @@ export class Connection implements ConnectionContext {
    * (DESIGN.md §8: memory per held session), so maps and sets wait until something goes in.
    */
   private notesMap: Map<string, unknown> | undefined;
-  private pendingMap: Map<string, Transaction> | undefined;
-  private ownSessions: Set<Session<Connection>> | undefined;
-  private farSessionSet: Set<Session<Connection>> | undefined;
   private local: { address: string; port: number } | undefined;
-  /** Transactions opened elsewhere for requests that came in here (R-88 outstanding cap). */
-  outstanding = 0;
-  /** R-43: failed AUTHs on this connection. */
-  authFailures = 0;
-  /** R-46: an AUTH is being processed. */
-  authInProgress = false;
-  /** R-10: failed requests before the first success. */
-  probationFailures = 0;
-  /** The relay URI for an outbound connection (its dial target), used to name it in logs. */
-  peerLabel: string | undefined;
-  /** Per-request state of the router. */
-  inbound: unknown;
+  /** Message mode (W-3): transport messages not yet given to the framer, and the ends count when the open one started. */
+  private messages: Buffer[] | undefined;
+  private messageEndsAt = -1;
 
-  /** @internal the router */
+  /** @internal the router's state for this peer */
   readonly handler: ConnectionHandler;
   /** Made on first use of `signal`: most connections never need one (an AbortController and its abort's DOMException are not free). */
   private controller: AbortController | undefined;
@@ -137,25 +105,27 @@ export class Connection implements ConnectionContext {
   private ended = false;
 
   constructor(o: {
-    socket: Socket;
+    socket: MsrpStream;
     direction: 'inbound' | 'outbound';
     transport: TransportName;
     listener?: ListenerInfo;
-    handler: ConnectionHandler;
+    handler: (conn: Connection) => ConnectionHandler;
     limits: Partial<FramerLimits>;
     timeouts: ConnectionTimeouts;
-    /** The client's addresses when the socket is not the client's own (a connection handed over between workers). */
-    peer?: { remoteAddress: string; remotePort: number; localAddress: string; localPort: number };
+    /** The client's addresses when the stream's are not the client's own (a connection handed over between workers). */
+    peer?: { remoteAddress: string; remotePort: number; localAddress?: string; localPort?: number };
+    /** Overrides the stream's `encrypted` (TLS ended in another worker of this relay). */
+    encrypted?: boolean;
   }) {
     this.socket = o.socket;
     this.direction = o.direction;
     this.transport = o.transport;
-    this.secure = o.transport === 'tls' || o.transport === 'wss';
+    this.secure = o.encrypted ?? o.socket.encrypted === true;
     this.listener = o.listener;
     this.remoteAddress = o.peer?.remoteAddress ?? o.socket.remoteAddress ?? '';
     this.remotePort = o.peer?.remotePort ?? o.socket.remotePort ?? 0;
-    if (o.peer !== undefined) this.local = { address: o.peer.localAddress, port: o.peer.localPort };
-    this.handler = o.handler;
+    if (o.peer?.localAddress !== undefined) this.local = { address: o.peer.localAddress, port: o.peer.localPort ?? 0 };
+    this.handler = o.handler(this);
     this.timeouts = o.timeouts;
     this.writer = new Writer(o.socket);
     this.framer = new Framer(new FrameSink(this), o.limits);
@@ -203,30 +173,6 @@ export class Connection implements ConnectionContext {
     return (this.notesMap ??= new Map());
   }
 
-  /** Requests this relay sent here, by the tid it gave them. */
-  get pending(): Map<string, Transaction> {
-    return (this.pendingMap ??= new Map());
-  }
-
-  /** Sessions (tokens) issued over this connection (R-48). */
-  get sessions(): Set<Session<Connection>> {
-    return (this.ownSessions ??= new Set());
-  }
-
-  /** Sessions whose far leg is this connection. */
-  get farSessions(): Set<Session<Connection>> {
-    return (this.farSessionSet ??= new Set());
-  }
-
-  /** @internal what the router must clean up at close, without making empty collections for it. */
-  get closeState(): {
-    pending: Map<string, Transaction> | undefined;
-    sessions: Set<Session<Connection>> | undefined;
-    farSessions: Set<Session<Connection>> | undefined;
-  } {
-    return { pending: this.pendingMap, sessions: this.ownSessions, farSessions: this.farSessionSet };
-  }
-
   /** @internal a head from the framer */
   frameHead(head: FrameHead): void {
     this.clearHeaderTimer();
@@ -250,14 +196,16 @@ export class Connection implements ConnectionContext {
    * idle (R-14) limits are checked by sweep(), which the relay calls for every connection on
    * one timer: no timer per connection, and nothing to re-arm on every read or write.
    */
-  start(): void {
+  start(head?: Buffer): void {
     const s = this.socket;
     const now = Date.now();
-    s.setNoDelay(true);
+    s.setNoDelay?.(true);
     this.quietSince = now;
     if (this.direction === 'inbound' && this.timeouts.firstRequestMs > 0) this.probationUntil = now + this.timeouts.firstRequestMs;
     s.on('data', Connection.onSocketData);
     s.on('end', Connection.onSocketEnd);
+    // Bytes a transport read before handing the stream over (a cluster worker's peek).
+    if (head !== undefined && head.length > 0) this.onData(head);
     // A socket paused before start (while acceptConnection ran) stays paused when a
     // 'data' listener is added: resume it explicitly.
     if (this.pauseReasons === undefined || this.pauseReasons.size === 0) s.resume();
@@ -314,6 +262,7 @@ export class Connection implements ConnectionContext {
     this.socket.resume();
     try {
       this.framer.resume();
+      if (this.messages !== undefined) this.deliverMessages();
     } catch (e) {
       this.onFramerThrow(e);
     }
@@ -354,6 +303,15 @@ export class Connection implements ConnectionContext {
 
   private onData(d: Buffer): void {
     if (this.closing) return;
+    if (this.socket.messageMode !== undefined) {
+      (this.messages ??= []).push(d);
+      try {
+        this.deliverMessages();
+      } catch (e) {
+        this.onFramerThrow(e);
+      }
+      return;
+    }
     try {
       this.framer.push(d);
     } catch (e) {
@@ -369,6 +327,30 @@ export class Connection implements ConnectionContext {
         }
       }, this.timeouts.headerCompletionMs);
       this.headerTimer.unref();
+    }
+  }
+
+  /**
+   * Message mode (W-3): transport messages go to the framer one at a time, and each must
+   * have ended exactly one MSRP frame, at its last octet, by the time the framer has read it
+   * all (which waits while reading is paused: a body can be held by back-pressure).
+   */
+  private deliverMessages(): void {
+    const f = this.framer;
+    const q = this.messages!;
+    for (;;) {
+      if (this.messageEndsAt >= 0) {
+        if (f.isPaused || this.closing) return;
+        const ends = f.frameEnds - this.messageEndsAt;
+        this.messageEndsAt = -1;
+        if (ends !== 1 || !f.atBoundary) {
+          throw new FramerError('not-one-frame', ends === 0 ? 'a transport message held part of an MSRP frame (W-3)' : 'a transport message held more than one MSRP frame (W-3)');
+        }
+      }
+      const m = q.shift();
+      if (m === undefined) return;
+      this.messageEndsAt = f.frameEnds;
+      f.push(m);
     }
   }
 

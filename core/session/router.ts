@@ -1,54 +1,43 @@
 /**
- * The router: what happens to each frame a connection reads.
+ * The router: where each request a connection reads goes.
  *
  *   request head ─▶ validate (R-17…R-29) ─▶ receiveRequest ─▶ AUTH? ─▶ token check (R-50, R-52)
  *     ─▶ direction (R-51) and binding (R-57a) ─▶ next hop (local hand-over, bound leg, or dial)
- *     ─▶ rewritePath (R-58) ─▶ forwardChunk ─▶ stream the body to the next hop's Writer
- *   end-line ─▶ hop-by-hop 200 (R-56) ─▶ transaction timer (R-62) on the next hop
- *   response ─▶ transaction ─▶ absorbed 200 (R-84) / REPORT (R-63) / end-to-end mapping (R-81)
+ *     ─▶ rewritePath (R-58) ─▶ forwardChunk ─▶ the forwarder streams the body to its sink
+ *   a URI of this relay that names no session (or a session URI alone) ─▶ claimRequest
+ *     ─▶ a local endpoint receives it (DESIGN.md §3a)
+ *   response ─▶ the transaction table (core/session/transactions.ts)
  *
- * Decisions that need no plugin and no dialling are taken synchronously, so an
- * empty relay forwards a chunk without a single promise (DESIGN.md §3: untapped hooks are skipped).
+ * Decisions that need no plugin and no dialling are taken synchronously, so an empty relay
+ * forwards a chunk without a single promise (DESIGN.md §3: untapped hooks are skipped).
+ * The body's way is the forwarder's (core/session/forwarder.ts), the relay's own answers
+ * are core/session/replies.ts.
  */
 
-import { DeadlineQueue } from '../deadlines.ts';
 import { MsrpError, isMsrpError, type MsrpErrorCode } from '../errors.ts';
 import { isTapped, type RelayHooks } from '../hooks.ts';
 import type { EndFlag, FrameHead, FramerError, RawHeader } from '../protocol/framer.ts';
-import {
-  formatByteRange,
-  formatRequest,
-  formatResponse,
-  formatStatusHeader,
-  getHeader,
-  lowerName,
-  MessageError,
-  nameIs,
-  newTransactionId,
-  parseRequestHead,
-  parseResponseHead,
-  type MsrpRequestHead,
-  type MsrpResponseHead,
-} from '../protocol/message.ts';
-import { tryParseUri, uriEquals, type MsrpUri } from '../protocol/uri.ts';
+import { formatResponse, getHeader, MessageError, parseRequestHead, parseResponseHead, type MsrpRequestHead, type MsrpResponseHead } from '../protocol/message.ts';
 import { statusComment } from '../protocol/status.ts';
+import { uriEquals, type MsrpUri } from '../protocol/uri.ts';
 import type { RelayConfig } from '../config/schema.ts';
 import type { Logger } from '../plugin.ts';
-import type { ChunkContext, CloseReason, ErrorContext, ForwardDirection, ListenerInfo, NextHop, PathPair } from '../types.ts';
-import type { Connection, ConnectionHandler, Transaction } from './connection.ts';
+import type { CloseReason, ErrorContext, ForwardDirection, ListenerInfo, LocalRequest, NextHop, PathPair } from '../types.ts';
 import { Authenticator } from './authenticator.ts';
-import { maskId, type Session, type SessionTable } from './session-table.ts';
-import { OutStream, type OutStreamEvents } from './writer.ts';
+import type { Connection } from './connection.ts';
+import { Forwarder, type Inbound, type Sink } from './forwarder.ts';
+import { peerOf, type Peer, type PeerEvents } from './peer.ts';
+import { Replies } from './replies.ts';
+import { maskId, type FarLeg, type Session, type SessionTable } from './session-table.ts';
+import { Transactions } from './transactions.ts';
 
-/** R-67: SEND chunks with more body octets than this are interruptible (range-end `*`). */
-const INTERRUPTIBLE_OVER = 2048;
-/** R-29: bodies of requests other than SEND. */
-const MAX_NON_SEND_BODY = 10240;
 /** R-10: failed requests tolerated before the first success. */
 const MAX_PROBATION_FAILURES = 5;
 /** The default MSRP relay port (RFC 4976 §8; I-3). */
 export const DEFAULT_RELAY_PORT = 2855;
 const KNOWN_METHODS = new Set(['SEND', 'REPORT', 'AUTH', 'NICKNAME']);
+/** Why reading pauses while a decision is awaited. */
+const DECIDE = 'decide';
 
 export interface RouterDeps {
   config(): RelayConfig;
@@ -57,53 +46,22 @@ export interface RouterDeps {
   hostname(): string;
   listeners(): readonly ListenerInfo[];
   log(): Logger;
-  /** Opens the next leg (the relay wraps the socket into an outbound Connection). */
+  /** Opens the next leg through the transport provider of `hop.transport`. */
   dial(hop: NextHop, session: Session<Connection>): Promise<Connection>;
   /** A connection is gone (the relay drops it from its registry). */
   connectionGone(conn: Connection, reason: CloseReason): void;
   /** Cluster mode (DESIGN.md §7): session-ids that name this worker. */
   newSessionId?(): string;
-  /** Cluster mode: the worker that owns a session-id of this relay, when it is another one. */
-  otherWorker?(sessionId: string): number | undefined;
-  /** Cluster mode: an outbound leg to another worker of this relay. */
-  dialWorker?(index: number, session: Session<Connection>): Promise<Connection>;
+  /** Cluster mode: the hop to the worker that owns a session-id of this relay, when it is another one. */
+  ownerElsewhere?(sessionId: string): NextHop | undefined;
 }
 
 /** What the router decided for one request. */
 type Decision =
-  | { kind: 'respond'; status: number; comment?: string; headers?: RawHeader[]; close?: boolean; reason: string }
+  | { kind: 'respond'; status: number; comment?: string; headers?: readonly RawHeader[]; close?: boolean; reason: string }
   | { kind: 'silent'; reason: string }
   | { kind: 'close'; reason: string }
-  | {
-      kind: 'forward';
-      target: Connection;
-      session: Session<Connection>;
-      direction: ForwardDirection;
-      paths: PathPair;
-      /** The relay URI the request consumed at its first hop here (REPORT From-Path, R-78). */
-      reportFrom: string;
-      /** For a hand-over between two sessions of this relay: the sending session. */
-      from?: Session<Connection>;
-    };
-
-/** Router state for the request being read on a connection. */
-interface Inbound {
-  readonly req: MsrpRequestHead | undefined;
-  mode: 'pending' | 'forward' | 'discard' | 'response';
-  bodyBytes: number;
-  stream?: OutStream;
-  target?: Connection;
-  session?: Session<Connection>;
-  from?: Session<Connection>;
-  direction?: ForwardDirection;
-  /** The context bodyForwarded taps get, made at the first slice and only when tapped. */
-  chunk?: ChunkContext;
-  /** Sent when the end-line is read (the 200 of R-56, or an error known earlier). */
-  respondAtEnd?: Buffer;
-  /** The target dropped the stream: answer this status at the end (R-65). */
-  failedStatus?: number;
-  startedAt: number;
-}
+  | { kind: 'sink'; sink: Sink };
 
 /** The next hop could not be reached (not a plugin's fault). */
 class DialError extends Error {}
@@ -115,18 +73,29 @@ function dialing(p: Promise<Connection>): Promise<Connection> {
   });
 }
 
-const FORWARD = 'forward';
-const DECIDE = 'decide';
-const OUTSTANDING = 'outstanding';
-
-export class Router implements ConnectionHandler {
+export class Router implements PeerEvents {
   private readonly d: RouterDeps;
-  /** R-62: every transaction's 30 s, on one timer (see core/deadlines.ts). */
-  private readonly deadlines = new DeadlineQueue({ unref: true });
   readonly authenticator: Authenticator;
+  readonly replies: Replies;
+  readonly transactions: Transactions;
+  readonly forwarder: Forwarder;
 
   constructor(deps: RouterDeps) {
     this.d = deps;
+    this.replies = new Replies(deps.hooks);
+    this.transactions = new Transactions({
+      maxOutstanding: () => deps.config().limits.maxOutstandingPerConnection,
+      timeoutMs: () => deps.config().timeouts.transaction * 1000,
+      replies: this.replies,
+      ownSession: (u) => this.ownSession(u),
+    });
+    this.forwarder = new Forwarder({
+      config: deps.config,
+      hooks: deps.hooks,
+      transactions: this.transactions,
+      replies: this.replies,
+      report: (e, conn) => this.report(e, { connection: conn }),
+    });
     this.authenticator = new Authenticator({
       config: deps.config,
       hooks: deps.hooks,
@@ -141,10 +110,11 @@ export class Router implements ConnectionHandler {
 
   // ================================================================== frames in
 
-  onHead(conn: Connection, head: FrameHead): void {
+  onHead(peer: Peer, head: FrameHead): void {
+    const conn = peer.conn;
     if (head.kind === 'response') {
-      conn.inbound = { req: undefined, mode: 'response', bodyBytes: 0, startedAt: 0 } satisfies Inbound;
-      this.onResponse(conn, head);
+      peer.inbound = { req: undefined, mode: 'response', bodyBytes: 0, startedAt: 0 } satisfies Inbound;
+      this.onResponse(peer, head);
       return;
     }
     const cfg = this.d.config();
@@ -153,11 +123,11 @@ export class Router implements ConnectionHandler {
       req = parseRequestHead(head, { maxPathUris: cfg.limits.maxPathUris });
     } catch (e) {
       if (!(e instanceof MessageError)) throw e;
-      this.refuseMalformed(conn, head, e);
+      this.refuseMalformed(peer, head, e);
       return;
     }
     const inbound: Inbound = { req, mode: 'pending', bodyBytes: 0, startedAt: Date.now() };
-    conn.inbound = inbound;
+    peer.inbound = inbound;
     const observers = this.d.hooks();
     if (isTapped(observers.requestReceived)) {
       observers.requestReceived.call({
@@ -170,7 +140,7 @@ export class Router implements ConnectionHandler {
     }
     let decision: Decision | Promise<Decision>;
     try {
-      decision = this.decide(conn, req);
+      decision = this.decide(peer, req);
     } catch (e) {
       decision = this.internalError(conn, e, 'routing');
     }
@@ -180,121 +150,56 @@ export class Router implements ConnectionHandler {
         .catch((e: unknown) => this.internalError(conn, e, 'routing'))
         .then((d) => {
           if (conn.isClosed) return;
-          this.apply(conn, inbound, d);
+          this.apply(peer, inbound, d);
           conn.resumeReading(DECIDE);
         })
         .catch((e: unknown) => this.report(e, { connection: conn }));
     } else {
-      this.apply(conn, inbound, decision);
+      this.apply(peer, inbound, decision);
     }
   }
 
-  onBody(conn: Connection, data: Buffer): void {
-    const inb = conn.inbound as Inbound | undefined;
+  onBody(peer: Peer, data: Buffer): void {
+    const inb = peer.inbound;
     if (inb === undefined || inb.req === undefined) return;
-    inb.bodyBytes += data.length;
-    const req = inb.req;
-    if (req.method !== 'SEND') {
-      // R-29: bodies of other requests are small; past 10240 octets: 400 and close.
-      if (inb.bodyBytes > MAX_NON_SEND_BODY) {
-        if (inb.stream !== undefined && inb.target !== undefined) inb.target.writer.abort(inb.stream);
-        inb.stream = undefined;
-        inb.mode = 'discard';
-        this.sendResponse(conn, req, 400);
-        conn.close({ code: 'protocol-error', message: 'non-SEND body over 10240 octets (R-29)' });
-        return;
-      }
-    }
-    if (inb.mode !== FORWARD) return;
-    const cfg = this.d.config();
-    // R-72: the message grows past the size limit: stop it here.
-    if (req.method === 'SEND' && (req.byteRange?.start ?? 1) - 1 + inb.bodyBytes > cfg.limits.maxMessageSize) {
-      inb.target!.writer.abort(inb.stream!);
-      inb.stream = undefined;
-      inb.mode = 'discard';
-      if (req.messageId !== undefined) inb.session?.refuseMessage(req.messageId);
-      this.sendResponse(conn, req, 413);
-      return;
-    }
-    if (!inb.target!.writer.body(inb.stream!, data)) conn.pauseReading(FORWARD);
-    const hooks = this.d.hooks();
-    if (isTapped(hooks.bodyForwarded)) {
-      inb.chunk ??= { connection: conn, session: inb.session!, request: req, direction: inb.direction!, signal: conn.signal, ...(inb.from !== undefined ? { from: inb.from } : {}) };
-      hooks.bodyForwarded.call(inb.chunk, data.length);
-    }
+    this.forwarder.body(peer, inb, data);
   }
 
-  onEnd(conn: Connection, flag: EndFlag): void {
-    const inb = conn.inbound as Inbound | undefined;
-    conn.inbound = undefined;
+  onEnd(peer: Peer, flag: EndFlag): void {
+    const inb = peer.inbound;
+    peer.inbound = undefined;
     if (inb === undefined || inb.req === undefined) return;
-    const req = inb.req;
-    if (inb.mode === FORWARD) {
-      inb.target!.writer.end(inb.stream!, flag);
-      const s = inb.session!;
-      if (inb.direction === 'outward') {
-        s.stats.bytesOut += inb.bodyBytes;
-        if (flag === '$') s.stats.messagesOut++;
-      } else {
-        s.stats.bytesIn += inb.bodyBytes;
-        if (flag === '$') s.stats.messagesIn++;
-        if (inb.from !== undefined) {
-          inb.from.stats.bytesOut += inb.bodyBytes;
-          if (flag === '$') inb.from.stats.messagesOut++;
-        }
-      }
-      // R-56: the hop-by-hop 200 once the chunk is in (Failure-Report yes only, R-64/R-65).
-      if (req.method === 'SEND' && req.failureReport === 'yes') this.sendResponse(conn, req, 200);
-      return;
-    }
-    if (inb.failedStatus !== undefined) {
-      if (req.method !== 'REPORT' && req.failureReport !== 'no') this.sendResponse(conn, req, inb.failedStatus);
-      return;
-    }
-    if (inb.respondAtEnd !== undefined) conn.sendFrame(inb.respondAtEnd);
+    this.forwarder.end(peer, inb, flag);
   }
 
-  onFramingError(conn: Connection, err: FramerError): void {
-    // R-88: a limit crossed: 400 when the paths were read, then close in any case.
-    if (err.tid !== undefined && err.messageKind === 'request') {
-      const to = err.headers[0];
-      const from = err.headers[1];
-      if (to !== undefined && from !== undefined && nameIs(to[0], 'to-path') && nameIs(from[0], 'from-path')) {
-        const toUri = to[1].split(/[ \t]+/)[0];
-        const fromUri = from[1].split(/[ \t]+/)[0];
-        if (toUri && fromUri && tryParseUri(toUri) !== undefined && tryParseUri(fromUri) !== undefined && /^[A-Za-z0-9][A-Za-z0-9.+%=-]{3,31}$/.test(err.tid)) {
-          conn.sendFrame(formatResponse({ tid: err.tid, status: 400, comment: err.message, toPath: [fromUri], fromPath: [toUri] }));
-        }
-      }
-    }
-    conn.close({ code: 'protocol-error', message: err.message });
+  onFramingError(peer: Peer, err: FramerError): void {
+    this.replies.framingError(peer.conn, err);
   }
 
-  onClose(conn: Connection, reason: CloseReason): void {
-    const inb = conn.inbound as Inbound | undefined;
-    conn.inbound = undefined;
+  onClose(peer: Peer, reason: CloseReason): void {
+    const conn = peer.conn;
+    const inb = peer.inbound;
+    peer.inbound = undefined;
     // The sender vanished mid-chunk: end what went out with `#` (R-69).
-    if (inb?.stream !== undefined && inb.target !== undefined) inb.target.writer.abort(inb.stream);
+    if (inb !== undefined) this.forwarder.abortSink(inb, reason);
     // Streams being written here from other connections: their senders learn at their end-line.
     for (const s of conn.writer.close()) s.events.onDropped?.();
-    const { pending, sessions, farSessions } = conn.closeState;
     // R-15: requests forwarded here that were never answered: REPORT 408 to their senders.
-    if (pending !== undefined) {
-      for (const t of pending.values()) this.failTransaction(t, 408, 'next hop closed', true);
-      pending.clear();
-    }
+    this.transactions.peerClosed(peer);
     // R-15: every URI issued over this connection is invalidated.
+    const sessions = peer.sessionsIfAny;
     if (sessions !== undefined) for (const s of [...sessions]) this.d.sessions.remove(s, { code: 'owner-closed', message: reason.message ?? reason.code });
-    if (farSessions !== undefined) for (const s of [...farSessions]) this.unbindFar(s, conn);
+    const far = peer.farSessionsIfAny;
+    if (far !== undefined) for (const s of [...far]) this.unbindFar(s, peer);
     this.d.connectionGone(conn, reason);
   }
 
   /** Session end (from the table): release its legs. */
   sessionClosed(s: Session<Connection>): void {
-    s.owner.sessions.delete(s);
+    peerOf(s.owner).sessions.delete(s);
     const far = s.farLeg;
     s.farLeg = undefined;
-    if (far?.kind === 'connection') far.connection.farSessions.delete(s);
+    if (far?.kind === 'connection') peerOf(far.connection).farSessions.delete(s);
     else if (far?.kind === 'local' && far.session.farLeg?.kind === 'local' && far.session.farLeg.session === s) {
       far.session.farLeg = undefined;
       this.d.sessions.armExpiry(far.session);
@@ -302,37 +207,42 @@ export class Router implements ConnectionHandler {
     const out = s.outbound;
     s.outbound = undefined;
     if (out !== undefined) {
-      out.farSessions.delete(s);
+      const op = peerOf(out);
+      op.farSessions.delete(s);
       // The outbound leg was opened for this session alone (unless shared): close it.
-      if (!this.d.config().shareOutboundConnections && out.farSessions.size === 0) out.close({ code: 'owner-closed' });
+      if (!this.d.config().shareOutboundConnections && op.farSessions.size === 0) out.close({ code: 'owner-closed' });
     }
   }
 
-  private unbindFar(s: Session<Connection>, conn: Connection): void {
-    if (s.farLeg?.kind === 'connection' && s.farLeg.connection === conn) s.farLeg = undefined;
-    if (s.outbound === conn) s.outbound = undefined;
-    conn.farSessions.delete(s);
+  private unbindFar(s: Session<Connection>, peer: Peer): void {
+    if (s.farLeg?.kind === 'connection' && s.farLeg.connection === peer.conn) s.farLeg = undefined;
+    if (s.outbound === peer.conn) s.outbound = undefined;
+    peer.farSessions.delete(s);
   }
 
   // ================================================================== decisions
 
-  private decide(conn: Connection, req: MsrpRequestHead): Decision | Promise<Decision> {
+  private decide(peer: Peer, req: MsrpRequestHead): Decision | Promise<Decision> {
     const hooks = this.d.hooks();
     if (isTapped(hooks.receiveRequest)) {
+      const conn = peer.conn;
       return hooks.receiveRequest.promise({ connection: conn, request: req, signal: conn.signal }).then((r) => {
-        if (r !== undefined) return this.rejection(r.reject);
-        return this.route(conn, req);
+        if (r === undefined) return this.route(peer, req);
+        if ('reject' in r) return this.rejection(r.reject);
+        // A plugin answers the request itself (NICKNAME, C-13).
+        return { kind: 'respond', status: r.respond.status, ...(r.respond.comment !== undefined ? { comment: r.respond.comment } : {}), headers: r.respond.headers ?? [], reason: 'answered by a plugin' };
       });
     }
-    return this.route(conn, req);
+    return this.route(peer, req);
   }
 
-  private route(conn: Connection, req: MsrpRequestHead): Decision | Promise<Decision> {
+  private route(peer: Peer, req: MsrpRequestHead): Decision | Promise<Decision> {
+    const conn = peer.conn;
     const first = req.toUris[0]!;
     // AUTH to this relay: To-Path holds only the relay (R-31, R-44).
     if (req.method === 'AUTH' && req.toUris.length === 1) {
       if (!this.authenticator.portMatches(first.port, conn)) return { kind: 'close', reason: 'AUTH To-Path port is not this relay (R-53)' };
-      return this.authenticator.authenticate(conn, req).then((o) => ({
+      return this.authenticator.authenticate(peer, req).then((o) => ({
         kind: 'respond',
         status: o.status,
         headers: o.headers,
@@ -346,16 +256,21 @@ export class Router implements ConnectionHandler {
         // R-53: the first URI is not this relay at all: drop the connection.
         return { kind: 'close', reason: 'To-Path does not name this relay (R-53)' };
       }
-      if (req.toUris.length === 1 && first.sessionId === undefined && !KNOWN_METHODS.has(req.method)) {
-        return this.fail('MSRP_ERR_METHOD_NOT_UNDERSTOOD', 'unknown method addressed to the relay (R-75)');
-      }
-      // R-52: unknown, expired or invalidated token.
-      return this.fail('MSRP_ERR_SESSION_NOT_FOUND', `no session ${first.sessionId === undefined ? '(none given)' : maskId(first.sessionId)}`);
+      // A URI of this relay that is no session of it: a local endpoint's, if a plugin claims it.
+      return this.claim(peer, req, 0, undefined, () => {
+        if (req.toUris.length === 1 && first.sessionId === undefined && !KNOWN_METHODS.has(req.method)) {
+          return this.fail('MSRP_ERR_METHOD_NOT_UNDERSTOOD', 'unknown method addressed to the relay (R-75)');
+        }
+        // R-52: unknown, expired or invalidated token.
+        return this.fail('MSRP_ERR_SESSION_NOT_FOUND', `no session ${first.sessionId === undefined ? '(none given)' : maskId(first.sessionId)}`);
+      });
     }
     if (req.toUris.length === 1) {
-      // The relay itself is the target of a session URI: it is not an endpoint.
-      if (!KNOWN_METHODS.has(req.method)) return this.fail('MSRP_ERR_METHOD_NOT_UNDERSTOOD', 'unknown method addressed to the relay (R-75)');
-      return this.fail('MSRP_ERR_FORBIDDEN', 'the relay is not a message endpoint');
+      // A session URI alone: the relay is not an endpoint, unless a plugin is one there.
+      return this.claim(peer, req, 0, session, () => {
+        if (!KNOWN_METHODS.has(req.method)) return this.fail('MSRP_ERR_METHOD_NOT_UNDERSTOOD', 'unknown method addressed to the relay (R-75)');
+        return this.fail('MSRP_ERR_FORBIDDEN', 'the relay is not a message endpoint');
+      });
     }
     const cfg = this.d.config();
     if (!cfg.forwardUnknownMethods && !KNOWN_METHODS.has(req.method)) {
@@ -371,41 +286,73 @@ export class Router implements ConnectionHandler {
         return this.fail('MSRP_ERR_MESSAGE_TOO_LARGE', 'message larger than the relay allows (R-72)');
       }
     }
-    if (conn === session.owner) return this.routeOutward(conn, req, session);
+    if (conn === session.owner) return this.routeOutward(peer, req, session);
     return this.routeInward(conn, req, session, { kind: 'connection', connection: conn, hopUri: req.fromUris[0] });
   }
 
+  /**
+   * Offers the request to claimRequest taps: To-Path[index] names this relay but no session
+   * (or is a session URI alone). `otherwise` decides when no plugin claims it.
+   */
+  private claim(peer: Peer, req: MsrpRequestHead, index: number, session: Session<Connection> | undefined, otherwise: () => Decision): Decision | Promise<Decision> {
+    const hooks = this.d.hooks();
+    if (!isTapped(hooks.claimRequest)) return otherwise();
+    const conn = peer.conn;
+    const passed = req.toPath.slice(0, index + 1);
+    const request: LocalRequest = {
+      connection: conn,
+      request: req,
+      uri: req.toUris[index]!,
+      session,
+      toPath: req.toPath.slice(index + 1),
+      // R-58: every relay URI passed goes to the front of From-Path, the endpoint's own excepted.
+      fromPath: [...passed.slice(0, index).reverse(), ...req.fromPath],
+      signal: conn.signal,
+    };
+    return hooks.claimRequest.promise(request).then((r): Decision => {
+      if (r === undefined) return otherwise();
+      if ('reject' in r) return this.rejection(r.reject);
+      return { kind: 'sink', sink: { kind: 'local', receiver: r, request, replyFrom: passed } };
+    });
+  }
+
   /** R-51 a: from the owning client to whatever the next URI names. */
-  private routeOutward(conn: Connection, req: MsrpRequestHead, session: Session<Connection>): Decision | Promise<Decision> {
+  private routeOutward(peer: Peer, req: MsrpRequestHead, session: Session<Connection>): Decision | Promise<Decision> {
+    const conn = peer.conn;
     const next = req.toUris[1]!;
     const reportFrom = req.toPath[0]!;
-    const peer = this.ownSession(next);
-    if (peer !== undefined) {
+    const other = this.ownSession(next);
+    if (other !== undefined) {
       // Both clients use this relay: hand the request over inside the process, as if it had
       // looped (RFC 7977 §8.3.2); both URIs end up in From-Path.
-      if (req.toUris.length < 3) return this.fail('MSRP_ERR_FORBIDDEN', 'the relay is not a message endpoint');
+      if (req.toUris.length < 3) {
+        return this.claim(peer, req, 1, other, () => this.fail('MSRP_ERR_FORBIDDEN', 'the relay is not a message endpoint'));
+      }
       const inner = {
         ...req,
         toPath: req.toPath.slice(1),
         toUris: req.toUris.slice(1),
         fromPath: [req.toPath[0]!, ...req.fromPath],
       } satisfies MsrpRequestHead;
-      const d = this.routeInward(conn, inner, peer, { kind: 'local', session }, reportFrom, session);
+      const d = this.routeInward(conn, inner, other, { kind: 'local', session }, reportFrom, session);
       // The sender's session is bound too once a hand-over succeeds (I-4: it no longer expires).
       const bindSender = (x: Decision): Decision => {
-        if (x.kind === 'forward' && session.farLeg === undefined && !session.closed) {
-          session.farLeg = { kind: 'local', session: peer };
+        if (x.kind === 'sink' && session.farLeg === undefined && !session.closed) {
+          session.farLeg = { kind: 'local', session: other };
           this.d.sessions.armExpiry(session);
         }
         return x;
       };
       return d instanceof Promise ? d.then(bindSender) : bindSender(d);
     }
-    let worker: number | undefined;
-    if (this.isOwnHost(next) && next.sessionId !== undefined) {
+    let elsewhere: NextHop | undefined;
+    if (this.isOwnHost(next)) {
       // Cluster mode: a token of another worker is a hop to that worker (DESIGN.md §7).
-      worker = this.d.otherWorker?.(next.sessionId);
-      if (worker === undefined) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop is an unknown session of this relay');
+      if (next.sessionId !== undefined) elsewhere = this.d.ownerElsewhere?.(next.sessionId);
+      if (elsewhere === undefined) {
+        // A URI of this relay that is no session: a local endpoint's, reached through the sender's token.
+        return this.claim(peer, req, 1, session, () => this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop is an unknown session of this relay'));
+      }
     }
     // W-7, R-16: a `;ws` or `.invalid` URI is reached only over its bound connection.
     const unreachable = next.transport === 'ws' || next.host.toLowerCase().endsWith('.invalid');
@@ -413,7 +360,7 @@ export class Router implements ConnectionHandler {
     const target = this.outwardConnection(session, next);
     if (target !== undefined) return this.finishForward(conn, req, session, 'outward', target, paths, reportFrom);
     if (unreachable) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop cannot be dialled and is not connected (W-7)');
-    return this.openOutward(session, req, next, worker).then((t) =>
+    return this.openOutward(session, req, next, elsewhere).then((t) =>
       'kind' in t ? t : this.finishForward(conn, req, session, 'outward', t, paths, reportFrom),
     );
   }
@@ -423,7 +370,7 @@ export class Router implements ConnectionHandler {
     conn: Connection,
     req: MsrpRequestHead,
     session: Session<Connection>,
-    leg: NonNullable<Session<Connection>['farLeg']>,
+    leg: FarLeg<Connection>,
     reportFrom: string = req.toPath[0]!,
     from?: Session<Connection>,
   ): Decision | Promise<Decision> {
@@ -439,7 +386,7 @@ export class Router implements ConnectionHandler {
         if (session.closed) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'session closed');
         if (session.farLeg !== undefined && !this.sameLeg(session.farLeg, leg)) return this.fail('MSRP_ERR_SESSION_ALREADY_BOUND', 'session bound to another connection (R-57a)');
         session.farLeg = leg;
-        if (leg.kind === 'connection') leg.connection.farSessions.add(session);
+        if (leg.kind === 'connection') peerOf(leg.connection).farSessions.add(session);
         this.d.sessions.armExpiry(session);
         return this.finishForward(conn, req, session, 'inward', session.owner, paths, reportFrom, from);
       };
@@ -470,7 +417,10 @@ export class Router implements ConnectionHandler {
     if (target.isClosed) return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'the next hop connection is closed');
     const hooks = this.d.hooks();
     if (isTapped(hooks.rewritePath)) paths = hooks.rewritePath.call(paths, { connection: conn, session, request: req, direction });
-    const decision: Decision = { kind: 'forward', target, session, direction, paths, reportFrom, ...(from !== undefined ? { from } : {}) };
+    const decision: Decision = {
+      kind: 'sink',
+      sink: { kind: 'forward', target, session, direction, paths, reportFrom, ...(from !== undefined ? { from } : {}) },
+    };
     if (isTapped(hooks.forwardChunk)) {
       return hooks.forwardChunk
         .promise({ connection: conn, session, request: req, direction, signal: conn.signal, ...(from !== undefined ? { from } : {}) })
@@ -495,25 +445,24 @@ export class Router implements ConnectionHandler {
    * The session's own outbound leg, opened once however many requests wait for it: to the
    * worker that owns the next token in cluster mode (DESIGN.md §7), else where resolveNextHop says.
    */
-  private async openOutward(session: Session<Connection>, req: MsrpRequestHead, next: MsrpUri, worker: number | undefined): Promise<Connection | Decision> {
+  private async openOutward(session: Session<Connection>, req: MsrpRequestHead, next: MsrpUri, elsewhere: NextHop | undefined): Promise<Connection | Decision> {
     if (session.dialing === undefined) {
       const hooks = this.d.hooks();
       const pending = (async () => {
-        let c: Connection;
-        if (worker !== undefined) {
-          c = await dialing(this.d.dialWorker!(worker, session));
-        } else {
-          const hop = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
-          if (hop === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
-          if ('reject' in hop) throw hop.reject;
-          c = await dialing(this.d.dial(hop, session));
+        let hop = elsewhere;
+        if (hop === undefined) {
+          const answer = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
+          if (answer === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
+          if ('reject' in answer) throw answer.reject;
+          hop = answer;
         }
+        const c = await dialing(this.d.dial(hop, session));
         if (session.closed) {
           c.close({ code: 'owner-closed' });
           throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'session closed while dialling');
         }
         session.outbound = c;
-        c.farSessions.add(session);
+        peerOf(c).farSessions.add(session);
         this.d.sessions.armExpiry(session);
         return c;
       })();
@@ -530,34 +479,26 @@ export class Router implements ConnectionHandler {
       // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
       // like a timed-out transaction.
       if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
-      this.d.log().warn('next hop unreachable', { ...(worker !== undefined ? { worker } : {}), error: e instanceof Error ? e.message : String(e) });
+      this.d.log().warn('next hop unreachable', { ...(elsewhere !== undefined ? { hop: `${elsewhere.transport}:${elsewhere.host}` } : {}), error: e instanceof Error ? e.message : String(e) });
       return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
     }
   }
 
   // ================================================================== applying
 
-  private apply(conn: Connection, inb: Inbound, d: Decision): void {
+  private apply(peer: Peer, inb: Inbound, d: Decision): void {
+    const conn = peer.conn;
     const req = inb.req!;
     switch (d.kind) {
-      case 'forward': {
-        inb.mode = 'forward';
-        inb.target = d.target;
-        inb.session = d.session;
-        if (d.from !== undefined) inb.from = d.from;
-        inb.direction = d.direction;
-        inb.stream = this.startStream(conn, inb, d);
+      case 'sink':
+        this.forwarder.start(peer, inb, d.sink);
         conn.markSucceeded();
         return;
-      }
       case 'respond': {
         inb.mode = 'discard';
-        this.countProbationFailure(conn, d.status);
-        const frame = this.responseFrame(req, d.status, d.comment, d.headers);
-        if (frame !== undefined) {
-          // AUTH and errors known before the body answer at once; the body (if any) is discarded.
-          this.writeResponse(conn, frame, req.method, req.tid, d.status);
-        }
+        this.countProbationFailure(peer, d.status);
+        // AUTH and errors known before the body answer at once; the body (if any) is discarded.
+        this.replies.send(conn, req, d.status, d.comment, d.headers);
         if (d.close === true) conn.close({ code: d.status === 401 || d.status === 403 ? 'auth-failures' : 'rejected', message: d.reason });
         return;
       }
@@ -571,126 +512,16 @@ export class Router implements ConnectionHandler {
     }
   }
 
-  /** Opens the stream on the next hop's writer and wires its events to transactions. */
-  private startStream(conn: Connection, inb: Inbound, d: Extract<Decision, { kind: 'forward' }>): OutStream {
-    const req = inb.req!;
-    const isSend = req.method === 'SEND';
-    const range = req.byteRange;
-    // R-67: a SEND chunk with more than 2048 body octets may be interrupted, so it goes out
-    // with range-end `*` (and so does every continuation piece).
-    const starEnd = isSend && req.hasBody && range !== undefined && range.end !== -1 && range.end - range.start + 1 > INTERRUPTIBLE_OVER;
-    const fwd = new Forward(this, conn, inb, req, d, starEnd, this.d.config().timeouts.transaction * 1000);
-    const stream = new OutStream({
-      tid: newTransactionId(),
-      // A chunk announced as 2048 octets or less is never cut (its range-end stays exact).
-      interruptible: isSend && req.hasBody && (range === undefined || range.end === -1 || starEnd),
-      hasBody: req.hasBody,
-      render: fwd,
-      events: fwd,
-    });
-    d.target.writer.open(stream);
-    return stream;
-  }
-
-  /** @internal a piece of a forwarded request went out (Forward) */
-  pieceStarted(conn: Connection, target: Connection, piece: Transaction): void {
-    target.pending.set(piece.tid, piece);
-    conn.outstanding++;
-    if (conn.outstanding >= this.d.config().limits.maxOutstandingPerConnection) conn.pauseReading(OUTSTANDING);
-  }
-
-  /** @internal a piece's end-line went out: R-62, its response is due within `transaction` (Forward) */
-  pieceEnded(target: Connection, tid: string, bytes: number, txMs: number): void {
-    const t = target.pending.get(tid);
-    if (t === undefined) return;
-    t.rangeBytes = bytes;
-    // R-62: 30 s from the last byte. Failure-Report yes then gets REPORT 408; partial
-    // (which never gets a 200, R-65) and end-to-end requests are purged alike.
-    t.timer = this.deadlines.add(Date.now() + txMs, () => this.transactionTimeout(target, t));
-  }
-
-  /** @internal chunkForwarded taps (Forward) */
-  get forwardedHook(): RelayHooks<unknown>['chunkForwarded'] | undefined {
-    const h = this.d.hooks().chunkForwarded;
-    return isTapped(h) ? h : undefined;
-  }
-
   // ================================================================== responses
 
-  private onResponse(conn: Connection, head: FrameHead): void {
+  private onResponse(peer: Peer, head: FrameHead): void {
     let res: MsrpResponseHead;
     try {
       res = parseResponseHead(head, { maxPathUris: this.d.config().limits.maxPathUris });
     } catch {
       return; // R-30: unparseable responses are dropped.
     }
-    const t = conn.pending.get(res.tid);
-    if (t === undefined) return; // R-83: unknown tid.
-    conn.pending.delete(res.tid);
-    this.settle(t);
-    const source = t.source;
-    if (t.kind === 'send') {
-      // R-84: a 200 is hop-by-hop and ends here; R-63: an error becomes a REPORT upstream.
-      if (res.status !== 200 && t.failureReport !== 'no') this.sendReport(t, res.status, res.comment);
-      return;
-    }
-    // R-81: end-to-end response: move our URIs from To-Path to From-Path, restore the tid.
-    if (source === null || source.isClosed) return;
-    const to = [...res.toPath];
-    const from = [...res.fromPath];
-    while (to.length > 1) {
-      const u = tryParseUri(to[0]!);
-      if (u === undefined || this.ownSession(u) === undefined) break;
-      from.unshift(to.shift()!);
-    }
-    source.sendFrame(formatResponse({ tid: t.sourceTid, status: res.status, comment: res.comment, toPath: to, fromPath: from, headers: res.headers }));
-  }
-
-  private settle(t: Transaction): void {
-    if (t.timer !== undefined) this.deadlines.settle(t.timer);
-    t.timer = undefined;
-    if (t.counted && t.source !== null) {
-      t.counted = false;
-      const s = t.source;
-      s.outstanding--;
-      if (s.outstanding < this.d.config().limits.maxOutstandingPerConnection && s.isPausedFor(OUTSTANDING)) s.resumeReading(OUTSTANDING);
-    }
-  }
-
-  private transactionTimeout(target: Connection, t: Transaction): void {
-    t.timer = undefined;
-    if (target.pending.get(t.tid) !== t) return;
-    target.pending.delete(t.tid);
-    this.failTransaction(t, 408, 'no response from the next hop');
-  }
-
-  /**
-   * A forwarded request will get no answer: REPORT 408 for a SEND with Failure-Report yes
-   * (R-62), or also partial when the next hop closed (R-15); 408 for a forwarded AUTH.
-   */
-  private failTransaction(t: Transaction, status: number, comment: string, hopClosed = false): void {
-    this.settle(t);
-    if (t.kind === 'send') {
-      if (t.failureReport === 'yes' || (t.failureReport === 'partial' && hopClosed)) this.sendReport(t, status, comment);
-      return;
-    }
-    if (t.method === 'AUTH' && t.source !== null && !t.source.isClosed) {
-      const frame = formatResponse({ tid: t.sourceTid, status, comment: statusComment(status), toPath: t.reportTo, fromPath: [t.reportFrom] });
-      this.writeResponse(t.source, frame, t.method, t.sourceTid, status);
-    }
-  }
-
-  /** R-78: a relay-generated REPORT to the original sender. */
-  private sendReport(t: Transaction, status: number, comment: string): void {
-    const source = t.source;
-    if (source === null || source.isClosed || t.messageId === undefined) return;
-    const end = t.rangeStart + t.rangeBytes - 1;
-    const headers: RawHeader[] = [
-      ['Message-ID', t.messageId],
-      ['Byte-Range', formatByteRange({ start: t.rangeStart, end: Math.max(end, t.rangeStart - 1), total: t.rangeTotal })],
-      ['Status', formatStatusHeader(status, comment === '' ? statusComment(status) : comment)],
-    ];
-    source.sendFrame(formatRequest({ tid: newTransactionId(), method: 'REPORT', toPath: t.reportTo, fromPath: [t.reportFrom], headers }));
+    this.transactions.onResponse(peer, res);
   }
 
   // ================================================================== helpers
@@ -704,7 +535,7 @@ export class Router implements ConnectionHandler {
   }
 
   /** True when a URI's host and port name this relay. */
-  private isOwnHost(u: MsrpUri): boolean {
+  isOwnHost(u: MsrpUri): boolean {
     if (u.host.toLowerCase() !== this.d.hostname().toLowerCase()) return false;
     return u.port === undefined || this.d.listeners().some((l) => l.port === u.port);
   }
@@ -718,7 +549,7 @@ export class Router implements ConnectionHandler {
     return next.sessionId !== undefined && next.sessionId === hop.sessionId && next.scheme === hop.scheme;
   }
 
-  private sameLeg(a: NonNullable<Session<Connection>['farLeg']>, b: NonNullable<Session<Connection>['farLeg']>): boolean {
+  private sameLeg(a: FarLeg<Connection>, b: FarLeg<Connection>): boolean {
     if (a.kind === 'connection') return b.kind === 'connection' && a.connection === b.connection;
     return b.kind === 'local' && a.session === b.session;
   }
@@ -739,7 +570,7 @@ export class Router implements ConnectionHandler {
     return { kind: 'respond', status: 403, reason: `${what} failed` };
   }
 
-  private report(e: unknown, ctx: ErrorContext): void {
+  report(e: unknown, ctx: ErrorContext): void {
     const err = e instanceof Error ? e : new Error(String(e));
     try {
       this.d.hooks().error.call(err, ctx);
@@ -748,39 +579,16 @@ export class Router implements ConnectionHandler {
     }
   }
 
-  private countProbationFailure(conn: Connection, status: number): void {
+  private countProbationFailure(peer: Peer, status: number): void {
+    const conn = peer.conn;
     if (!conn.inProbation || status < 400 || status === 401) return;
     // R-10: several failures and no success during probation: close.
-    if (++conn.probationFailures >= MAX_PROBATION_FAILURES) conn.close({ code: 'protocol-error', message: 'too many failed requests (R-10)' });
+    if (++peer.probationFailures >= MAX_PROBATION_FAILURES) conn.close({ code: 'protocol-error', message: 'too many failed requests (R-10)' });
   }
 
-  /**
-   * A response the relay writes itself, or undefined when none may be sent: never to a
-   * REPORT (R-77), nothing with Failure-Report no (R-64), no 200 with partial (R-65).
-   * SEND responses go to the previous hop only (R-57); others follow the whole From-Path.
-   */
-  private responseFrame(req: MsrpRequestHead, status: number, comment?: string, headers?: RawHeader[]): Buffer | undefined {
-    if (req.method === 'REPORT') return undefined;
-    if (req.failureReport === 'no') return undefined;
-    if (req.failureReport === 'partial' && status === 200) return undefined;
-    const toPath = req.method === 'SEND' ? [req.fromPath[0]!] : req.fromPath;
-    return formatResponse({ tid: req.tid, status, comment: comment ?? statusComment(status), toPath, fromPath: [req.toPath[0]!], headers: headers ?? [] });
-  }
-
-  private sendResponse(conn: Connection, req: MsrpRequestHead, status: number): void {
-    const f = this.responseFrame(req, status);
-    if (f !== undefined) this.writeResponse(conn, f, req.method, req.tid, status);
-  }
-
-  /** Writes a response the relay composed, and tells responseSent taps (skipped when untapped). */
-  private writeResponse(conn: Connection, frame: Buffer, method: string, tid: string, status: number): void {
-    conn.sendFrame(frame);
-    const hooks = this.d.hooks();
-    if (isTapped(hooks.responseSent)) hooks.responseSent.call({ connection: conn, method, tid, status });
-  }
-
-  private refuseMalformed(conn: Connection, head: FrameHead, e: MessageError): void {
-    conn.inbound = { req: undefined, mode: 'discard', bodyBytes: 0, startedAt: 0 } satisfies Inbound;
+  private refuseMalformed(peer: Peer, head: FrameHead, e: MessageError): void {
+    const conn = peer.conn;
+    peer.inbound = { req: undefined, mode: 'discard', bodyBytes: 0, startedAt: 0 } satisfies Inbound;
     if (!e.respond) {
       // R-20: the paths cannot be read, so no response can be addressed.
       conn.close({ code: 'protocol-error', message: e.message });
@@ -791,127 +599,8 @@ export class Router implements ConnectionHandler {
       const to = head.headers[0]![1].split(/[ \t]+/)[0]!;
       const from = head.headers[1]![1].split(/[ \t]+/).filter((x) => x !== '');
       const toPath = head.method === 'SEND' ? [from[0]!] : from;
-      this.writeResponse(conn, formatResponse({ tid: head.tid, status: e.status, comment: statusComment(e.status), toPath, fromPath: [to] }), head.method, head.tid, e.status);
+      this.replies.write(conn, formatResponse({ tid: head.tid, status: e.status, comment: statusComment(e.status), toPath, fromPath: [to] }), head.method, head.tid, e.status);
     }
-    this.countProbationFailure(conn, e.status);
-  }
-}
-
-/**
- * One forwarded request on its way to the next hop: renders each piece's head and turns the
- * writer's events into transactions. A class rather than closures: a forwarded chunk then
- * costs one object here, not a context and six functions (messages/s, GC pauses in p99).
- */
-class Forward implements OutStreamEvents {
-  /** To-Path and From-Path as they leave (R-58). */
-  private readonly prefix: string;
-  /** The headers after From-Path, as received (R-61). */
-  private readonly rest: string;
-  private readonly kind: Transaction['kind'] | undefined;
-  private started = false;
-
-  constructor(
-    private readonly router: Router,
-    private readonly conn: Connection,
-    private readonly inb: Inbound,
-    private readonly req: MsrpRequestHead,
-    private readonly d: Extract<Decision, { kind: 'forward' }>,
-    private readonly starEnd: boolean,
-    private readonly txMs: number,
-  ) {
-    this.prefix = `To-Path: ${d.paths.toPath.join(' ')}\r\nFrom-Path: ${d.paths.fromPath.join(' ')}\r\n`;
-    // Only a first piece that keeps its Byte-Range uses the headers as received; an
-    // interruptible chunk's every piece is rendered with its own (head()).
-    let rest = '';
-    if (!starEnd) for (const [n, v] of req.headers) rest += `${n}: ${v}\r\n`;
-    this.rest = rest;
-    // Which answers the next hop owes us: none for REPORT (R-77) or Failure-Report no (R-64).
-    this.kind = req.method === 'REPORT' ? undefined : req.method === 'SEND' ? (req.failureReport === 'no' ? undefined : 'send') : 'e2e';
-  }
-
-  head(tid: string, off: number): string {
-    const req = this.req;
-    const blank = req.hasBody ? '\r\n' : '';
-    if (off === 0 && !this.starEnd) return `MSRP ${tid} ${req.method}\r\n${this.prefix}${this.rest}${blank}`;
-    // A continuation piece (or an interruptible chunk): same headers, Byte-Range starting where the last piece stopped.
-    const range = req.byteRange;
-    const start = (range?.start ?? 1) + off;
-    const br = formatByteRange({ start, end: range !== undefined && range.end !== -1 && !this.starEnd ? range.end : -1, total: range?.total ?? -1 });
-    let text = '';
-    let placed = false;
-    for (const [n, v] of req.headers) {
-      const lower = lowerName(n);
-      if (lower === 'byte-range') {
-        text += `Byte-Range: ${br}\r\n`;
-        placed = true;
-      } else {
-        if (!placed && lower.startsWith('content-')) {
-          text += `Byte-Range: ${br}\r\n`;
-          placed = true;
-        }
-        text += `${n}: ${v}\r\n`;
-      }
-    }
-    if (!placed) text += `Byte-Range: ${br}\r\n`;
-    return `MSRP ${tid} ${req.method}\r\n${this.prefix}${text}${blank}`;
-  }
-
-  onPieceStart(tid: string, off: number): void {
-    this.started = true;
-    const kind = this.kind;
-    if (kind === undefined) return;
-    const req = this.req;
-    const range = req.byteRange;
-    this.router.pieceStarted(this.conn, this.d.target, {
-      tid,
-      kind,
-      source: this.conn,
-      sourceTid: req.tid,
-      method: req.method,
-      reportTo: req.fromPath,
-      reportFrom: this.d.reportFrom,
-      messageId: req.messageId,
-      failureReport: req.failureReport,
-      rangeStart: (range?.start ?? 1) + off,
-      rangeBytes: 0,
-      rangeTotal: range?.total ?? -1,
-      timer: undefined,
-      counted: true,
-    });
-  }
-
-  onPieceEnd(tid: string, _flag: EndFlag, _off: number, bytes: number): void {
-    this.router.pieceEnded(this.d.target, tid, bytes, this.txMs);
-  }
-
-  onWritable(): void {
-    this.conn.resumeReading(FORWARD);
-  }
-
-  onFinished(flag: EndFlag, total: number): void {
-    const hook = this.router.forwardedHook;
-    if (hook === undefined) return;
-    hook.call({
-      session: this.d.session,
-      method: this.req.method,
-      messageId: this.req.messageId,
-      direction: this.d.direction,
-      bytes: total,
-      flag,
-      startedAt: this.inb.startedAt,
-      endedAt: Date.now(),
-    });
-  }
-
-  onDropped(): void {
-    // The next hop closed under this stream (R-15). If part of it went out, its
-    // transaction turns into a REPORT 408; if none did, the sender gets 408 at its end-line.
-    const inb = this.inb;
-    if (this.conn.inbound === inb && inb.mode === FORWARD) {
-      inb.mode = 'discard';
-      inb.stream = undefined;
-      if (!this.started) inb.failedStatus = 408;
-      this.conn.resumeReading(FORWARD);
-    }
+    this.countProbationFailure(peer, e.status);
   }
 }

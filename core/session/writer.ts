@@ -12,11 +12,16 @@
  * and resumed later with a new transaction id and a continuing Byte-Range
  * (R-67, RFC 4975 §7.1.1). Streams of different sessions take turns every
  * FAIRNESS_BYTES by the same mechanism (R-68).
+ *
+ * On a message-oriented transport (MsrpStream.messageMode, W-3) every frame leaves in
+ * one write(): a piece's head, body and end-line are gathered and written together, and a
+ * piece is ended with `+` (the same interruption, W-4) before it would pass the transport's
+ * maximum message size, so a long chunk reaches the peer cut into pieces it can take.
  */
 
-import type { Socket } from 'node:net';
 import { formatEndLine, newTransactionId } from '../protocol/message.ts';
 import type { EndFlag } from '../protocol/framer.ts';
+import type { MsrpStream } from '../transport/stream.ts';
 
 /** R-68: a SEND stream yields to a waiting one after this many body bytes. */
 export const FAIRNESS_BYTES = 256 * 1024;
@@ -87,9 +92,12 @@ export class OutStream {
   }
 }
 
-/** The Writer of a socket, for the one 'drain' listener all writers share. */
+/** The Writer of a stream, for the one 'drain' listener all writers share. */
 const kWriter = Symbol('msrprelay.writer');
-type WrittenSocket = Socket & { [kWriter]: Writer };
+type WrittenSocket = MsrpStream & { [kWriter]: Writer };
+
+/** Room kept in a message for the end-line of a piece (`\r\n-------` + a 32-character tid + flag + CRLF). */
+const END_LINE_ROOM = 2 + 7 + 32 + 1 + 2;
 
 function onDrain(this: WrittenSocket): void {
   const a = this[kWriter].activeStream;
@@ -101,7 +109,12 @@ function flushWriter(w: Writer): void {
 }
 
 export class Writer {
-  private readonly socket: Socket;
+  private readonly socket: MsrpStream;
+  /** Message mode (W-3): the largest frame one write() may carry; 0 for a byte stream. */
+  private readonly maxMessage: number;
+  /** Message mode: the parts of the piece being gathered, and their size. */
+  private parts: Array<Buffer | string> = NONE;
+  private partsSize = 0;
   private active: OutStream | undefined;
   /** Streams queued behind the active one; the shared empty array until the first one. */
   private waiting: OutStream[] = NONE;
@@ -111,8 +124,9 @@ export class Writer {
   /** True while writes of this tick are gathered (see out()). */
   private corked = false;
 
-  constructor(socket: Socket) {
+  constructor(socket: MsrpStream) {
     this.socket = socket;
+    this.maxMessage = socket.messageMode?.maxMessageSize ?? 0;
     (socket as WrittenSocket)[kWriter] = this;
     socket.on('drain', onDrain);
   }
@@ -126,7 +140,7 @@ export class Writer {
   flush(): void {
     if (!this.corked) return;
     this.corked = false;
-    this.socket.uncork();
+    this.socket.uncork?.();
   }
 
   /** True when the socket has room (below its high-water mark). */
@@ -176,7 +190,8 @@ export class Writer {
       s.held.push(slice);
       return false;
     }
-    this.writeBody(s, slice);
+    if (this.maxMessage > 0) this.gatherBody(s, slice);
+    else this.writeBody(s, slice);
     if (this.waiting.length > 0 && s.interruptible && s.sinceActive >= FAIRNESS_BYTES) {
       // R-68: take turns with the streams of other sessions.
       this.interrupt(s);
@@ -234,6 +249,7 @@ export class Writer {
   /** The socket closed: nothing more is written; streams are dropped. */
   close(): OutStream[] {
     this.closed = true;
+    this.parts = NONE;
     const dropped: OutStream[] = [];
     if (this.active !== undefined) dropped.push(this.active);
     dropped.push(...this.waiting);
@@ -256,11 +272,12 @@ export class Writer {
    * straight to the socket (gathering it would only defer it and pause the source).
    */
   private out(data: Buffer | string): boolean {
+    if (this.maxMessage > 0) return this.socket.write(data);
     if (data.length >= GATHER_LIMIT) {
       if (this.corked) this.flush();
       return this.socket.write(data);
     }
-    if (!this.corked) {
+    if (!this.corked && this.socket.cork !== undefined) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(flushWriter, this);
@@ -276,7 +293,10 @@ export class Writer {
     if (s.held.length > 0) {
       const held = s.held;
       s.held = NONE;
-      for (const h of held) this.writeBody(s, h);
+      for (const h of held) {
+        if (this.maxMessage > 0) this.gatherBody(s, h);
+        else this.writeBody(s, h);
+      }
     }
     if (s.heldEnd !== undefined) {
       const flag = s.heldEnd;
@@ -304,7 +324,53 @@ export class Writer {
     s.events.onPieceStart(s.tid, s.sent);
     s.pieceBytes = 0;
     s.headWritten = true;
-    this.out(s.renderHead());
+    if (this.maxMessage > 0) this.gather(s.renderHead());
+    else this.out(s.renderHead());
+  }
+
+  /** Message mode: a part of the current piece, written with the rest at its end-line. */
+  private gather(part: Buffer | string): void {
+    if (this.parts === NONE) this.parts = [];
+    this.parts.push(part);
+    this.partsSize += typeof part === 'string' ? Buffer.byteLength(part) : part.length;
+  }
+
+  /** Message mode: the gathered piece leaves as one transport message. */
+  private writeGathered(): void {
+    const parts = this.parts;
+    this.parts = NONE;
+    this.partsSize = 0;
+    if (parts.length === 0) return;
+    const bufs = parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p));
+    this.socket.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs));
+  }
+
+  /**
+   * Message mode: body bytes of a piece; an interruptible piece that would not fit in one
+   * transport message is ended with `+` where it fills one (W-4), and the rest goes on in
+   * new pieces. A piece that may not be cut (announced at 2048 octets or less) is kept whole.
+   */
+  private gatherBody(s: OutStream, slice: Buffer): void {
+    let rest = slice;
+    for (;;) {
+      if (!s.headWritten) this.writeHead(s);
+      const room = this.maxMessage - this.partsSize - END_LINE_ROOM;
+      if (!s.interruptible || rest.length <= room) {
+        this.addBody(s, rest);
+        return;
+      }
+      if (room > 0) this.addBody(s, rest.subarray(0, room));
+      rest = rest.subarray(Math.max(room, 0));
+      this.interrupt(s);
+    }
+  }
+
+  private addBody(s: OutStream, slice: Buffer): void {
+    if (slice.length === 0) return;
+    this.gather(slice);
+    s.sent += slice.length;
+    s.pieceBytes += slice.length;
+    s.sinceActive += slice.length;
   }
 
   private writeBody(s: OutStream, slice: Buffer): void {
@@ -317,7 +383,12 @@ export class Writer {
 
   /** R-67: end the current piece with `+`; the next body byte opens a new piece with a new tid. */
   private interrupt(s: OutStream): void {
-    this.out(formatEndLine(s.tid, '+', true));
+    if (this.maxMessage > 0) {
+      this.gather(formatEndLine(s.tid, '+', true));
+      this.writeGathered();
+    } else {
+      this.out(formatEndLine(s.tid, '+', true));
+    }
     s.events.onPieceEnd(s.tid, '+', s.sent - s.pieceBytes, s.pieceBytes);
     s.tid = newTransactionId();
     s.headWritten = false;
@@ -329,7 +400,12 @@ export class Writer {
       // (a continuation chunk with no body bytes still carries the real flag).
       this.writeHead(s);
     }
-    this.out(formatEndLine(s.tid, flag, s.hasBody));
+    if (this.maxMessage > 0) {
+      this.gather(formatEndLine(s.tid, flag, s.hasBody));
+      this.writeGathered();
+    } else {
+      this.out(formatEndLine(s.tid, flag, s.hasBody));
+    }
     s.state = 'done';
     s.events.onPieceEnd(s.tid, flag, s.sent - s.pieceBytes, s.pieceBytes);
     s.events.onFinished(flag, s.sent);

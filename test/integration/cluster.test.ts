@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { MsrpTestClient, hashSource, seededSource, type ClientOptions } from '../../core/testing/client.ts';
 import { testCertificates } from '../../core/testing/harness.ts';
 import { MAX_WORKERS, newSessionId, newWorkerSessionId, workerOfSession } from '../../core/session/session-table.ts';
-import { formatHandoff, parseHandoff } from '../../core/transport/internal.ts';
+import { formatHandoff, parseHandoff } from '../../core/cluster/worker-link.ts';
 import { parseUri } from '../../core/protocol/uri.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/msrprelay.js', import.meta.url));

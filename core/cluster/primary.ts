@@ -16,9 +16,9 @@ import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from './plugin.ts';
-import { MAX_WORKERS } from './session/session-table.ts';
-import type { WorkerOptions } from './transport/internal.ts';
+import type { Logger } from '../plugin.ts';
+import { MAX_WORKERS } from '../session/session-table.ts';
+import type { WorkerOptions } from './worker-link.ts';
 
 export const WORKER_ID_ENV = 'MSRPRELAY_WORKER_ID';
 export const WORKER_COUNT_ENV = 'MSRPRELAY_WORKERS';

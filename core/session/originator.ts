@@ -1,0 +1,151 @@
+/**
+ * Requests the relay itself originates (DESIGN.md §3a): a plugin sends a SEND, REPORT,
+ * NICKNAME or other request on a connection, or toward the owner of a session, through
+ * that connection's Writer (back-pressure, R-67 interruption, W-4 cutting on a
+ * message-oriented transport) as a transaction whose source is the relay: R-62's timer
+ * runs, and the response, or its absence, is delivered to the plugin. This is how a chat
+ * focus fans out its copies (C-1).
+ */
+
+import type { EndFlag, FrameHead, RawHeader } from '../protocol/framer.ts';
+import { formatByteRange, getHeader, newTransactionId, parseRequestHead, type MsrpRequestHead } from '../protocol/message.ts';
+import { randomBase62 } from '../protocol/random.ts';
+import { statusComment } from '../protocol/status.ts';
+import type { OriginateOptions, OriginateResult, OutgoingRequest } from '../types.ts';
+import type { Connection } from './connection.ts';
+import { answerKind, hasStarEnd, isInterruptible, PieceRenderer } from './forwarder.ts';
+import { peerOf } from './peer.ts';
+import type { Transaction, TransactionOrigin, Transactions } from './transactions.ts';
+import { OutStream, type OutStreamEvents } from './writer.ts';
+
+/** Builds and validates the head of an originated request (the same checks as a received one, R-17 … R-29). */
+export function originatedHead(o: OriginateOptions): MsrpRequestHead {
+  const headers: RawHeader[] = [
+    ['To-Path', o.toPath.join(' ')],
+    ['From-Path', o.fromPath.join(' ')],
+    ...(o.headers ?? []).map(([n, v]): RawHeader => [n, v]),
+  ];
+  const hasBody = o.contentType !== undefined;
+  const body = typeof o.body === 'string' ? Buffer.from(o.body) : o.body;
+  if (o.method === 'SEND' && getHeader(headers, 'Message-ID') === undefined) headers.push(['Message-ID', randomBase62(16)]);
+  if (o.method === 'SEND' && hasBody && getHeader(headers, 'Byte-Range') === undefined) {
+    // A whole body has its exact range; a streamed one is open-ended (R-67: `*`).
+    headers.push(['Byte-Range', body !== undefined ? formatByteRange({ start: 1, end: body.length, total: body.length }) : '1-*/*']);
+  }
+  if (hasBody) headers.push(['Content-Type', o.contentType!]);
+  const head: FrameHead = { kind: 'request', tid: newTransactionId(), method: o.method, status: 0, comment: '', headers, hasBody, problem: undefined };
+  try {
+    return parseRequestHead(head);
+  } catch (e) {
+    throw new Error(`relay.originate(): the request is not valid MSRP: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** One originated request: its pieces' heads, its transactions, and what the plugin is told. */
+class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrigin {
+  onWritable: (() => void) | undefined;
+  readonly result: Promise<OriginateResult>;
+  private resolve!: (r: OriginateResult) => void;
+  private readonly kind: Transaction['kind'] | undefined;
+  private readonly stream: OutStream;
+  /** Pieces sent and not yet answered; the answer of the last one decides. */
+  private open = 0;
+  private finished = false;
+  private settled = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly transactions: Transactions,
+    req: MsrpRequestHead,
+  ) {
+    const starEnd = hasStarEnd(req);
+    super(req, { toPath: req.toPath, fromPath: req.fromPath }, starEnd);
+    this.kind = answerKind(req);
+    this.result = new Promise((r) => (this.resolve = r));
+    const events: OutStreamEvents = {
+      onPieceStart: (tid, off) => this.pieceStarted(tid, off),
+      onPieceEnd: (tid, _flag, _off, bytes) => this.transactions.pieceEnded(peerOf(this.conn), tid, bytes),
+      onWritable: () => this.onWritable?.(),
+      onFinished: () => this.finish(),
+      onDropped: () => {
+        this.finished = true;
+        this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
+      },
+    };
+    this.stream = new OutStream({ tid: newTransactionId(), interruptible: isInterruptible(req, starEnd), hasBody: req.hasBody, render: this, events });
+    conn.writer.open(this.stream);
+    if (conn.isClosed) this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
+  }
+
+  write(data: Buffer): boolean {
+    if (this.finished || this.conn.isClosed) return true;
+    return this.conn.writer.body(this.stream, data);
+  }
+
+  end(flag: EndFlag = '$'): void {
+    this.conn.writer.end(this.stream, flag);
+  }
+
+  // -- writer events
+
+  private pieceStarted(tid: string, off: number): void {
+    const kind = this.kind;
+    if (kind === undefined) return;
+    const req = this.req;
+    const range = req.byteRange;
+    this.open++;
+    this.transactions.add(peerOf(this.conn), {
+      tid,
+      kind,
+      source: null,
+      origin: this,
+      sourceTid: tid,
+      method: req.method,
+      reportTo: req.fromPath,
+      reportFrom: req.toPath[0]!,
+      messageId: req.messageId,
+      failureReport: req.failureReport,
+      rangeStart: (range?.start ?? 1) + off,
+      rangeBytes: 0,
+      rangeTotal: range?.total ?? -1,
+      timer: undefined,
+      counted: false,
+    });
+  }
+
+  private finish(): void {
+    this.finished = true;
+    if (this.kind === undefined) this.done({ status: 0, comment: '', headers: [], timedOut: false });
+    else if (this.open === 0 && this.last !== undefined) this.done(this.last);
+  }
+
+  private last: OriginateResult | undefined;
+
+  // -- transaction answers
+
+  settle(status: number, comment: string, headers: readonly RawHeader[], timedOut: boolean): void {
+    this.open--;
+    const r: OriginateResult = { status, comment: comment === '' ? statusComment(status) : comment, headers, timedOut };
+    // An error on any piece decides at once; otherwise the answer to the last piece does.
+    if (status !== 200 || timedOut) this.done(r);
+    else if (this.finished && this.open === 0) this.done(r);
+    else this.last = r;
+  }
+
+  private done(r: OriginateResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolve(r);
+  }
+}
+
+/** Sends a request on `conn` from the relay itself; a whole body is written and ended at once. */
+export function originate(conn: Connection, transactions: Transactions, o: OriginateOptions): OutgoingRequest {
+  const req = originatedHead(o);
+  const out = new Outgoing(conn, transactions, req);
+  if (o.body !== undefined || !req.hasBody) {
+    if (o.body !== undefined) out.write(typeof o.body === 'string' ? Buffer.from(o.body) : o.body);
+    out.end('$');
+  }
+  return out;
+}
