@@ -18,9 +18,11 @@ import { createRelay, type Relay } from './relay.ts';
 import { leaveCluster, parseWorkerCount, reportReady, runPrimary, workerFromEnv, workerSignals } from './cluster/primary.ts';
 import type { WorkerOptions } from './cluster/worker-link.ts';
 import { ensureSelfSignedCert } from './transport/self-signed.ts';
+import { runClient } from './client-cli.ts';
 
 const USAGE = `Usage: msrprelay [options]
        msrprelay users add|passwd|remove|list ...   (auth-sql accounts: msrprelay users --help)
+       msrprelay client --user USER@DOMAIN ...      (an MSRP client: msrprelay client --help)
 
 Runs an MSRP relay (RFC 4975, RFC 4976) in the foreground until SIGTERM or
 SIGINT, then lets open transfers drain and exits. SIGHUP reloads the config.
@@ -67,6 +69,7 @@ const defaultIO = (): CliIO => ({
  * shut down.
  */
 export async function main(argv: string[], io: Partial<CliIO> = {}): Promise<number> {
+  if (argv[0] === 'client') return runClient(argv.slice(1), io);
   const cli: CliIO = { ...defaultIO(), ...io };
   let values: { config?: string; workers?: string; 'check-config'?: boolean; 'print-config'?: boolean; 'print-hooks'?: boolean; help?: boolean; version?: boolean };
   try {

@@ -356,6 +356,8 @@ export class MsrpTestClient {
   private readonly frameListeners = new Set<() => void>();
   private current: Incoming | undefined;
   private closedFlag = false;
+  /** Set by onRequest(): takes incoming requests instead of `frames` and the waits. */
+  private requestListener: ((f: ReceivedFrame) => void) | undefined;
   /** Chunks being streamed right now: whole frames wait for their end-lines (never inside a body). */
   private chunksOpen = 0;
   private readonly heldFrames: Array<Buffer | string> = [];
@@ -752,6 +754,35 @@ export class MsrpTestClient {
     });
   }
 
+  // ------------------------------------------------------- long-running use
+
+  /**
+   * Hands every incoming request to `listener` once its end-line has arrived (after
+   * the automatic 200) instead of keeping it in `frames`: waits then see responses
+   * only. The frame carries its body even when storeBodies is false, one chunk at a
+   * time, so a transfer can be written out as it arrives without being held. For
+   * long-running clients (`msrprelay client`); tests keep the default. Returns a
+   * function that removes the listener.
+   */
+  onRequest(listener: (f: ReceivedFrame) => void): () => void {
+    this.requestListener = listener;
+    return () => {
+      if (this.requestListener === listener) this.requestListener = undefined;
+    };
+  }
+
+  /**
+   * Drops the frames a wait has consumed and the reassembly state of complete or
+   * aborted messages, which are otherwise kept for the life of the connection.
+   */
+  forget(): void {
+    let kept = 0;
+    for (const f of this.frames) if (!this.consumed.has(f)) this.frames[kept++] = f;
+    this.frames.length = kept;
+    this.consumed.clear();
+    for (const [id, m] of this.messages) if (m.aborted || this.isComplete(m)) this.messages.delete(id);
+  }
+
   // ------------------------------------------------------------------- close
 
   /** Ends the connection (FIN) and waits for it to close; destroys it after timeoutMs. */
@@ -823,7 +854,7 @@ export class MsrpTestClient {
     const inc = this.current;
     if (inc === undefined) return;
     inc.frame.bodyLength += data.length;
-    if (this.storeBodies) inc.parts.push(Buffer.from(data));
+    if (this.storeBodies || (this.requestListener !== undefined && inc.frame.kind === 'request')) inc.parts.push(Buffer.from(data));
     const m = inc.msg;
     if (m !== undefined) {
       m.hash.update(data);
@@ -839,7 +870,7 @@ export class MsrpTestClient {
     if (inc === undefined) return;
     const f = inc.frame;
     f.flag = flag;
-    if (this.storeBodies && inc.parts.length > 0) f.body = inc.parts.length === 1 ? inc.parts[0]! : Buffer.concat(inc.parts);
+    if (inc.parts.length > 0) f.body = inc.parts.length === 1 ? inc.parts[0]! : Buffer.concat(inc.parts);
     const m = inc.msg;
     if (m !== undefined) {
       const end = inc.pos - 1;
@@ -869,6 +900,10 @@ export class MsrpTestClient {
   }
 
   private deliver(f: Frame): void {
+    if (f.kind === 'request' && this.requestListener !== undefined) {
+      this.requestListener(f);
+      return;
+    }
     this.frames.push(f);
     for (const w of this.waiters) {
       let hit: boolean;

@@ -1,7 +1,7 @@
 // Runs the relay with the JSON-file plugin of this folder:
 //   node bin/msrprelay.js --config examples/custom-auth-plugin/msrprelay.config.js
 // then, for instance:
-//   node ../shared/peers/kamailio/client.mjs --port 2857 --realm example.com --user-a alice --pass-a secret --user-b bob --pass-b secret
+//   node bin/msrprelay.js client --selftest --relay 'msrp://127.0.0.1:2857;tcp'
 import { fileURLToPath } from 'node:url';
 
 /** @type {import('../../core/index.ts').RelayConfigInput} */

@@ -5,7 +5,7 @@
  * and reports each session's traffic to the application when the session ends.
  * In your project, import from 'msrprelay' instead of the relative paths.
  *
- *   node --import tsx examples/embedded-relay/relay.ts     (then: node ../shared/peers/kamailio/client.mjs --port 2858)
+ *   node --import tsx examples/embedded-relay/relay.ts     (then: node bin/msrprelay.js client --selftest --relay 'msrp://127.0.0.1:2858;tcp')
  */
 
 import { computeHa1 } from '../../core/protocol/digest.ts';
