@@ -10,10 +10,8 @@
  * the next AUTH tries the database again, so service resumes by itself.
  */
 
-import { MsrpError } from '../../core/errors.ts';
-import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
-import { computeHa1 } from '../../core/protocol/digest.ts';
-import type { CredentialQuery, Credentials } from '../../core/types.ts';
+import { MsrpError, type PluginHost, type RelayPlugin, type CredentialQuery, type Credentials } from '../../core/index.ts';
+import { computeHa1 } from '../../core/protocol/index.ts';
 import { CredentialCache } from './credential-cache.ts';
 import { withDeadline } from '../shared/deadline.ts';
 import type { ConnectionOptions, DriverName, SqlDriver } from './driver.ts';
