@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 // The `msrprelay` command: runs the built CLI from dist/, or the TypeScript
-// sources through tsx in a checkout that was not built. `msrprelay users ...`
-// is the account tool of the auth-sql plugin (the core knows no credential store).
+// sources through tsx in a checkout that was not built. Subcommands such as
+// `msrprelay users ...` come from the config's plugins (core/commands.ts).
 import { existsSync } from 'node:fs';
 
 const argv = process.argv.slice(2);
-const users = argv[0] === 'users';
-const entry = users ? 'plugins/auth-sql/users-cli' : 'core/cli';
-const built = new URL(`../dist/${entry}.js`, import.meta.url);
+const built = new URL('../dist/core/cli.js', import.meta.url);
 
 try {
   let cli;
@@ -25,10 +23,10 @@ try {
     // require's cache to be the one that is cleared.
     esm.register();
     cjs.register();
-    cli = await import(new URL(`../${entry}.ts`, import.meta.url).href);
+    cli = await import(new URL('../core/cli.ts', import.meta.url).href);
   }
   // main resolves when the relay has shut down; the process then ends on its own.
-  process.exitCode = await cli.main(users ? argv.slice(1) : argv);
+  process.exitCode = await cli.main(argv);
 } catch (e) {
   console.error(`msrprelay: ${e instanceof Error ? e.message : String(e)}`);
   process.exit(1);

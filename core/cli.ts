@@ -1,18 +1,21 @@
 /**
  * The `msrprelay` command (DESIGN.md §5): runs a relay in the foreground from a
- * config file, or checks and prints that config. `main` returns the exit code;
- * bin/msrprelay.js sets it, so the process ends when the relay has closed.
+ * config file, or checks and prints that config, or runs a command that a
+ * configured plugin contributes (`msrprelay users …`, commands.ts). `main`
+ * returns the exit code; bin/msrprelay.js sets it, so the process ends when the
+ * relay has closed.
  */
 
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { describeCommands, runPluginCommand } from './commands.ts';
 import { displayPath, loadConfigFile, type LoadedConfigFile } from './config/load.ts';
 import type { RelayConfig, RelayConfigInput } from './config/schema.ts';
 import { ConfigError, maskSecrets, normalizeConfig } from './config/validate.ts';
 import { describeTaps, type RelayHooks } from './hooks.ts';
-import type { Logger } from './plugin.ts';
+import type { Logger, PluginCommandContext } from './plugin.ts';
 import { PluginLoadError } from './plugin-loader.ts';
 import { createRelay, type Relay } from './relay.ts';
 import { leaveCluster, parseWorkerCount, reportReady, runPrimary, workerFromEnv, workerSignals } from './cluster/primary.ts';
@@ -21,8 +24,9 @@ import { ensureSelfSignedCert } from './transport/self-signed.ts';
 import { runClient } from './client-cli.ts';
 
 const USAGE = `Usage: msrprelay [options]
-       msrprelay users add|passwd|remove|list ...   (auth-sql accounts: msrprelay users --help)
-       msrprelay client --user USER@DOMAIN ...      (an MSRP client: msrprelay client --help)
+       msrprelay client --user USER@DOMAIN ...   an MSRP client (msrprelay client --help)
+       msrprelay COMMAND [options]   a command that a plugin of the config adds
+                                     (listed below; msrprelay COMMAND --help)
 
 Runs an MSRP relay (RFC 4975, RFC 4976) in the foreground until SIGTERM or
 SIGINT, then lets open transfers drain and exits. SIGHUP reloads the config.
@@ -49,6 +53,8 @@ export interface CliIO {
   stdout(text: string): void;
   stderr(text: string): void;
   cwd: string;
+  /** What a plugin command reads (a piped password, a terminal). */
+  stdin: PluginCommandContext['stdin'];
   /** Where SIGTERM, SIGINT and SIGHUP come from. */
   signals: Pick<NodeJS.EventEmitter, 'on' | 'off'>;
   /** Ends the process at once: only on a second SIGTERM/SIGINT during shutdown. */
@@ -59,6 +65,7 @@ const defaultIO = (): CliIO => ({
   stdout: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
   stderr: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
   cwd: process.cwd(),
+  stdin: process.stdin,
   signals: process,
   exit: (code) => process.exit(code),
 });
@@ -71,6 +78,9 @@ const defaultIO = (): CliIO => ({
 export async function main(argv: string[], io: Partial<CliIO> = {}): Promise<number> {
   if (argv[0] === 'client') return runClient(argv.slice(1), io);
   const cli: CliIO = { ...defaultIO(), ...io };
+  // `msrprelay users …`: a word first is a command of a plugin; its arguments are its own.
+  const first = argv[0];
+  if (first !== undefined && first !== '' && !first.startsWith('-')) return runPluginCommand(first, argv.slice(1), cli);
   let values: { config?: string; workers?: string; 'check-config'?: boolean; 'print-config'?: boolean; 'print-hooks'?: boolean; help?: boolean; version?: boolean };
   try {
     ({ values } = parseArgs({
@@ -93,7 +103,8 @@ export async function main(argv: string[], io: Partial<CliIO> = {}): Promise<num
   }
 
   if (values.help === true) {
-    cli.stdout(USAGE);
+    const commands = await describeCommands(values.config, cli.cwd);
+    cli.stdout(commands === '' ? USAGE : `${USAGE}\n${commands}`);
     return 0;
   }
   if (values.version === true) {

@@ -60,19 +60,81 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validators = new WeakMap<object, ValidateFunction>();
 
 /**
+ * A plugin entry of a config resolved as the relay resolves it, short of
+ * `new Class(options)`: what a plugin-contributed command (RelayPluginClass.commands)
+ * and `msrprelay --help` need to know about the configured plugins.
+ */
+export interface ConfiguredPlugin {
+  /** Position of the entry in `plugins`. */
+  readonly index: number;
+  /** The entry as messages name it: its name or path as written (`auth-sql`, `./my-auth.ts`), or the class or instance name. */
+  readonly name: string;
+  /** The plugin class; undefined when the entry is an instance (embedding). */
+  readonly Class: RelayPluginClass | undefined;
+  /** The options, validated against `Class.schema` with its defaults filled in ({} when none were given); undefined for an instance. */
+  readonly options: unknown;
+}
+
+/**
  * Loads, validates and constructs every entry, in order.
  *
  * @throws PluginLoadError for the first entry that fails.
  */
 export async function loadPlugins(entries: readonly PluginEntry[], opts: LoadPluginsOptions): Promise<RelayPlugin[]> {
   const plugins: RelayPlugin[] = [];
-  for (let i = 0; i < entries.length; i++) plugins.push(await loadEntry(entries[i], i, opts));
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    plugins.push(isRelayPlugin(entry) ? entry : construct(await resolveEntry(entry, i, opts)));
+  }
   return plugins;
 }
 
-async function loadEntry(entry: unknown, index: number, opts: LoadPluginsOptions): Promise<RelayPlugin> {
-  if (isRelayPlugin(entry)) return entry;
+/**
+ * Imports every entry's class and validates its options, in order, as loadPlugins does,
+ * without constructing any plugin.
+ *
+ * @throws PluginLoadError for the first entry that fails.
+ */
+export async function resolvePlugins(entries: readonly PluginEntry[], opts: LoadPluginsOptions): Promise<ConfiguredPlugin[]> {
+  const out: ConfiguredPlugin[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
+    if (isRelayPlugin(entry)) out.push({ index: i, name: entry.name, Class: undefined, options: undefined });
+    else {
+      const { index, name, Class, options } = await resolveEntry(entry, i, opts);
+      out.push({ index, name, Class, options });
+    }
+  }
+  return out;
+}
 
+/**
+ * The shipped plugins (plugins/<name>/), each class imported; one that cannot be
+ * imported is left out. For `msrprelay --help` without a config, and for naming the
+ * plugin a config lacks when a command is asked for.
+ */
+export async function shippedPlugins(shippedDir: string = DEFAULT_SHIPPED_DIR): Promise<Array<{ name: string; Class: RelayPluginClass }>> {
+  const out: Array<{ name: string; Class: RelayPluginClass }> = [];
+  for (const name of shippedNames(shippedDir)) {
+    try {
+      const { Class } = await importPlugin(name, 0, { baseDir: shippedDir, shippedDir });
+      out.push({ name, Class });
+    } catch {
+      // Not importable here (a broken install): it has nothing to offer, and the relay would say why.
+    }
+  }
+  return out;
+}
+
+interface ResolvedEntry {
+  index: number;
+  name: string;
+  Class: RelayPluginClass;
+  options: unknown;
+  file?: string;
+}
+
+async function resolveEntry(entry: unknown, index: number, opts: LoadPluginsOptions): Promise<ResolvedEntry> {
   let target: unknown = entry;
   let options: unknown;
   if (Array.isArray(entry)) {
@@ -84,9 +146,13 @@ async function loadEntry(entry: unknown, index: number, opts: LoadPluginsOptions
 
   if (typeof target === 'string') {
     const { Class, file } = await importPlugin(target, index, opts);
-    return construct(Class, options, index, target, file);
+    return { index, name: target, Class, options: validateOptions(Class, options, index, target), file };
   }
-  if (typeof target === 'function') return construct(target as RelayPluginClass, options, index, label(target));
+  if (typeof target === 'function') {
+    const Class = target as RelayPluginClass;
+    const name = label(target);
+    return { index, name, Class, options: validateOptions(Class, options, index, name) };
+  }
   throw new PluginLoadError(
     index,
     label(target),
@@ -94,27 +160,28 @@ async function loadEntry(entry: unknown, index: number, opts: LoadPluginsOptions
   );
 }
 
-function construct(Class: RelayPluginClass, options: unknown, index: number, name: string, file?: string): RelayPlugin {
-  let opts = options === undefined ? {} : cloneData(options);
+/** A copy of the options, checked against the class's schema with its defaults filled in. */
+function validateOptions(Class: RelayPluginClass, options: unknown, index: number, name: string): unknown {
+  const opts = options === undefined ? {} : cloneData(options);
   const schema = Class.schema;
-  if (schema !== undefined) {
-    let validate = validators.get(schema);
-    if (validate === undefined) {
-      try {
-        validate = ajv.compile(schema);
-      } catch (e) {
-        throw new PluginLoadError(index, name, `the plugin's options schema is invalid: ${errorText(e)}`, { cause: e });
-      }
-      validators.set(schema, validate);
+  if (schema === undefined) return opts;
+  let validate = validators.get(schema);
+  if (validate === undefined) {
+    try {
+      validate = ajv.compile(schema);
+    } catch (e) {
+      throw new PluginLoadError(index, name, `the plugin's options schema is invalid: ${errorText(e)}`, { cause: e });
     }
-    if (!validate(opts)) throw new PluginLoadError(index, name, describeSchemaErrors(validate.errors ?? [], schema, opts));
-  } else if (options === undefined) {
-    opts = {};
+    validators.set(schema, validate);
   }
+  if (!validate(opts)) throw new PluginLoadError(index, name, describeSchemaErrors(validate.errors ?? [], schema, opts));
+  return opts;
+}
 
+function construct({ Class, options, index, name, file }: ResolvedEntry): RelayPlugin {
   let plugin: unknown;
   try {
-    plugin = new Class(opts);
+    plugin = new Class(options);
   } catch (e) {
     throw new PluginLoadError(index, name, `the constructor failed: ${errorText(e)}`, { cause: e });
   }

@@ -18,6 +18,7 @@
  * ```
  */
 
+import type { LoadedConfig } from './config/load.ts';
 import type { RelayConfig } from './config/schema.ts';
 import type { RelayHooks } from './hooks.ts';
 import type { Transports } from './transport/registry.ts';
@@ -74,6 +75,37 @@ export interface RelayPluginClass<O = any> {
   new (options: O): RelayPlugin;
   /** JSON schema of the options; ajv fills defaults from it before the constructor runs. */
   readonly schema?: object;
+  /** Subcommands of `msrprelay` this plugin adds (`msrprelay users …`), by name: see PluginCommand. */
+  readonly commands?: Readonly<Record<string, PluginCommand<O>>>;
+}
+
+/**
+ * A subcommand of `msrprelay` that a plugin class contributes (`static commands`). `msrprelay NAME ARGS…`
+ * loads the config (`--config FILE` or `-c FILE` anywhere in ARGS, else as `msrprelay` finds it),
+ * takes the first configured plugin whose class has the command, and calls `run` with ARGS less
+ * the config option. The plugin is not constructed and the relay does not start.
+ */
+export interface PluginCommand<O = any> {
+  /** One line for `msrprelay --help`. */
+  readonly summary: string;
+  /** Runs the command; resolves with the exit status (0 done, 1 failed, 2 a bad command line). */
+  run(argv: string[], ctx: PluginCommandContext<O>): Promise<number>;
+}
+
+/** What a plugin command receives besides its arguments. */
+export interface PluginCommandContext<O = any> {
+  /** Writes to standard output, a newline added when missing. */
+  stdout(text: string): void;
+  /** Writes to standard error, a newline added when missing. */
+  stderr(text: string): void;
+  /** Standard input: piped data, or a terminal (`isTTY`, `setRawMode`). */
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(mode: boolean): unknown };
+  /** The working directory. */
+  readonly cwd: string;
+  /** The config the command was found in, validated, with every plugin entry resolved (loadConfig). */
+  readonly config: LoadedConfig;
+  /** The options of the plugin entry that provides the command, validated against the class's schema, defaults filled in. */
+  readonly options: O;
 }
 
 export const silentLogger: Logger = Object.freeze({

@@ -15,6 +15,8 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
+import { resolvePlugins, type ConfiguredPlugin } from '../plugin-loader.ts';
+import type { PluginEntry, RelayConfigInput } from './schema.ts';
 import { ConfigError } from './validate.ts';
 
 export const CONFIG_SEARCH_PLACES = ['msrprelay.config.js', 'msrprelay.config.mjs', 'msrprelay.config.cjs', 'msrprelay.config.json'];
@@ -88,6 +90,52 @@ export async function loadConfigFile(opts: { file?: string; cwd?: string } = {})
     throw new ConfigError(['the file exports no config (use `export default { ... }`)'], source);
   }
   return { config, filepath, baseDir: dirname(filepath) };
+}
+
+/** A config file read as `msrprelay` reads it, its plugin entries resolved but not constructed. */
+export interface LoadedConfig {
+  /**
+   * The config as the file exports it. Only its plugin entries are checked here; the relay's
+   * own settings are validated when a relay is made from it (createRelay, `--check-config`).
+   */
+  config: RelayConfigInput;
+  /** Absolute path of the file. */
+  filepath: string;
+  /** The file's folder: relative paths in the config are resolved against it. */
+  baseDir: string;
+  /** The file as messages name it: relative to the working directory when it lies below it. */
+  source: string;
+  /** Every entry of `config.plugins`, in order: its class and validated options. */
+  plugins: ConfiguredPlugin[];
+  /** The first entry named `name` as the config names it (`'domain-map'`), or undefined. */
+  plugin(name: string): ConfiguredPlugin | undefined;
+}
+
+/**
+ * Finds and reads the config file as `msrprelay` does (`file` relative to `cwd`, else
+ * the first of CONFIG_SEARCH_PLACES in `cwd`), imports each plugin's class and
+ * validates its options. No plugin is constructed and nothing is opened.
+ *
+ * @throws ConfigError for a missing or unreadable file, or `plugins` that is not a list;
+ *   PluginLoadError for the first plugin entry that cannot be imported or whose options are invalid.
+ */
+export async function loadConfig(opts: { file?: string; cwd?: string } = {}): Promise<LoadedConfig> {
+  const cwd = opts.cwd ?? process.cwd();
+  const loaded = await loadConfigFile({ ...opts, cwd });
+  const source = displayPath(loaded.filepath, cwd);
+  const config = loaded.config;
+  if (typeof config !== 'object' || Array.isArray(config)) throw new ConfigError([`the config must be an object, got ${Array.isArray(config) ? 'an array' : typeof config}`], source);
+  const entries = (config as { plugins?: unknown }).plugins ?? [];
+  if (!Array.isArray(entries)) throw new ConfigError(['/plugins must be array'], source);
+  const plugins = await resolvePlugins(entries as PluginEntry[], { baseDir: loaded.baseDir });
+  return {
+    config: config as RelayConfigInput,
+    filepath: loaded.filepath,
+    baseDir: loaded.baseDir,
+    source,
+    plugins,
+    plugin: (name) => plugins.find((p) => p.name === name),
+  };
 }
 
 /** A path as an operator typed it: relative to the working directory when it lies below it. */

@@ -4,3 +4,4 @@ export * from './message.ts';
 export * from './uri.ts';
 export * from './digest.ts';
 export * from './status.ts';
+export * from './mask.ts';

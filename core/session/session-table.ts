@@ -37,10 +37,7 @@ export function workerOfSession(id: string, count: number): number | undefined {
   return i >= 0 && i < count ? i : undefined;
 }
 
-/** Masks a secret for logs: the first 4 characters stay, to tell sessions apart (R-87). */
-export function maskId(id: string): string {
-  return id.length <= 4 ? '****' : `${id.slice(0, 4)}…`;
-}
+export { maskId } from '../protocol/mask.ts';
 
 /** Either a real connection or, for two sessions of this relay, the other session (local hand-over). */
 export type FarLeg<C extends ConnectionContext> = { kind: 'connection'; connection: C; hopUri: MsrpUri | undefined } | { kind: 'local'; session: Session<C> };

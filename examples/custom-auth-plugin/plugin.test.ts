@@ -6,9 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRelay, loadConfig } from '../../core/index.ts';
 import { MsrpTestClient, startTestRelay, type TestRelay } from '../../core/testing/index.ts';
-import { loadConfigFile } from '../../core/config/load.ts';
-import { createRelay } from '../../core/relay.ts';
 import JsonFileAuth from './json-file-auth.ts';
 
 const accounts = fileURLToPath(new URL('./accounts.json', import.meta.url));
@@ -55,10 +54,9 @@ describe('examples/custom-auth-plugin', () => {
   });
 
   it('the example config loads the plugin by its path', async () => {
-    const loaded = await loadConfigFile({ file: fileURLToPath(new URL('./msrprelay.config.js', import.meta.url)) });
-    const config = loaded.config as { listen: Array<{ port: number }> };
+    const { config, baseDir } = await loadConfig({ file: fileURLToPath(new URL('./msrprelay.config.js', import.meta.url)) });
     // Port 0 instead of 2857, so the test never clashes with a running example.
-    const relay = await createRelay({ ...(loaded.config as object), listen: config.listen.map((l) => ({ ...l, port: 0 })) } as never, { baseDir: loaded.baseDir });
+    const relay = await createRelay({ ...config, listen: (config.listen ?? []).map((l) => ({ ...l, port: 0 })) }, { baseDir });
     await relay.listen();
     try {
       const port = relay.listeners[0]!.port;

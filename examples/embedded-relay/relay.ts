@@ -8,7 +8,7 @@
  *   node --import tsx examples/embedded-relay/relay.ts     (then: node bin/msrprelay.js client --selftest --relay 'msrp://127.0.0.1:2858;tcp')
  */
 
-import { computeHa1 } from '../../core/protocol/digest.ts';
+import { computeHa1 } from '../../core/protocol/index.ts';
 import { createRelay, type Relay, type RelayPlugin, type SessionInfo, type CloseReason } from '../../core/index.ts';
 
 /** What the application keeps: HA1 per user@domain (never the password). */

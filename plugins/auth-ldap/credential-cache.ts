@@ -8,7 +8,7 @@
  * to reach the server.
  */
 
-import type { Credentials } from '../../core/types.ts';
+import type { Credentials } from '../../core/index.ts';
 
 interface CacheEntry {
   value: Credentials | undefined;

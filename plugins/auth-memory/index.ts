@@ -4,8 +4,7 @@
  * refuses them in `authorize` (they authenticate, then get 403: R-38).
  */
 
-import { MsrpError } from '../../core/errors.ts';
-import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
+import { MsrpError, type PluginHost, type RelayPlugin } from '../../core/index.ts';
 
 export interface MemoryUser {
   username: string;

@@ -5,7 +5,7 @@
  * oldest entry goes first when the cache is full.
  */
 
-import type { Credentials } from '../../core/types.ts';
+import type { Credentials } from '../../core/index.ts';
 
 export class CredentialCache {
   private readonly entries = new Map<string, { value: Credentials; expiresAt: number }>();

@@ -10,10 +10,8 @@
  * the next AUTH tries the database again, so service resumes by itself.
  */
 
-import { MsrpError } from '../../core/errors.ts';
-import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
-import { computeHa1 } from '../../core/protocol/digest.ts';
-import type { CredentialQuery, Credentials } from '../../core/types.ts';
+import { MsrpError, type PluginCommand, type PluginHost, type RelayPlugin, type CredentialQuery, type Credentials } from '../../core/index.ts';
+import { computeHa1 } from '../../core/protocol/index.ts';
 import { CredentialCache } from './credential-cache.ts';
 import { withDeadline } from '../shared/deadline.ts';
 import type { ConnectionOptions, DriverName, SqlDriver } from './driver.ts';
@@ -123,6 +121,14 @@ export default class AuthSql implements RelayPlugin {
     },
   } as const;
 
+  /** `msrprelay users …` manages the accounts of the config's auth-sql entry (users-cli.ts, imported when it runs). */
+  static readonly commands: Readonly<Record<string, PluginCommand<AuthSqlOptions>>> = {
+    users: {
+      summary: 'manage the accounts: add, passwd, remove, list',
+      run: async (argv, ctx) => (await import('./users-cli.ts')).runUsers(argv, ctx),
+    },
+  };
+
   readonly name = 'auth-sql';
   readonly options: AuthSqlOptions;
   private relay: PluginHost | undefined;
@@ -186,7 +192,7 @@ export default class AuthSql implements RelayPlugin {
     await d?.close();
   }
 
-  /** The table, created and seeded as on start when createTable is on: for `msrprelay users`. */
+  /** The table, created and seeded as on start when createTable is on: for `msrprelay users` (users-cli.ts). */
   async openTable(): Promise<SubscriberTable> {
     const table = await this.openDriver(this.options.timeouts.connect * 1000, this.options.timeouts.query * 1000);
     await this.prepare();

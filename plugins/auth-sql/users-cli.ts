@@ -1,21 +1,16 @@
 /**
  * `msrprelay users add|remove|list|passwd`: manages the accounts of the auth-sql
- * plugin named in the config (found as `msrprelay` finds it, or --config FILE).
+ * plugin of the config. The class contributes the command (AuthSql.commands); the
+ * `msrprelay` command loads the config (--config FILE, or as it finds it), picks
+ * the first auth-sql entry and runs `runUsers` with its validated options.
  * Passwords are stored as HA1 = MD5(username ":" realm ":" password), the realm
  * being the domain (R-32) unless --realm or domain-map's `realm` says otherwise;
  * --plaintext stores the password itself. Passwords are never printed.
- *
- * bin/msrprelay.js runs `main` for the `users` subcommand; the relay core does
- * not know this plugin.
  */
 
 import { parseArgs } from 'node:util';
-import { displayPath, loadConfigFile } from '../../core/config/load.ts';
-import { ConfigError } from '../../core/config/validate.ts';
-import { loadPlugins, PluginLoadError } from '../../core/plugin-loader.ts';
-import { isRelayPlugin } from '../../core/plugin.ts';
-import type AuthSql from './index.ts';
-import { secretColumns } from './index.ts';
+import type { PluginCommandContext } from '../../core/index.ts';
+import AuthSql, { secretColumns, type AuthSqlOptions } from './index.ts';
 import { MissingDriverError } from './load-driver.ts';
 import type { SubscriberTable } from './subscriber-table.ts';
 
@@ -48,34 +43,18 @@ Exit status: 0 on success, 1 on a failure (no such account, account exists,
 database or config error), 2 on a bad command line.
 `;
 
-export interface UsersIO {
-  stdout(text: string): void;
-  stderr(text: string): void;
-  cwd: string;
-  stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(mode: boolean): unknown };
-}
-
-const defaultIO = (): UsersIO => ({
-  stdout: (t) => process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
-  stderr: (t) => process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
-  cwd: process.cwd(),
-  stdin: process.stdin,
-});
-
 class UsageError extends Error {}
 class Failure extends Error {}
 
 interface Values {
-  config?: string;
   password?: string;
   plaintext?: boolean;
   realm?: string;
   help?: boolean;
 }
 
-/** Runs `msrprelay users ARGV` and resolves with the exit code. */
-export async function main(argv: string[], io: Partial<UsersIO> = {}): Promise<number> {
-  const cli: UsersIO = { ...defaultIO(), ...io };
+/** Runs `msrprelay users ARGV` (the config option already taken out) and resolves with the exit code. */
+export async function runUsers(argv: string[], cli: PluginCommandContext<AuthSqlOptions>): Promise<number> {
   let values: Values;
   let positionals: string[];
   try {
@@ -84,7 +63,6 @@ export async function main(argv: string[], io: Partial<UsersIO> = {}): Promise<n
       allowPositionals: true,
       strict: true,
       options: {
-        config: { type: 'string', short: 'c' },
         password: { type: 'string', short: 'p' },
         plaintext: { type: 'boolean' },
         realm: { type: 'string' },
@@ -104,8 +82,7 @@ export async function main(argv: string[], io: Partial<UsersIO> = {}): Promise<n
   let plugin: AuthSql | undefined;
   try {
     const args = checkArgs(command, rest, values);
-    const found = await findPlugin(values.config, cli);
-    plugin = found.plugin;
+    plugin = newPlugin(cli.options);
     const table = await plugin.openTable();
     if (plugin.options.query !== undefined && command !== 'list') {
       cli.stderr(`note: the config reads accounts with its own query; this command writes to table ${table.layout.table}`);
@@ -120,7 +97,7 @@ export async function main(argv: string[], io: Partial<UsersIO> = {}): Promise<n
         return 0;
       case 'add':
       case 'passwd':
-        return await setPassword(command, table, plugin, args as Required<Args>, values, found.realm, cli);
+        return await setPassword(command, table, plugin, args as Required<Args>, values, configRealm(cli), cli);
     }
     return 2;
   } catch (e) {
@@ -128,7 +105,7 @@ export async function main(argv: string[], io: Partial<UsersIO> = {}): Promise<n
       cli.stderr(`msrprelay users: ${e.message}\nTry "msrprelay users --help".`);
       return 2;
     }
-    if (e instanceof Failure || e instanceof ConfigError || e instanceof PluginLoadError || e instanceof MissingDriverError) {
+    if (e instanceof Failure || e instanceof MissingDriverError) {
       cli.stderr(`msrprelay users: ${e.message}`);
       return 1;
     }
@@ -170,7 +147,7 @@ async function setPassword(
   a: Required<Args>,
   values: Values,
   configRealm: string | undefined,
-  cli: UsersIO,
+  cli: PluginCommandContext<AuthSqlOptions>,
 ): Promise<number> {
   const mode = plugin.options.mode;
   if (values.plaintext === true && mode === 'ha1') throw new Failure('the config reads only HA1 values (mode "ha1"): drop --plaintext');
@@ -190,32 +167,23 @@ async function setPassword(
   return 0;
 }
 
-/** The auth-sql entry of the config, loaded and validated as the relay would, and domain-map's fixed realm. */
-async function findPlugin(file: string | undefined, cli: UsersIO): Promise<{ plugin: AuthSql; realm: string | undefined }> {
-  const loaded = await loadConfigFile({ ...(file !== undefined ? { file } : {}), cwd: cli.cwd });
-  const source = displayPath(loaded.filepath, cli.cwd);
-  const plugins = (loaded.config as { plugins?: unknown }).plugins;
-  const entries = Array.isArray(plugins) ? plugins : [];
-  const target = (e: unknown) => (Array.isArray(e) ? e[0] : e);
-  const options = (e: unknown) => (Array.isArray(e) ? (e[1] as Record<string, unknown> | undefined) : undefined);
+/** The plugin of the entry the command was found in: its options are validated already, its constructor checks the query. */
+function newPlugin(options: AuthSqlOptions): AuthSql {
+  try {
+    return new AuthSql(options);
+  } catch (e) {
+    throw new Failure(`the auth-sql options are invalid: ${(e as Error).message}`);
+  }
+}
 
-  const candidates = entries.filter((e) => {
-    const t = target(e);
-    if (typeof t === 'string') return /(^|[\\/])(msrprelay-plugin-)?auth-sql([\\/]index\.[cm]?[jt]s)?$/.test(t);
-    return typeof t === 'function' || (isRelayPlugin(t) && t.name === 'auth-sql');
-  });
-  const instances = await loadPlugins(candidates, { baseDir: loaded.baseDir });
-  const plugin = instances.find((p) => p.name === 'auth-sql' && typeof (p as Partial<AuthSql>).openTable === 'function') as AuthSql | undefined;
-  if (plugin === undefined) throw new Failure(`${source} has no auth-sql plugin: these commands manage its accounts`);
-  if (instances.filter((p) => p.name === 'auth-sql').length > 1) cli.stderr('note: the config has several auth-sql entries; using the first');
-
-  const domainMap = entries.find((e) => target(e) === 'domain-map');
-  const realm = options(domainMap)?.realm;
-  return { plugin, realm: typeof realm === 'string' ? realm : undefined };
+/** domain-map's fixed realm, when the config has domain-map and sets one. */
+function configRealm(cli: PluginCommandContext<AuthSqlOptions>): string | undefined {
+  const realm = (cli.config.plugin('domain-map')?.options as { realm?: unknown } | undefined)?.realm;
+  return typeof realm === 'string' ? realm : undefined;
 }
 
 /** --password VALUE, or stdin ("-", or piped input), or a prompt on a terminal. */
-async function readPassword(given: string | undefined, cli: UsersIO): Promise<string> {
+async function readPassword(given: string | undefined, cli: PluginCommandContext<AuthSqlOptions>): Promise<string> {
   let password: string;
   if (given !== undefined && given !== '-') password = given;
   else if (given === '-' || cli.stdin.isTTY !== true) password = firstLine(await readAll(cli.stdin));
@@ -239,7 +207,7 @@ function firstLine(text: string): string {
 }
 
 /** Reads a line from the terminal without echoing it. */
-function promptHidden(question: string, cli: UsersIO): Promise<string> {
+function promptHidden(question: string, cli: PluginCommandContext<AuthSqlOptions>): Promise<string> {
   const input = cli.stdin;
   process.stderr.write(question);
   return new Promise((resolve, reject) => {

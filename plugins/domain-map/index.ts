@@ -10,9 +10,8 @@
  * A domain outside `allowed` gets 403 (MSRP_ERR_DOMAIN_NOT_SERVED).
  */
 
-import { MsrpError } from '../../core/errors.ts';
-import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
-import { isIpLiteral } from '../../core/protocol/uri.ts';
+import { MsrpError, type PluginHost, type RelayPlugin } from '../../core/index.ts';
+import { isIpLiteral } from '../../core/protocol/index.ts';
 
 export interface DomainMapOptions {
   /** The domain of AUTHs addressed to the relay itself rather than a SIP domain. */

@@ -15,8 +15,7 @@
 
 import { resolve } from 'node:path';
 import pino from 'pino';
-import type { Logger, PluginHost, RelayPlugin } from '../../core/plugin.ts';
-import type { ConnectionContext, SessionInfo } from '../../core/types.ts';
+import type { Logger, PluginHost, RelayPlugin, ConnectionContext, SessionInfo } from '../../core/index.ts';
 import { AccountingWriter, endDestination, type AccountingOptions, type SessionFields } from './accounting.ts';
 import { MASK, REDACT_PATHS, maskFields, maskSessionId, maskText } from './secret-mask.ts';
 

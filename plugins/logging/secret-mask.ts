@@ -8,7 +8,7 @@
  * core's own log lines, so two sessions can still be told apart.
  */
 
-import { maskId } from '../../core/session/session-table.ts';
+import { maskId } from '../../core/protocol/index.ts';
 
 export const MASK = '[masked]';
 

@@ -19,7 +19,7 @@ import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { PluginHost, RelayPlugin } from '../../core/plugin.ts';
+import type { PluginHost, RelayPlugin } from '../../core/index.ts';
 import { RelayMetrics, type RelayMetricsOptions } from './relay-metrics.ts';
 import { renderStatusPage, STATUS_PAGE_CSP } from './status-page.ts';
 

@@ -9,9 +9,7 @@
 
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { RelayHooks } from '../../core/hooks.ts';
-import type { PluginHost } from '../../core/plugin.ts';
-import type { ConnectionContext } from '../../core/types.ts';
+import type { RelayHooks, PluginHost, ConnectionContext } from '../../core/index.ts';
 
 export interface RelayMetricsOptions {
   prefix: string;

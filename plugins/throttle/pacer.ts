@@ -6,7 +6,7 @@
  * window fills and the sender slows down to the rate.
  */
 
-import type { ChunkContext, ConnectionContext, SessionInfo } from '../../core/types.ts';
+import type { ChunkContext, ConnectionContext, SessionInfo } from '../../core/index.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 export interface RateOptions {
