@@ -128,6 +128,12 @@ export interface LocalRequest {
   /** The paths as the endpoint receives them (R-58: the relay URIs it passed moved to From-Path). */
   readonly toPath: readonly string[];
   readonly fromPath: readonly string[];
+  /**
+   * The paths of a request the endpoint sends back to the sender the way this one came
+   * (relay.originate() on `session ?? connection`): To-Path the sender's From-Path as
+   * received, From-Path the relay URIs the request passed, the endpoint's own last.
+   */
+  readonly reply: PathPair;
   readonly signal: AbortSignal;
 }
 

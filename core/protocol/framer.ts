@@ -685,3 +685,22 @@ function findCrlf(b: Buffer, from: number): number {
   }
   return -1;
 }
+
+/**
+ * W-3: does `message` (one transport message of a message-oriented transport) hold exactly
+ * one MSRP frame, ending at its last octet? Checked before any of it is framed, so nothing
+ * of a bad message is forwarded. The frame ends at the first `CRLF -------<tid>` followed by
+ * a flag and CRLF (RFC 4975 §7.1: a sender keeps that sequence out of its bodies).
+ */
+export function isOneFrame(message: Buffer): boolean {
+  if (message.length < 12 || message.toString('latin1', 0, 5) !== 'MSRP ') return false;
+  const sp = message.indexOf(SP, 5);
+  const eol = findCrlf(message, 5);
+  if (sp === -1 || eol === -1 || sp > eol) return false;
+  const needle = Buffer.from(`\r\n-------${message.toString('latin1', 5, sp)}`, 'latin1');
+  for (let i = message.indexOf(needle, eol); i !== -1; i = message.indexOf(needle, i + 1)) {
+    const f = i + needle.length;
+    if (f + 2 < message.length && isEndFlag(message[f]!) && message[f + 1] === CR && message[f + 2] === LF) return f + 3 === message.length;
+  }
+  return false;
+}

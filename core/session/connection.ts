@@ -11,7 +11,7 @@
 
 import type { Deadline } from '../deadlines.ts';
 import { randomHex } from '../protocol/random.ts';
-import { Framer, FramerError, type EndFlag, type FrameHandler, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
+import { Framer, FramerError, isOneFrame, type EndFlag, type FrameHandler, type FrameHead, type FramerLimits } from '../protocol/framer.ts';
 import type { MsrpStream } from '../transport/stream.ts';
 import type { CloseReason, ConnectionContext, Identity, ListenerInfo, TransportName } from '../types.ts';
 import { Writer } from './writer.ts';
@@ -349,6 +349,8 @@ export class Connection implements ConnectionContext {
       }
       const m = q.shift();
       if (m === undefined) return;
+      // Checked before framing, so nothing of a bad message goes anywhere.
+      if (!isOneFrame(m)) throw new FramerError('not-one-frame', 'a transport message did not hold exactly one MSRP frame (W-3)');
       this.messageEndsAt = f.frameEnds;
       f.push(m);
     }

@@ -58,7 +58,16 @@ export interface RouterDeps {
 
 /** What the router decided for one request. */
 type Decision =
-  | { kind: 'respond'; status: number; comment?: string; headers?: readonly RawHeader[]; close?: boolean; reason: string }
+  | {
+      kind: 'respond';
+      status: number;
+      comment?: string;
+      headers?: readonly RawHeader[];
+      close?: boolean;
+      reason: string;
+      /** From-Path of an end-to-end answer: the relay URIs the request passed (a local endpoint's refusal). */
+      from?: readonly string[];
+    }
   | { kind: 'silent'; reason: string }
   | { kind: 'close'; reason: string }
   | { kind: 'sink'; sink: Sink };
@@ -228,7 +237,7 @@ export class Router implements PeerEvents {
       const conn = peer.conn;
       return hooks.receiveRequest.promise({ connection: conn, request: req, signal: conn.signal }).then((r) => {
         if (r === undefined) return this.route(peer, req);
-        if ('reject' in r) return this.rejection(r.reject);
+        if ('reject' in r) return this.refusal(r.reject);
         // A plugin answers the request itself (NICKNAME, C-13).
         return { kind: 'respond', status: r.respond.status, ...(r.respond.comment !== undefined ? { comment: r.respond.comment } : {}), headers: r.respond.headers ?? [], reason: 'answered by a plugin' };
       });
@@ -307,11 +316,13 @@ export class Router implements PeerEvents {
       toPath: req.toPath.slice(index + 1),
       // R-58: every relay URI passed goes to the front of From-Path, the endpoint's own excepted.
       fromPath: [...passed.slice(0, index).reverse(), ...req.fromPath],
+      reply: { toPath: req.fromPath, fromPath: passed },
       signal: conn.signal,
     };
     return hooks.claimRequest.promise(request).then((r): Decision => {
       if (r === undefined) return otherwise();
-      if ('reject' in r) return this.rejection(r.reject);
+      // A refusal comes from the endpoint's place in the path, as its answers do (R-81).
+      if ('reject' in r) return { ...this.refusal(r.reject), from: passed };
       return { kind: 'sink', sink: { kind: 'local', receiver: r, request, replyFrom: passed } };
     });
   }
@@ -393,7 +404,7 @@ export class Router implements PeerEvents {
       if (isTapped(hooks.bindSession)) {
         return hooks.bindSession
           .promise({ session, connection: leg.kind === 'connection' ? leg.connection : undefined, request: req, signal: conn.signal })
-          .then((r) => (r !== undefined ? this.rejection(r.reject) : bind()));
+          .then((r) => (r !== undefined ? this.refusal(r.reject) : bind()));
       }
       return bind();
     }
@@ -424,7 +435,7 @@ export class Router implements PeerEvents {
     if (isTapped(hooks.forwardChunk)) {
       return hooks.forwardChunk
         .promise({ connection: conn, session, request: req, direction, signal: conn.signal, ...(from !== undefined ? { from } : {}) })
-        .then((r) => (r !== undefined ? this.rejection(r.reject) : decision));
+        .then((r) => (r !== undefined ? this.refusal(r.reject) : decision));
     }
     return decision;
   }
@@ -475,7 +486,7 @@ export class Router implements PeerEvents {
     try {
       return await session.dialing;
     } catch (e) {
-      if (isMsrpError(e)) return this.rejection(e);
+      if (isMsrpError(e)) return this.refusal(e);
       // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
       // like a timed-out transaction.
       if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
@@ -498,7 +509,7 @@ export class Router implements PeerEvents {
         inb.mode = 'discard';
         this.countProbationFailure(peer, d.status);
         // AUTH and errors known before the body answer at once; the body (if any) is discarded.
-        this.replies.send(conn, req, d.status, d.comment, d.headers);
+        this.replies.send(conn, req, d.status, d.comment, d.headers, d.from);
         if (d.close === true) conn.close({ code: d.status === 401 || d.status === 403 ? 'auth-failures' : 'rejected', message: d.reason });
         return;
       }
@@ -555,15 +566,15 @@ export class Router implements PeerEvents {
   }
 
   private fail(code: MsrpErrorCode, reason: string): Decision {
-    return this.rejection(new MsrpError(code, reason));
+    return this.refusal(new MsrpError(code, reason));
   }
 
-  private rejection(e: MsrpError): Decision {
+  private refusal(e: MsrpError): Extract<Decision, { kind: 'respond' }> {
     return { kind: 'respond', status: e.status, headers: e.headers, reason: e.message };
   }
 
   private internalError(conn: Connection, e: unknown, what: string): Decision {
-    if (isMsrpError(e)) return this.rejection(e);
+    if (isMsrpError(e)) return this.refusal(e);
     this.report(e, { connection: conn });
     this.d.log().error(`${what} failed`, { error: e instanceof Error ? e.message : String(e) });
     // DESIGN.md §6: an unexpected exception fails closed.

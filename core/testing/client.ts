@@ -18,6 +18,7 @@
  *   methods): a test answers those itself with respond().
  */
 import net from 'node:net';
+import type { MsrpStream } from '../transport/stream.ts';
 import tls from 'node:tls';
 import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { Framer, type EndFlag, type FrameHead } from '../protocol/framer.ts';
@@ -391,6 +392,15 @@ export class MsrpTestClient {
     });
   }
 
+  /**
+   * A client over a stream that is already open: one end of createStreamPair(), or any
+   * MsrpStream (core/transport/stream.ts). On a message-oriented stream every frame this
+   * client writes is one write() (sendRequest, sendMessage, respond, auth).
+   */
+  static over(stream: MsrpStream, opts: Omit<ClientOptions, 'port' | 'host' | 'tls'> = {}): MsrpTestClient {
+    return new MsrpTestClient(stream as unknown as net.Socket, { ...opts, port: 0 }, stream.encrypted === true);
+  }
+
   private constructor(socket: net.Socket, opts: ClientOptions, isTls: boolean) {
     this.socket = socket;
     this.autoRespond = opts.autoRespond ?? true;
@@ -403,7 +413,7 @@ export class MsrpTestClient {
       const host = net.isIPv6(addr) ? `[${addr}]` : addr;
       this.uri = `${isTls ? 'msrps' : 'msrp'}://${host}:${socket.localPort ?? 0}/${randomBytes(8).toString('hex')};tcp`;
     }
-    socket.setNoDelay(true);
+    socket.setNoDelay?.(true);
     this.framer = new Framer({
       onHead: (h) => this.onHead(h),
       onBody: (d) => this.onBody(d),
@@ -532,7 +542,14 @@ export class MsrpTestClient {
     if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new Error(`chunkSize must be a whole number >= 1, got ${chunkSize}`);
     const messageId = o.messageId ?? newMessageId();
     const tids: string[] = [];
-    const write = (b: Buffer | string): Promise<void> => this.writeAsync(b);
+    // On a message-oriented stream (W-3) a chunk's head, body and end-line leave as one message.
+    const messageMode = (this.socket as unknown as MsrpStream).messageMode !== undefined;
+    let gathered: Buffer[] = [];
+    const write = (b: Buffer | string): Promise<void> => {
+      if (!messageMode) return this.writeAsync(b);
+      gathered.push(typeof b === 'string' ? Buffer.from(b, 'utf8') : b);
+      return Promise.resolve();
+    };
     let start = 0;
     do {
       const len = Math.min(chunkSize, size - start);
@@ -550,6 +567,11 @@ export class MsrpTestClient {
         await write(formatRequestHead({ tid, method: 'SEND', toPath: o.toPath, fromPath: [this.uri], headers, hasBody: true }));
         await fill(start, len, write);
         await write(formatEndLine(tid, last ? '$' : '+', true));
+        if (messageMode) {
+          const frame = Buffer.concat(gathered);
+          gathered = [];
+          await this.writeAsync(frame);
+        }
       } finally {
         this.chunksOpen--;
         if (this.chunksOpen === 0 && !this.socket.destroyed) for (const f of this.heldFrames.splice(0)) this.socket.write(f);

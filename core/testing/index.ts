@@ -3,3 +3,4 @@ export * from './client.ts';
 export * from './harness.ts';
 export { freePort, waitForPort } from './ports.ts';
 export { makeTestCertificates, type TestCertificates } from '../transport/self-signed.ts';
+export { createStreamPair, PairedStream, type StreamPairOptions } from './stream-pair.ts';

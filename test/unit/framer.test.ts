@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_FRAMER_LIMITS, Framer, FramerError } from '../../core/protocol/framer.ts';
+import { DEFAULT_FRAMER_LIMITS, Framer, FramerError, isOneFrame } from '../../core/protocol/framer.ts';
 import type { EndFlag, FrameHandler, FrameHead, FramerErrorKind, FramerLimits, RawHeader } from '../../core/protocol/framer.ts';
 
 // ---------------------------------------------------------------------------- helpers
@@ -964,5 +964,24 @@ describe('stray CRLFs between messages', () => {
 
   it('a CR followed by anything but LF is garbage', () => {
     framingError(() => feed(bodiless('str4y007') + '\rMSRP'), 'bad-start-line');
+  });
+});
+
+describe('isOneFrame (W-3: one MSRP frame per transport message)', () => {
+  const frame = (tid: string, body?: string) =>
+    body === undefined
+      ? `MSRP ${tid} SEND\r\nTo-Path: msrp://a:1/s;tcp\r\nFrom-Path: msrp://b:2/t;tcp\r\n-------${tid}$\r\n`
+      : `MSRP ${tid} SEND\r\nTo-Path: msrp://a:1/s;tcp\r\nFrom-Path: msrp://b:2/t;tcp\r\nContent-Type: text/plain\r\n\r\n${body}\r\n-------${tid}+\r\n`;
+  it('accepts one frame, with or without a body, whose end-line is the last octets', () => {
+    assert.equal(isOneFrame(Buffer.from(frame('abcd1234'))), true);
+    assert.equal(isOneFrame(Buffer.from(frame('abcd1234', 'hello'))), true);
+    // Another tid's end-line in the body is body data (§1.3).
+    assert.equal(isOneFrame(Buffer.from(frame('abcd1234', 'x\r\n-------other99$\r\ny'))), true);
+  });
+  it('refuses two frames, part of one, and bytes after the end-line', () => {
+    assert.equal(isOneFrame(Buffer.from(frame('abcd1234') + frame('efgh5678'))), false);
+    assert.equal(isOneFrame(Buffer.from(frame('abcd1234', 'hello').slice(0, 60))), false);
+    assert.equal(isOneFrame(Buffer.from(`${frame('abcd1234')}\r\n`)), false);
+    assert.equal(isOneFrame(Buffer.from('GET / HTTP/1.1\r\n\r\n')), false);
   });
 });

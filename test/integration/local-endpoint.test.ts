@@ -1,0 +1,140 @@
+/**
+ * The local-endpoint and origination seams (DESIGN.md §3a), used as a plugin author would:
+ * an echo service written against the public API only (claimRequest, relay.originate),
+ * reached by two ordinary TCP clients through their own relay tokens.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { MsrpError, type LocalReceiver, type LocalRequest, type PluginHost, type RelayPlugin } from '../../core/index.ts';
+import { hashSource, MsrpTestClient, seededSource, startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+
+/** Answers every SEND with 200 and sends its body back on the sender's session as a new SEND, streamed. */
+class EchoPlugin implements RelayPlugin {
+  readonly name = 'echo';
+  /** The session-id of the echo's URI on this relay (not a relay token). */
+  id = '';
+  /** How often the echo had to pause its sender because the way back was full. */
+  pauses = 0;
+  results: number[] = [];
+
+  apply(relay: PluginHost): void {
+    this.id = relay.newSessionId();
+    relay.hooks.claimRequest.tapPromise(this.name, async (lr: LocalRequest) => {
+      if (lr.uri.sessionId !== this.id) return undefined;
+      if (lr.request.method !== 'SEND') return { reject: new MsrpError('MSRP_ERR_METHOD_NOT_UNDERSTOOD', 'the echo takes SEND only') };
+      return this.echo(relay, lr);
+    });
+  }
+
+  uri(t: TestRelay): string {
+    return `msrp://${t.relay.hostname}:${t.tcpPort}/${this.id};tcp`;
+  }
+
+  private echo(relay: PluginHost, lr: LocalRequest): LocalReceiver {
+    const req = lr.request;
+    const total = req.byteRange?.total ?? -1;
+    const out = relay.originate(lr.session ?? lr.connection, {
+      method: 'SEND',
+      toPath: lr.reply.toPath,
+      fromPath: lr.reply.fromPath,
+      headers: [
+        ['Message-ID', `e${req.messageId ?? 'x'}`.slice(0, 32)],
+        ['Byte-Range', `1-*/${total === -1 ? '*' : total}`],
+      ],
+      contentType: req.contentType ?? 'application/octet-stream',
+    });
+    let delivery: { resume(): void } | undefined;
+    out.onWritable = () => delivery?.resume();
+    void out.result.then((r) => this.results.push(r.status));
+    return {
+      onBody: (data, d) => {
+        delivery = d;
+        if (out.write(data)) return true;
+        this.pauses++;
+        return false;
+      },
+      onEnd: (flag) => {
+        out.end(flag);
+        return { status: 200 };
+      },
+    };
+  }
+}
+
+describe('a local endpoint (claimRequest) that originates requests (relay.originate)', () => {
+  let t: TestRelay;
+  const echo = new EchoPlugin();
+  const users = [
+    { username: 'alice', domain: 'example.com', password: 'secret' },
+    { username: 'bob', domain: 'example.com', password: 'secret' },
+  ];
+
+  before(async () => {
+    t = await startTestRelay({ users, plugins: [echo] });
+  });
+  after(() => t.close());
+
+  async function client(name: string, storeBodies = true): Promise<{ c: MsrpTestClient; usePath: string[] }> {
+    const c = await MsrpTestClient.connect({ port: t.tcpPort, storeBodies, timeoutMs: 60_000 });
+    // I-3: clients address AUTH to their SIP domain, which is the realm (R-32).
+    const r = await c.auth({ relayUri: 'msrp://example.com;tcp', username: name, password: 'secret' });
+    assert.equal(r.status, 200);
+    return { c, usePath: r.usePath };
+  }
+
+  it('answers a SEND with 200 and sends the body back as a new SEND with a new Message-ID', async () => {
+    const { c: alice, usePath } = await client('alice');
+    const sent = await alice.sendMessage({ toPath: [...usePath, echo.uri(t)], body: 'ping through the relay' });
+    assert.equal(sent.responses[0]!.status, 200);
+    const back = await alice.waitFor((f) => f.kind === 'request' && f.method === 'SEND' && f.header('Message-ID') === `e${sent.messageId}`, 5000);
+    assert.equal(back.body.toString(), 'ping through the relay');
+    assert.notEqual(back.header('Message-ID'), sent.messageId);
+    // R-58: To-Path is Alice alone, From-Path the relay token then the echo's URI.
+    assert.deepEqual(back.toPath, [alice.uri]);
+    assert.deepEqual(back.fromPath, [usePath[0], echo.uri(t)]);
+    await alice.close();
+  });
+
+  it('streams a 50 MiB body back with back-pressure to one client while another uses it too', async () => {
+    const { c: bob, usePath: bobPath } = await client('bob', false);
+    const { c: alice, usePath: alicePath } = await client('alice');
+    const size = 50 * 2 ** 20;
+    const source = seededSource(7);
+    // Bob reads nothing for a while: the echo's way back fills and it must pause Bob's sending.
+    bob.pauseReading();
+    const sending = bob.streamMessage({ toPath: [...bobPath, echo.uri(t)], size, source, contentType: 'application/octet-stream' });
+    const hello = await alice.sendMessage({ toPath: [...alicePath, echo.uri(t)], body: 'alice meanwhile' });
+    assert.equal(hello.responses[0]!.status, 200);
+    await alice.waitFor((f) => f.kind === 'request' && f.header('Message-ID') === `e${hello.messageId}`, 5000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(echo.pauses > 0, 'the echo paused its sender while the way back was full');
+    bob.resumeReading();
+    const { messageId, sha256, responses } = await sending;
+    assert.equal(responses[0]!.status, 200);
+    const got = await bob.waitForMessage(`e${messageId}`, 120_000);
+    assert.equal(got.bytes, size);
+    assert.equal(got.complete, true);
+    assert.equal(got.sha256, sha256);
+    assert.equal(sha256, hashSource(size, source));
+    await bob.close();
+    await alice.close();
+  });
+
+  it('a request for a URI of the relay that no plugin claims gets 481 as before', async () => {
+    const { c: alice, usePath } = await client('alice');
+    const r = await alice.sendMessage({ toPath: [...usePath, `msrp://${t.relay.hostname}:${t.tcpPort}/nobodyhere123;tcp`], body: 'x' });
+    assert.equal(r.responses[0]!.status, 481);
+    await alice.close();
+  });
+
+  it('a claimRequest Rejection is answered with its status', async () => {
+    const { c: alice, usePath } = await client('alice');
+    const tid = alice.sendRequest({ method: 'NICKNAME', toPath: [...usePath, echo.uri(t)], headers: [['Use-Nickname', '"al"']] });
+    const res = await alice.waitForResponse(tid);
+    assert.equal(res.status, 501);
+    // An end-to-end answer comes from the relay URIs the request passed (R-81).
+    assert.deepEqual(res.fromPath, [usePath[0], echo.uri(t)]);
+    await alice.close();
+  });
+});
