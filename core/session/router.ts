@@ -34,9 +34,11 @@ import { tryParseUri, uriEquals, type MsrpUri } from '../protocol/uri.ts';
 import { statusComment } from '../protocol/status.ts';
 import type { RelayConfig } from '../config/schema.ts';
 import type { Logger } from '../plugin.ts';
+import { DestinationPolicy } from '../transport/destination-policy.ts';
 import type { ChunkContext, CloseReason, ErrorContext, ForwardDirection, ListenerInfo, NextHop, PathPair } from '../types.ts';
 import type { Connection, ConnectionHandler, Transaction } from './connection.ts';
 import { Authenticator } from './authenticator.ts';
+import { legUser, OutwardLegs } from './outward-legs.ts';
 import { maskId, type Session, type SessionTable } from './session-table.ts';
 import { OutStream, type OutStreamEvents } from './writer.ts';
 
@@ -124,6 +126,10 @@ export class Router implements ConnectionHandler {
   /** R-62: every transaction's 30 s, on one timer (see core/deadlines.ts). */
   private readonly deadlines = new DeadlineQueue({ unref: true });
   readonly authenticator: Authenticator;
+  /** `outbound.allow` / `deny`: where openOutward may dial (SSRF guard). */
+  private readonly destinations = new DestinationPolicy();
+  /** `outbound.maxLegsPerConnection` / `maxLegsPerUser`: outward legs held per client and user. */
+  private readonly legs = new OutwardLegs<Session<Connection>, Connection>();
 
   constructor(deps: RouterDeps) {
     this.d = deps;
@@ -292,6 +298,7 @@ export class Router implements ConnectionHandler {
   /** Session end (from the table): release its legs. */
   sessionClosed(s: Session<Connection>): void {
     s.owner.sessions.delete(s);
+    this.legs.close(s);
     const far = s.farLeg;
     s.farLeg = undefined;
     if (far?.kind === 'connection') far.connection.farSessions.delete(s);
@@ -310,7 +317,10 @@ export class Router implements ConnectionHandler {
 
   private unbindFar(s: Session<Connection>, conn: Connection): void {
     if (s.farLeg?.kind === 'connection' && s.farLeg.connection === conn) s.farLeg = undefined;
-    if (s.outbound === conn) s.outbound = undefined;
+    if (s.outbound === conn) {
+      s.outbound = undefined;
+      this.legs.close(s);
+    }
     conn.farSessions.delete(s);
   }
 
@@ -506,7 +516,7 @@ export class Router implements ConnectionHandler {
           const hop = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
           if (hop === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
           if ('reject' in hop) throw hop.reject;
-          c = await dialing(this.d.dial(hop, session));
+          c = await dialing(this.d.dial(await this.admitOutward(hop, session), session));
         }
         if (session.closed) {
           c.close({ code: 'owner-closed' });
@@ -520,7 +530,10 @@ export class Router implements ConnectionHandler {
       session.dialing = pending;
       pending.then(
         () => (session.dialing = undefined),
-        () => (session.dialing = undefined),
+        () => {
+          session.dialing = undefined;
+          this.legs.close(session);
+        },
       );
     }
     try {
@@ -533,6 +546,29 @@ export class Router implements ConnectionHandler {
       this.d.log().warn('next hop unreachable', { ...(worker !== undefined ? { worker } : {}), error: e instanceof Error ? e.message : String(e) });
       return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
     }
+  }
+
+  /**
+   * Before a dial: the destination policy on every address the hop resolves to (403 when
+   * refused; a name that does not resolve is unreachable, 408), then a place under the leg caps
+   * (403). Returns the hop to dial: pinned to the address that was checked.
+   */
+  private async admitOutward(hop: NextHop, session: Session<Connection>): Promise<NextHop> {
+    const cfg = this.d.config();
+    const out = cfg.outbound;
+    const v = await this.destinations.check(hop, out, cfg.listen.map((l) => l.host), cfg.timeouts.connect * 1000);
+    if (v.kind === 'unresolved') throw new DialError(v.reason);
+    const user = legUser(session.identity);
+    if (v.kind === 'denied') {
+      this.d.log().warn('next hop refused by the outbound policy', { hop: `${hop.transport}://${hop.host}:${hop.port}`, address: v.address, rule: v.rule, user, session: maskId(session.id) });
+      throw new MsrpError('MSRP_ERR_DESTINATION_DENIED', `next hop ${hop.host}:${hop.port} refused (${v.rule})`);
+    }
+    const full = this.legs.open(session, session.owner, user, { perConnection: out.maxLegsPerConnection, perUser: out.maxLegsPerUser });
+    if (full !== undefined) {
+      this.d.log().warn('next hop refused: too many outward legs', { per: full, user, session: maskId(session.id) });
+      throw new MsrpError('MSRP_ERR_TOO_MANY_LEGS', `outbound.maxLegsPer${full === 'user' ? 'User' : 'Connection'} reached`);
+    }
+    return v.hop;
   }
 
   // ================================================================== applying

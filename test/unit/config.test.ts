@@ -168,6 +168,23 @@ describe('problems, one line each', () => {
       '/hostname must match pattern "^[A-Za-z0-9.:\\[\\]-]+$"',
     ]);
   });
+
+  it('outbound: defaults, and each bad allow/deny rule named with its pointer and why', () => {
+    assert.deepEqual(normalizeConfig({ listen: [tcp()] }).outbound, { allow: [], deny: [], loopback: 'auto', maxLegsPerConnection: 100, maxLegsPerUser: 256 });
+    const ok = normalizeConfig({ listen: [tcp()], outbound: { deny: ['private', ':1-1023', '[fd00::/8]:22'], allow: ['*.example.net:2855'], loopback: false } });
+    assert.deepEqual(ok.outbound.deny, ['private', ':1-1023', '[fd00::/8]:22']);
+    assert.equal(ok.outbound.loopback, false);
+    assert.deepEqual(problemsOf({ listen: [tcp()], outbound: { allow: ['10.0.0.0/8', 'relay..example'], deny: [':0', '10.0.0.0/33'], loopback: 'yes' } }).problems, [
+      '/outbound/loopback must be one of "auto", true, false (got "yes")',
+      '/outbound/allow/1: "relay..example": not an address, a CIDR, a host name (*.example.com), a class (loopback, link-local, metadata, private, reserved) or *',
+      '/outbound/deny/0: ":0": ports are 1-65535',
+      '/outbound/deny/1: "10.0.0.0/33": the prefix length must be 0-32',
+    ]);
+    assert.deepEqual(problemsOf({ listen: [tcp()], outbound: { deny: [''], maxLegsPerUser: 0 } }).problems, [
+      '/outbound/deny/0 must not be empty',
+      '/outbound/maxLegsPerUser must be >= 1',
+    ]);
+  });
 });
 
 describe('file paths', () => {
