@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 
 /** @type {import('./core/index.ts').RelayConfigInput} */
 export default {
-  // The host written into Use-Path URIs: in production the relay's FQDN.
+  // The host written into Use-Path URIs, which far ends and peer relays connect to (R-42,
+  // RFC 4976 §4.2). 'localhost' only works for clients on this host, and the relay warns about
+  // it at start: in production set the relay's FQDN (or an IP address peers can reach).
   hostname: 'localhost',
   listen: [
     // AUTH normally requires TLS; loopback TCP is allowed here for local clients and tests.
