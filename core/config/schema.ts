@@ -125,7 +125,8 @@ export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
 };
 export const DEFAULT_LIMITS: LimitsConfig = {
   maxMessageSize: 64 * 2 ** 20,
-  maxConnectionsPerIp: 32,
+  // Many users behind one NAT address, each session on its own connection: a tenth of the total.
+  maxConnectionsPerIp: 1000,
   maxConnections: 10000,
   maxSessionsPerConnection: 100,
   maxOutstandingPerConnection: 256,

@@ -37,7 +37,7 @@ describe('defaults', () => {
     assert.equal(c.timeouts.nonce, 30);
     assert.equal(c.timeouts.idle, 3600);
     assert.equal(c.limits.maxMessageSize, 64 * 2 ** 20);
-    assert.equal(c.limits.maxConnectionsPerIp, 32);
+    assert.equal(c.limits.maxConnectionsPerIp, 1000);
     assert.equal(c.limits.maxConnections, 10000);
     assert.equal(c.limits.maxSessionsPerConnection, 100);
     assert.equal(c.limits.maxOutstandingPerConnection, 256);
@@ -52,7 +52,7 @@ describe('defaults', () => {
     assert.deepEqual(c.listen[0], { transport: 'tcp', host: '127.0.0.1', port: 2856, insecureAuth: false, minVersion: 'TLSv1.2', path: '/' });
     assert.deepEqual(c.session, { minExpires: 60, defaultExpires: 600, maxExpires: 7200 });
     assert.equal(c.limits.maxConnections, 5);
-    assert.equal(c.limits.maxConnectionsPerIp, 32);
+    assert.equal(c.limits.maxConnectionsPerIp, 1000);
   });
 
   it('does not change the object it is given, and accepts its own output again', () => {
