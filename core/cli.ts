@@ -11,6 +11,7 @@ import { dirname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { describeCommands, runPluginCommand } from './commands.ts';
+import { hostnameLookupWarning, hostnameWarnings } from './config/hostname-check.ts';
 import { displayPath, loadConfigFile, type LoadedConfigFile } from './config/load.ts';
 import type { RelayConfig, RelayConfigInput } from './config/schema.ts';
 import { ConfigError, maskSecrets, normalizeConfig } from './config/validate.ts';
@@ -174,6 +175,8 @@ async function checkConfig(loaded: LoadedConfigFile, cli: CliIO): Promise<number
     else problems.push(`/listen/${c.index}: ${c.missing.map((f) => `${f} does not exist`).join(', ')}`);
   }
   if (problems.length > 0) throw new ConfigError(problems, source);
+  // R-42: a Use-Path host that peers elsewhere cannot reach (by its form; no DNS here).
+  for (const w of hostnameWarnings(config.hostname, config.listen)) cli.stderr(`${source}: warning: ${w}`);
 
   const n = config.listen.length;
   const m = config.plugins.length;
@@ -205,6 +208,11 @@ async function run(loaded: LoadedConfigFile, cli: CliIO, worker?: WorkerOptions)
   const log = createConsoleLogger((line) => cli.stderr(worker !== undefined ? `[w${worker.index}] ${line}` : line));
   const source = sourceOf(loaded, cli);
   const config = normalizeConfig(loaded.config, { baseDir: loaded.baseDir, source });
+  // R-42: a Use-Path host that peers elsewhere cannot reach: by its form now, by DNS without waiting.
+  if (worker === undefined || worker.index === 0) {
+    for (const w of hostnameWarnings(config.hostname, config.listen)) log.warn(w);
+    void hostnameLookupWarning(config.hostname).then((w) => w !== undefined && log.warn(w));
+  }
 
   // `npm start` on a fresh clone: the sample config's certificate is generated, not shipped.
   if (!(await generateCertificates(config, loaded, cli, log))) return 1;

@@ -16,6 +16,8 @@ export const MSRP_ERRORS = Object.freeze({
   MSRP_ERR_ACCOUNT_DISABLED: { status: 403, message: 'The account may not use this relay' },
   MSRP_ERR_TOO_MANY_SESSIONS: { status: 403, message: 'Too many sessions on this connection' },
   MSRP_ERR_AUTH_IN_PROGRESS: { status: 403, message: 'Another AUTH is in progress on this connection' },
+  MSRP_ERR_DESTINATION_DENIED: { status: 403, message: 'The relay may not connect to that next hop' },
+  MSRP_ERR_TOO_MANY_LEGS: { status: 403, message: 'Too many outward connections for this client' },
   MSRP_ERR_UNKNOWN_RECIPIENT: { status: 404, message: 'The recipient URI cannot be resolved' },
   MSRP_ERR_TIMEOUT: { status: 408, message: 'The transaction did not complete in time' },
   MSRP_ERR_MESSAGE_TOO_LARGE: { status: 413, message: 'The message is larger than allowed' },

@@ -58,6 +58,24 @@ export interface LimitsConfig {
   maxAuthFailures: number;
 }
 
+/**
+ * Where the relay may dial (docs/guides/deployment.md, core/transport/destination-policy.ts):
+ * rules are addresses, CIDRs, host names (`*.example.com`), classes (`loopback`, `link-local`,
+ * `metadata`, `private`, `reserved`) or `*`, each with an optional `:port` or `:from-to`.
+ */
+export interface OutboundConfig {
+  /** Lifts the built-in refusals (loopback, link-local, metadata, reserved) for what it matches. */
+  allow: string[];
+  /** Refused, whatever `allow` says. */
+  deny: string[];
+  /** `auto`: loopback may be dialled when every listener is on loopback; true/false: always/never (unless allowed). */
+  loopback: 'auto' | boolean;
+  /** Outward legs one client connection may hold (open or being dialled). */
+  maxLegsPerConnection: number;
+  /** Outward legs one user (username@domain) may hold on this relay. */
+  maxLegsPerUser: number;
+}
+
 /** A plugin entry: a name or path with its options, or an instance when embedding. */
 export type PluginEntry = string | [string, unknown] | [string] | object;
 
@@ -72,6 +90,8 @@ export interface RelayConfig {
   forwardUnknownMethods: boolean;
   /** R-12: share one outbound connection per next hop instead of one per session. */
   shareOutboundConnections: boolean;
+  /** Which next hops the relay may dial, and how many legs a client may hold. */
+  outbound: OutboundConfig;
   /** TLS options for connections the relay opens (R-5, R-8). */
   outboundTls: {
     /** Verify the next hop's certificate (R-8). Turn off only for tests. */
@@ -84,10 +104,11 @@ export interface RelayConfig {
 }
 
 /** What a user writes: every key but `listen` may be left out. */
-export type RelayConfigInput = Partial<Omit<RelayConfig, 'session' | 'timeouts' | 'limits' | 'outboundTls'>> & {
+export type RelayConfigInput = Partial<Omit<RelayConfig, 'session' | 'timeouts' | 'limits' | 'outbound' | 'outboundTls'>> & {
   session?: Partial<SessionConfig>;
   timeouts?: Partial<TimeoutsConfig>;
   limits?: Partial<LimitsConfig>;
+  outbound?: Partial<OutboundConfig>;
   outboundTls?: Partial<RelayConfig['outboundTls']>;
 };
 
@@ -107,7 +128,8 @@ export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
 };
 export const DEFAULT_LIMITS: LimitsConfig = {
   maxMessageSize: 64 * 2 ** 20,
-  maxConnectionsPerIp: 32,
+  // Many users behind one NAT address, each session on its own connection: a tenth of the total.
+  maxConnectionsPerIp: 1000,
   maxConnections: 10000,
   maxSessionsPerConnection: 100,
   maxOutstandingPerConnection: 256,
@@ -117,6 +139,14 @@ export const DEFAULT_LIMITS: LimitsConfig = {
   maxHeaders: 64,
   maxPathUris: 16,
   maxAuthFailures: 3,
+};
+
+export const DEFAULT_OUTBOUND: OutboundConfig = {
+  allow: [],
+  deny: [],
+  loopback: 'auto',
+  maxLegsPerConnection: 100,
+  maxLegsPerUser: 256,
 };
 
 const seconds = (def: number, min = 0) => ({ type: 'number', minimum: min, default: def });
@@ -200,6 +230,18 @@ export const CONFIG_SCHEMA = {
     },
     forwardUnknownMethods: { type: 'boolean', default: true },
     shareOutboundConnections: { type: 'boolean', default: false },
+    outbound: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        allow: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+        deny: { type: 'array', items: { type: 'string', minLength: 1 }, default: [] },
+        loopback: { enum: ['auto', true, false], default: DEFAULT_OUTBOUND.loopback },
+        maxLegsPerConnection: count(DEFAULT_OUTBOUND.maxLegsPerConnection),
+        maxLegsPerUser: count(DEFAULT_OUTBOUND.maxLegsPerUser),
+      },
+    },
     outboundTls: {
       type: 'object',
       additionalProperties: false,

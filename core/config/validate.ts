@@ -1,9 +1,9 @@
 /**
  * Validation of the config file (DESIGN.md §5): ajv against CONFIG_SCHEMA, which
  * also fills in the defaults, then the checks one schema cannot express
- * (expires order, duplicate listeners). Every problem is reported at once, one
- * per line, with the JSON pointer of the key and the reason, so an operator
- * fixes the file in one pass. The plugin loader reuses the same wording for
+ * (expires order, duplicate listeners, the syntax of outbound rules). Every
+ * problem is reported at once, one per line, with the JSON pointer of the key
+ * and the reason, so an operator fixes the file in one pass. The plugin loader reuses the same wording for
  * plugin options.
  */
 
@@ -12,6 +12,7 @@ import type { ErrorObject } from 'ajv';
 import { isAbsolute, resolve } from 'node:path';
 import { isRelayPlugin } from '../plugin.ts';
 import { CONFIG_SCHEMA, SHIPPED_TRANSPORTS, type RelayConfig } from './schema.ts';
+import { parseRule } from '../transport/destination-policy.ts';
 
 // ajv is CommonJS: its class is the default export of the default export.
 type AjvClass = typeof AjvModule.default;
@@ -133,6 +134,20 @@ function crossFieldProblems(config: Record<string, unknown>): string[] {
         else seen.set(k, i);
       }
     });
+  }
+
+  // outbound.allow / deny: each entry must be a rule the destination policy understands.
+  const outbound = config.outbound;
+  if (isObject(outbound)) {
+    for (const key of ['allow', 'deny'] as const) {
+      const list = outbound[key];
+      if (!Array.isArray(list)) continue;
+      list.forEach((entry: unknown, i) => {
+        if (typeof entry !== 'string' || entry === '') return; // the schema says it
+        const r = parseRule(entry);
+        if (typeof r === 'string') problems.push(`/outbound/${key}/${i}: ${JSON.stringify(entry)}: ${r}`);
+      });
+    }
   }
   return problems;
 }

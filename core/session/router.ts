@@ -30,6 +30,8 @@ import { peerOf, type Peer, type PeerEvents } from './peer.ts';
 import { Replies } from './replies.ts';
 import { maskId, type FarLeg, type Session, type SessionTable } from './session-table.ts';
 import { Transactions } from './transactions.ts';
+import { DestinationPolicy } from '../transport/destination-policy.ts';
+import { legUser, OutwardLegs } from './outward-legs.ts';
 
 /** R-10: failed requests tolerated before the first success. */
 const MAX_PROBATION_FAILURES = 5;
@@ -88,6 +90,10 @@ export class Router implements PeerEvents {
   readonly replies: Replies;
   readonly transactions: Transactions;
   readonly forwarder: Forwarder;
+  /** `outbound.allow` / `deny`: where openOutward may dial (SSRF guard). */
+  private readonly destinations = new DestinationPolicy();
+  /** `outbound.maxLegsPerConnection` / `maxLegsPerUser`: outward legs held per client and user. */
+  private readonly legs = new OutwardLegs<Session<Connection>, Connection>();
 
   constructor(deps: RouterDeps) {
     this.d = deps;
@@ -206,6 +212,7 @@ export class Router implements PeerEvents {
   /** Session end (from the table): release its legs. */
   sessionClosed(s: Session<Connection>): void {
     peerOf(s.owner).sessions.delete(s);
+    this.legs.close(s);
     const far = s.farLeg;
     s.farLeg = undefined;
     if (far?.kind === 'connection') peerOf(far.connection).farSessions.delete(s);
@@ -225,7 +232,10 @@ export class Router implements PeerEvents {
 
   private unbindFar(s: Session<Connection>, peer: Peer): void {
     if (s.farLeg?.kind === 'connection' && s.farLeg.connection === peer.conn) s.farLeg = undefined;
-    if (s.outbound === peer.conn) s.outbound = undefined;
+    if (s.outbound === peer.conn) {
+      s.outbound = undefined;
+      this.legs.close(s);
+    }
     peer.farSessions.delete(s);
   }
 
@@ -465,7 +475,7 @@ export class Router implements PeerEvents {
           const answer = await hooks.resolveNextHop.promise({ uri: next, session, request: req, signal: session.owner.signal });
           if (answer === undefined) throw new MsrpError('MSRP_ERR_SESSION_NOT_FOUND', 'no next hop');
           if ('reject' in answer) throw answer.reject;
-          hop = answer;
+          hop = await this.admitOutward(answer, session);
         }
         const c = await dialing(this.d.dial(hop, session));
         if (session.closed) {
@@ -480,7 +490,10 @@ export class Router implements PeerEvents {
       session.dialing = pending;
       pending.then(
         () => (session.dialing = undefined),
-        () => (session.dialing = undefined),
+        () => {
+          session.dialing = undefined;
+          this.legs.close(session);
+        },
       );
     }
     try {
@@ -493,6 +506,29 @@ export class Router implements PeerEvents {
       this.d.log().warn('next hop unreachable', { ...(elsewhere !== undefined ? { hop: `${elsewhere.transport}:${elsewhere.host}` } : {}), error: e instanceof Error ? e.message : String(e) });
       return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
     }
+  }
+
+  /**
+   * Before a dial: the destination policy on every address the hop resolves to (403 when
+   * refused; a name that does not resolve is unreachable, 408), then a place under the leg caps
+   * (403). Returns the hop to dial: pinned to the address that was checked.
+   */
+  private async admitOutward(hop: NextHop, session: Session<Connection>): Promise<NextHop> {
+    const cfg = this.d.config();
+    const out = cfg.outbound;
+    const v = await this.destinations.check(hop, out, cfg.listen.map((l) => l.host), cfg.timeouts.connect * 1000);
+    if (v.kind === 'unresolved') throw new DialError(v.reason);
+    const user = legUser(session.identity);
+    if (v.kind === 'denied') {
+      this.d.log().warn('next hop refused by the outbound policy', { hop: `${hop.transport}://${hop.host}:${hop.port}`, address: v.address, rule: v.rule, user, session: maskId(session.id) });
+      throw new MsrpError('MSRP_ERR_DESTINATION_DENIED', `next hop ${hop.host}:${hop.port} refused (${v.rule})`);
+    }
+    const full = this.legs.open(session, session.owner, user, { perConnection: out.maxLegsPerConnection, perUser: out.maxLegsPerUser });
+    if (full !== undefined) {
+      this.d.log().warn('next hop refused: too many outward legs', { per: full, user, session: maskId(session.id) });
+      throw new MsrpError('MSRP_ERR_TOO_MANY_LEGS', `outbound.maxLegsPer${full === 'user' ? 'User' : 'Connection'} reached`);
+    }
+    return v.hop;
   }
 
   // ================================================================== applying

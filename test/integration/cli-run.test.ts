@@ -125,6 +125,21 @@ describe('msrprelay running in the foreground', () => {
     assert.equal(await r.exited, 0);
   });
 
+  it('R-42: warns at start about a hostname peers on other hosts cannot reach, and serves all the same', async () => {
+    writeFileSync(file, configText(['alice']).replace("hostname: '127.0.0.1'", "hostname: 'localhost'"));
+    const r = await start(file);
+    try {
+      assert.match(r.stderr(), /^warn \/hostname "localhost" names this host only: .*\(R-42\)/m);
+      const alice = await authAs(r.port, 'alice');
+      assert.equal(alice.status, 200);
+      assert.match(alice.token!, /^msrp:\/\/localhost:/);
+      await alice.c.close();
+    } finally {
+      r.child.kill('SIGKILL');
+      await r.exited;
+    }
+  });
+
   it('--print-hooks lists the taps of the config in run order', async () => {
     writeFileSync(file, configText(['alice']));
     const child = spawn(process.execPath, [BIN, '--config', file, '--print-hooks'], { stdio: ['ignore', 'pipe', 'pipe'] });

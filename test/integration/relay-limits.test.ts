@@ -47,6 +47,25 @@ describe('limits and expiry', () => {
     }
   });
 
+  it('R-88 defaults fit NAT: 50 connections from one address each AUTH and keep their session', async () => {
+    // Clients open a connection per session; an office behind one address is many such clients.
+    const t = await startTestRelay({ users });
+    try {
+      const clients: MsrpTestClient[] = [];
+      for (let i = 0; i < 50; i++) clients.push(await MsrpTestClient.connect({ port: t.tcpPort }));
+      const results = await Promise.all(clients.map((c, i) => c.auth({ relayUri: AUTH_URI, username: i % 2 === 0 ? 'alice' : 'bob', password: 'secret' })));
+      assert.deepEqual(
+        results.map((r) => r.status),
+        new Array<number>(50).fill(200),
+      );
+      assert.equal(t.relay.sessions.size, 50);
+      assert.equal(clients.filter((c) => c.isClosed).length, 0);
+      await Promise.all(clients.map((c) => c.close()));
+    } finally {
+      await t.close();
+    }
+  });
+
   it('R-14: a connection that moves no octet either way for timeouts.idle is closed; one with traffic stays', async () => {
     const t = await startTestRelay({ users, timeouts: { idle: 0.6 } });
     try {

@@ -51,8 +51,15 @@ describe('msrprelay --help and --version', () => {
 
 describe('msrprelay --check-config', () => {
   it('a valid config: one line with the file, the listeners and the plugins', async () => {
+    const r = await run(['--check-config', '--config', 'with-secrets.mjs']);
+    assert.deepEqual(r, { code: 0, stdout: 'config OK: with-secrets.mjs (1 listener, 2 plugins)\n', stderr: '' });
+  });
+
+  it('R-42: warns on stderr about a hostname peers cannot reach (minimal.json: the default, localhost), and still exits 0', async () => {
     const r = await run(['--check-config', '--config', 'minimal.json']);
-    assert.deepEqual(r, { code: 0, stdout: 'config OK: minimal.json (1 listener, 0 plugins)\n', stderr: '' });
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, 'config OK: minimal.json (1 listener, 0 plugins)\n');
+    assert.match(r.stderr, /^minimal\.json: warning: \/hostname "localhost" names this host only: .*\(R-42\)\. Set the relay's fully qualified domain name .*\n$/);
   });
 
   it('loads the plugins too', async () => {

@@ -37,7 +37,7 @@ describe('defaults', () => {
     assert.equal(c.timeouts.nonce, 30);
     assert.equal(c.timeouts.idle, 3600);
     assert.equal(c.limits.maxMessageSize, 64 * 2 ** 20);
-    assert.equal(c.limits.maxConnectionsPerIp, 32);
+    assert.equal(c.limits.maxConnectionsPerIp, 1000);
     assert.equal(c.limits.maxConnections, 10000);
     assert.equal(c.limits.maxSessionsPerConnection, 100);
     assert.equal(c.limits.maxOutstandingPerConnection, 256);
@@ -52,7 +52,7 @@ describe('defaults', () => {
     assert.deepEqual(c.listen[0], { transport: 'tcp', host: '127.0.0.1', port: 2856, insecureAuth: false, minVersion: 'TLSv1.2', path: '/' });
     assert.deepEqual(c.session, { minExpires: 60, defaultExpires: 600, maxExpires: 7200 });
     assert.equal(c.limits.maxConnections, 5);
-    assert.equal(c.limits.maxConnectionsPerIp, 32);
+    assert.equal(c.limits.maxConnectionsPerIp, 1000);
   });
 
   it('does not change the object it is given, and accepts its own output again', () => {
@@ -166,6 +166,23 @@ describe('problems, one line each', () => {
     assert.deepEqual(problemsOf({ listen: [tcp()], hostname: '' }).problems, ['/hostname must not be empty']);
     assert.deepEqual(problemsOf({ listen: [tcp()], hostname: 'relay example' }).problems, [
       '/hostname must match pattern "^[A-Za-z0-9.:\\[\\]-]+$"',
+    ]);
+  });
+
+  it('outbound: defaults, and each bad allow/deny rule named with its pointer and why', () => {
+    assert.deepEqual(normalizeConfig({ listen: [tcp()] }).outbound, { allow: [], deny: [], loopback: 'auto', maxLegsPerConnection: 100, maxLegsPerUser: 256 });
+    const ok = normalizeConfig({ listen: [tcp()], outbound: { deny: ['private', ':1-1023', '[fd00::/8]:22'], allow: ['*.example.net:2855'], loopback: false } });
+    assert.deepEqual(ok.outbound.deny, ['private', ':1-1023', '[fd00::/8]:22']);
+    assert.equal(ok.outbound.loopback, false);
+    assert.deepEqual(problemsOf({ listen: [tcp()], outbound: { allow: ['10.0.0.0/8', 'relay..example'], deny: [':0', '10.0.0.0/33'], loopback: 'yes' } }).problems, [
+      '/outbound/loopback must be one of "auto", true, false (got "yes")',
+      '/outbound/allow/1: "relay..example": not an address, a CIDR, a host name (*.example.com), a class (loopback, link-local, metadata, private, reserved) or *',
+      '/outbound/deny/0: ":0": ports are 1-65535',
+      '/outbound/deny/1: "10.0.0.0/33": the prefix length must be 0-32',
+    ]);
+    assert.deepEqual(problemsOf({ listen: [tcp()], outbound: { deny: [''], maxLegsPerUser: 0 } }).problems, [
+      '/outbound/deny/0 must not be empty',
+      '/outbound/maxLegsPerUser must be >= 1',
     ]);
   });
 });
