@@ -139,3 +139,29 @@ describe('a message-oriented transport registered by a plugin (stream pair)', ()
     await other.bob.close();
   });
 });
+
+describe('a listen entry that no transport provider serves', () => {
+  it('is refused by createRelay and --check-config, naming its own entry and the cause', async () => {
+    const { createRelay, ConfigError } = await import('../../core/index.ts');
+    const { main } = await import('../../core/cli.ts');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const listen = [
+      { transport: 'tcp', host: '127.0.0.1', port: 0, insecureAuth: true },
+      { transport: 'ws', host: '127.0.0.1', port: 2857 },
+    ];
+    await assert.rejects(createRelay({ hostname: '127.0.0.1', listen: listen as never }), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(String((e as Error).message), /listen ws:\/\/127\.0\.0\.1:2857: no transport provider serves "ws" \(load the websocket plugin\)/);
+      assert.doesNotMatch(String((e as Error).message), /tcp:\/\//);
+      return true;
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'msrprelay-ws-'));
+    writeFileSync(join(dir, 'relay.json'), JSON.stringify({ hostname: '127.0.0.1', listen }));
+    const err: string[] = [];
+    const code = await main(['--check-config', '--config', join(dir, 'relay.json')], { stdout: () => {}, stderr: (t) => err.push(t), cwd: dir });
+    assert.equal(code, 1);
+    assert.match(err.join('\n'), /relay\.json: listen ws:\/\/127\.0\.0\.1:2857: no transport provider serves "ws"/);
+  });
+});
