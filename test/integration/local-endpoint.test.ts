@@ -138,3 +138,37 @@ describe('a local endpoint (claimRequest) that originates requests (relay.origin
     await alice.close();
   });
 });
+
+describe('receiveRequest answering a request itself ({ respond })', () => {
+  it('a NICKNAME gets the plugin\'s 200 or 425, end to end, and nothing is routed', async () => {
+    const taken = new Set<string>();
+    const nicknames: RelayPlugin = {
+      name: 'nicknames',
+      apply(relay: PluginHost) {
+        relay.hooks.receiveRequest.tapPromise('nicknames', async ({ request }) => {
+          if (request.method !== 'NICKNAME') return undefined;
+          const nick = request.headers.find(([n]) => n.toLowerCase() === 'use-nickname')?.[1] ?? '';
+          if (taken.has(nick)) return { respond: { status: 425, comment: 'Nickname reserved or already in use' } };
+          taken.add(nick);
+          return { respond: { status: 200, headers: [['Use-Nickname', nick]] } };
+        });
+      },
+    };
+    const t = await startTestRelay({ users: [{ username: 'alice', domain: 'example.com', password: 'secret' }], plugins: [nicknames] });
+    try {
+      const c = await MsrpTestClient.connect({ port: t.tcpPort });
+      const r = await c.auth({ relayUri: 'msrp://example.com;tcp', username: 'alice', password: 'secret' });
+      const focus = `msrp://${t.relay.hostname}:${t.tcpPort}/focus0001;tcp`;
+      const first = await c.waitForResponse(c.sendRequest({ method: 'NICKNAME', toPath: [...r.usePath, focus], headers: [['Use-Nickname', '"al"']] }));
+      assert.equal(first.status, 200);
+      assert.equal(first.header('Use-Nickname'), '"al"');
+      // A non-SEND answer follows the whole From-Path back (R-81).
+      assert.deepEqual(first.toPath, [c.uri]);
+      const again = await c.waitForResponse(c.sendRequest({ method: 'NICKNAME', toPath: [...r.usePath, focus], headers: [['Use-Nickname', '"al"']] }));
+      assert.equal(again.status, 425);
+      await c.close();
+    } finally {
+      await t.close();
+    }
+  });
+});
