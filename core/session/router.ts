@@ -13,7 +13,7 @@
 
 import { DeadlineQueue } from '../deadlines.ts';
 import { MsrpError, isMsrpError, type MsrpErrorCode } from '../errors.ts';
-import { isTapped, type RelayHooks } from '../hooks.ts';
+import { alreadyReported, isTapped, type RelayHooks } from '../hooks.ts';
 import type { EndFlag, FrameHead, FramerError, RawHeader } from '../protocol/framer.ts';
 import {
   formatByteRange,
@@ -529,7 +529,7 @@ export class Router implements ConnectionHandler {
       if (isMsrpError(e)) return this.rejection(e);
       // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
       // like a timed-out transaction.
-      if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
+      if (!(e instanceof DialError) && !alreadyReported(e)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
       this.d.log().warn('next hop unreachable', { ...(worker !== undefined ? { worker } : {}), error: e instanceof Error ? e.message : String(e) });
       return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
     }
@@ -733,7 +733,8 @@ export class Router implements ConnectionHandler {
 
   private internalError(conn: Connection, e: unknown, what: string): Decision {
     if (isMsrpError(e)) return this.rejection(e);
-    this.report(e, { connection: conn });
+    // A failed tap was reported by core/hooks.ts, with its plugin and hook.
+    if (!alreadyReported(e)) this.report(e, { connection: conn });
     this.d.log().error(`${what} failed`, { error: e instanceof Error ? e.message : String(e) });
     // DESIGN.md §6: an unexpected exception fails closed.
     return { kind: 'respond', status: 403, reason: `${what} failed` };
