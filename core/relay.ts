@@ -20,7 +20,7 @@ import { ClusterWorker, WORKER_TRANSPORT } from './cluster/worker.ts';
 import type { WorkerOptions } from './cluster/worker-link.ts';
 import type { ListenConfig, RelayConfig, RelayConfigInput } from './config/schema.ts';
 import { ConfigError, normalizeConfig } from './config/validate.ts';
-import { createHooks, isTapped, type RelayHooks } from './hooks.ts';
+import { alreadyReported, createHooks, isTapped, type RelayHooks } from './hooks.ts';
 import { silentLogger, type Logger, type PluginHost, type RelayPlugin, type SessionsView } from './plugin.ts';
 import { loadPlugins } from './plugin-loader.ts';
 import { Connection } from './session/connection.ts';
@@ -420,7 +420,8 @@ export class Relay implements PluginHost {
         conn.start(o.head);
       },
       (e: unknown) => {
-        hooks.error.call(e instanceof Error ? e : new Error(String(e)), { connection: conn, hook: 'acceptConnection' });
+        // A failed tap was reported by core/hooks.ts, with its plugin and hook.
+        if (!alreadyReported(e)) hooks.error.call(e instanceof Error ? e : new Error(String(e)), { connection: conn, hook: 'acceptConnection' });
         conn.destroy({ code: 'rejected', message: 'acceptConnection failed' });
       },
     );

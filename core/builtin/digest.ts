@@ -16,6 +16,7 @@ import {
   parseAuthorization,
   verifyDigest,
 } from '../protocol/digest.ts';
+import { withoutTimeout } from '../hooks.ts';
 import type { PluginHost, RelayPlugin } from '../plugin.ts';
 import type { AuthDecision, AuthRequest, ConnectionContext, CredentialQuery } from '../types.ts';
 
@@ -30,7 +31,12 @@ export class DigestAuthPlugin implements RelayPlugin {
     // kept across reloads unless the lifetime changed, so challenges in flight stay valid.
     const lifetimeMs = relay.config.timeouts.nonce * 1000;
     if (this.nonces?.lifetimeMs !== lifetimeMs) this.nonces = new NonceManager({ lifetimeMs });
-    relay.hooks.authenticate.tapPromise({ name: this.name, stage: 0 }, (auth) => this.authenticate(relay, auth));
+    // No deadline of its own: it waits only on lookupCredentials, whose taps have theirs, so a
+    // credential store that does not answer times out under its own name.
+    relay.hooks.authenticate.tapPromise(
+      { name: this.name, stage: 0 },
+      withoutTimeout((auth: AuthRequest) => this.authenticate(relay, auth)),
+    );
   }
 
   private challenge(realm: string, failed: boolean, reason: string, stale = false): AuthDecision {

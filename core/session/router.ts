@@ -15,7 +15,7 @@
  */
 
 import { MsrpError, isMsrpError, type MsrpErrorCode } from '../errors.ts';
-import { isTapped, type RelayHooks } from '../hooks.ts';
+import { alreadyReported, isTapped, type RelayHooks } from '../hooks.ts';
 import type { EndFlag, FrameHead, FramerError, RawHeader } from '../protocol/framer.ts';
 import { formatResponse, getHeader, MessageError, parseRequestHead, parseResponseHead, type MsrpRequestHead, type MsrpResponseHead } from '../protocol/message.ts';
 import { statusComment } from '../protocol/status.ts';
@@ -502,7 +502,7 @@ export class Router implements PeerEvents {
       if (isMsrpError(e)) return this.refusal(e);
       // The next hop cannot be reached (or a resolveNextHop tap failed): the request fails
       // like a timed-out transaction.
-      if (!(e instanceof DialError)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
+      if (!(e instanceof DialError) && !alreadyReported(e)) this.report(e, { connection: session.owner, hook: 'resolveNextHop' });
       this.d.log().warn('next hop unreachable', { ...(elsewhere !== undefined ? { hop: `${elsewhere.transport}:${elsewhere.host}` } : {}), error: e instanceof Error ? e.message : String(e) });
       return this.fail('MSRP_ERR_TIMEOUT', 'next hop unreachable');
     }
@@ -611,7 +611,8 @@ export class Router implements PeerEvents {
 
   private internalError(conn: Connection, e: unknown, what: string): Decision {
     if (isMsrpError(e)) return this.refusal(e);
-    this.report(e, { connection: conn });
+    // A failed tap was reported by core/hooks.ts, with its plugin and hook.
+    if (!alreadyReported(e)) this.report(e, { connection: conn });
     this.d.log().error(`${what} failed`, { error: e instanceof Error ? e.message : String(e) });
     // DESIGN.md §6: an unexpected exception fails closed.
     return { kind: 'respond', status: 403, reason: `${what} failed` };

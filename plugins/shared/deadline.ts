@@ -1,36 +1,37 @@
 /**
- * A deadline on one backend call of an auth plugin (auth-sql, auth-ldap), so
- * the plugin answers before the relay's hook timeout, and gives up at once
- * when the AUTH's connection goes away.
+ * Waiting on one backend call of an auth plugin (auth-sql, auth-ldap) no longer than the
+ * relay waits on the tap. The tap's `signal` is aborted at the tap's deadline (reason: the
+ * HookTimeoutError) and when the AUTH's connection closes, so the plugin takes the relay's
+ * timeout from it rather than deriving a budget of its own from `timeouts.hook`. Its own
+ * connect and query timeouts stay what they are: settings of the backend's I/O.
  */
 
-/** The call did not settle in time. */
-export class DeadlineError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DeadlineError';
-  }
-}
+import { HookTimeoutError } from '../../core/index.ts';
 
 /**
- * Settles with `p`, or rejects with a DeadlineError(`message`) after `ms`, or
- * with Error('aborted') when `signal` aborts; `p` keeps running but is ignored.
+ * Settles with `p`, or rejects with `signal.reason` as soon as `signal` aborts; `p` keeps
+ * running (its backend's own timeouts end it) but is ignored.
  */
-export function withDeadline<T>(p: Promise<T>, ms: number, signal: AbortSignal, message: string): Promise<T> {
+export function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   p.catch(() => {});
-  if (signal.aborted) return Promise.reject(new Error('aborted'));
+  if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => finish(() => reject(new Error('aborted')));
-    const timer = setTimeout(() => finish(() => reject(new DeadlineError(message))), ms);
-    const finish = (f: () => void): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      f();
-    };
+    const onAbort = (): void => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
-      (v) => finish(() => resolve(v)),
-      (e: unknown) => finish(() => reject(e)),
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
     );
   });
+}
+
+/** True when the wait ended because the relay's deadline for the tap passed (not because the connection closed). */
+export function timedOut(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason instanceof HookTimeoutError;
 }
