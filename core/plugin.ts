@@ -21,16 +21,11 @@
 import type { LoadedConfig } from './config/load.ts';
 import type { RelayConfig } from './config/schema.ts';
 import type { RelayHooks } from './hooks.ts';
-import type { Transports } from './transport/registry.ts';
+import type { Transports } from './transport/stream.ts';
 import type { ConnectionContext, ListenerInfo, OriginateOptions, OutgoingRequest, SessionInfo } from './types.ts';
 
-/** Structured log calls; the embedded relay is silent until a logger is set. */
-export interface Logger {
-  debug(msg: string, fields?: Record<string, unknown>): void;
-  info(msg: string, fields?: Record<string, unknown>): void;
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
-}
+export type { Logger } from './types.ts';
+import type { Logger } from './types.ts';
 
 /** A read-only view of the live sessions. */
 export interface SessionsView {

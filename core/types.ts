@@ -359,3 +359,11 @@ export interface ResponseContext {
   readonly connection: ConnectionContext;
   readonly response: MsrpResponseHead;
 }
+
+/** Structured log calls; the embedded relay is silent until a logger is set. */
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}

@@ -14,7 +14,7 @@ import { formatByteRange, lowerName, newTransactionId, type MsrpRequestHead } fr
 import type { RelayConfig } from '../config/schema.ts';
 import type { ChunkContext, CloseReason, ForwardDirection, LocalDelivery, LocalReceiver, LocalRequest, LocalResponse, PathPair } from '../types.ts';
 import type { Connection } from './connection.ts';
-import { peerOf, type Peer } from './peer.ts';
+import { peerOf as anyPeerOf, type Peer as AnyPeer } from './peer.ts';
 import type { Replies } from './replies.ts';
 import type { Session } from './session-table.ts';
 import type { Transaction, Transactions } from './transactions.ts';
@@ -28,6 +28,10 @@ export const MAX_NON_SEND_BODY = 10240;
 /** Why reading a sender is paused: its next hop is full, or a local endpoint asked. */
 const FORWARD = 'forward';
 const LOCAL = 'local';
+
+/** A connection's routing state as the router and the forwarder see it. */
+export type Peer = AnyPeer<Inbound, Transaction>;
+export const peerOf = (c: Connection): Peer => anyPeerOf<Inbound, Transaction>(c);
 
 /** Where a decided request goes. */
 export type Sink =

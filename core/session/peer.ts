@@ -8,22 +8,24 @@
 import type { EndFlag, FrameHead, FramerError } from '../protocol/framer.ts';
 import type { CloseReason } from '../types.ts';
 import type { Connection, ConnectionHandler } from './connection.ts';
-import type { Inbound } from './forwarder.ts';
 import type { Session } from './session-table.ts';
-import type { Transaction } from './transactions.ts';
 
 /** What handles a peer's frames: the router. */
-export interface PeerEvents {
-  onHead(peer: Peer, head: FrameHead): void;
-  onBody(peer: Peer, data: Buffer): void;
-  onEnd(peer: Peer, flag: EndFlag): void;
-  onFramingError(peer: Peer, err: FramerError): void;
-  onClose(peer: Peer, reason: CloseReason): void;
+export interface PeerEvents<I, T> {
+  onHead(peer: Peer<I, T>, head: FrameHead): void;
+  onBody(peer: Peer<I, T>, data: Buffer): void;
+  onEnd(peer: Peer<I, T>, flag: EndFlag): void;
+  onFramingError(peer: Peer<I, T>, err: FramerError): void;
+  onClose(peer: Peer<I, T>, reason: CloseReason): void;
 }
 
-export class Peer implements ConnectionHandler {
+/**
+ * `I` is the state of the request being read (the forwarder's Inbound), `T` a transaction
+ * (core/session/transactions.ts): parameters, so this file depends on neither.
+ */
+export class Peer<I = unknown, T = unknown> implements ConnectionHandler {
   /** The request being read on this connection. */
-  inbound: Inbound | undefined;
+  inbound: I | undefined;
   /** Transactions opened elsewhere for requests that came in here (R-88 outstanding cap). */
   outstanding = 0;
   /** R-43: failed AUTHs on this connection. */
@@ -35,22 +37,22 @@ export class Peer implements ConnectionHandler {
   /** An outbound connection's dial target (`tls://host:port`, `worker:1`): R-12 reuse and logs. */
   label: string | undefined;
   /** Made on first use: most connections never need them (memory per held session). */
-  private pendingMap: Map<string, Transaction> | undefined;
+  private pendingMap: Map<string, T> | undefined;
   private ownSessions: Set<Session<Connection>> | undefined;
   private farSessionSet: Set<Session<Connection>> | undefined;
 
   constructor(
-    private readonly events: PeerEvents,
+    private readonly events: PeerEvents<I, T>,
     readonly conn: Connection,
   ) {}
 
   /** Requests this relay sent here, by the tid it gave them. */
-  get pending(): Map<string, Transaction> {
+  get pending(): Map<string, T> {
     return (this.pendingMap ??= new Map());
   }
 
   /** The pending map if it was ever made (closing a connection must not make one). */
-  get pendingIfAny(): Map<string, Transaction> | undefined {
+  get pendingIfAny(): Map<string, T> | undefined {
     return this.pendingMap;
   }
 
@@ -94,6 +96,6 @@ export class Peer implements ConnectionHandler {
 }
 
 /** The Peer of a connection the relay made. */
-export function peerOf(conn: Connection): Peer {
-  return conn.handler as Peer;
+export function peerOf<I = unknown, T = unknown>(conn: Connection): Peer<I, T> {
+  return conn.handler as Peer<I, T>;
 }

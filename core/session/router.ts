@@ -25,11 +25,11 @@ import type { Logger } from '../plugin.ts';
 import type { CloseReason, ErrorContext, ForwardDirection, ListenerInfo, LocalRequest, NextHop, PathPair } from '../types.ts';
 import { Authenticator } from './authenticator.ts';
 import type { Connection } from './connection.ts';
-import { Forwarder, type Inbound, type Sink } from './forwarder.ts';
-import { peerOf, type Peer, type PeerEvents } from './peer.ts';
+import { Forwarder, peerOf, type Inbound, type Peer, type Sink } from './forwarder.ts';
+import type { PeerEvents } from './peer.ts';
 import { Replies } from './replies.ts';
 import { maskId, type FarLeg, type Session, type SessionTable } from './session-table.ts';
-import { Transactions } from './transactions.ts';
+import { Transactions, type Transaction } from './transactions.ts';
 import { DestinationPolicy } from '../transport/destination-policy.ts';
 import { legUser, OutwardLegs } from './outward-legs.ts';
 
@@ -84,7 +84,7 @@ function dialing(p: Promise<Connection>): Promise<Connection> {
   });
 }
 
-export class Router implements PeerEvents {
+export class Router implements PeerEvents<Inbound, Transaction> {
   private readonly d: RouterDeps;
   readonly authenticator: Authenticator;
   readonly replies: Replies;

@@ -17,7 +17,7 @@ import { formatByteRange, formatRequest, formatResponse, formatStatusHeader, new
 import { statusComment } from '../protocol/status.ts';
 import { tryParseUri, type MsrpUri } from '../protocol/uri.ts';
 import type { Connection } from './connection.ts';
-import { peerOf, type Peer } from './peer.ts';
+import { peerOf as anyPeerOf, type Peer as AnyPeer } from './peer.ts';
 import type { Replies } from './replies.ts';
 import type { Session } from './session-table.ts';
 
@@ -61,6 +61,10 @@ export interface TransactionDeps {
   /** A token of this relay, for the end-to-end mapping. */
   ownSession(u: MsrpUri): Session<Connection> | undefined;
 }
+
+/** A connection's routing state as the transaction table sees it. */
+export type Peer = AnyPeer<unknown, Transaction>;
+const peerOf = (c: Connection): Peer => anyPeerOf<unknown, Transaction>(c);
 
 /** Why reading a source is paused while it has too many transactions open. */
 export const OUTSTANDING = 'outstanding';

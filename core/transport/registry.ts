@@ -5,17 +5,9 @@
  */
 
 import type { ListenConfig } from '../config/schema.ts';
-import { describeEntry, type TransportProvider } from './stream.ts';
+import { describeEntry, type TransportProvider, type Transports } from './stream.ts';
 
-/** The public face of the registry (PluginHost.transports). */
-export interface Transports {
-  /** Adds a provider for its transport names; a name already served by another provider is an error. */
-  register(provider: TransportProvider): void;
-  /** The provider serving a transport name. */
-  get(transport: string): TransportProvider | undefined;
-  /** Every registered transport name. */
-  names(): string[];
-}
+export type { Transports };
 
 export class TransportRegistry implements Transports {
   private readonly byName = new Map<string, TransportProvider>();

@@ -15,8 +15,7 @@
 
 import type { EventEmitter } from 'node:events';
 import type { ListenConfig, RelayConfig } from '../config/schema.ts';
-import type { Logger } from '../plugin.ts';
-import type { ConnectionContext, ListenerInfo, NextHop } from '../types.ts';
+import type { ConnectionContext, ListenerInfo, Logger, NextHop } from '../types.ts';
 
 /**
  * A duplex byte stream as the relay uses it. An EventEmitter (listeners are called with the
@@ -117,6 +116,16 @@ export interface TransportProvider {
   listen(entry: ListenConfig, ctx: TransportContext): Promise<TransportListener>;
   /** Opens a stream to a next hop whose `transport` is one of `transports`; rejects after `timeoutMs`. */
   dial?(hop: NextHop, ctx: TransportContext, timeoutMs: number): Promise<MsrpStream>;
+}
+
+/** The transport providers of a relay (PluginHost.transports; core/transport/registry.ts). */
+export interface Transports {
+  /** Adds a provider for its transport names; a name already served by another provider is an error. */
+  register(provider: TransportProvider): void;
+  /** The provider serving a transport name. */
+  get(transport: string): TransportProvider | undefined;
+  /** Every registered transport name. */
+  names(): string[];
 }
 
 /** `tcp://127.0.0.1:2856`: how errors and logs name a listen entry. */
