@@ -287,6 +287,7 @@ export class Connection implements ConnectionContext {
     this.closing = true;
     this.closeReason = reason;
     this.clearTimers();
+    this.socket.closing?.(reason);
     this.socket.end();
     // A peer that never reads must not keep the socket: sweep() destroys it soon after.
     this.destroyAfter = Date.now() + CLOSE_GRACE_MS;
@@ -298,6 +299,7 @@ export class Connection implements ConnectionContext {
     this.closeReason ??= reason;
     this.closing = true;
     this.clearTimers();
+    this.socket.closing?.(this.closeReason);
     this.socket.destroy();
   }
 

@@ -15,7 +15,7 @@
 
 import type { EventEmitter } from 'node:events';
 import type { ListenConfig, RelayConfig } from '../config/schema.ts';
-import type { ConnectionContext, ListenerInfo, Logger, NextHop } from '../types.ts';
+import type { CloseReason, ConnectionContext, ListenerInfo, Logger, NextHop } from '../types.ts';
 
 /**
  * A duplex byte stream as the relay uses it. An EventEmitter (listeners are called with the
@@ -58,6 +58,12 @@ export interface MsrpStream extends EventEmitter {
   uncork?(): void;
   /** Optional: Nagle off (TCP). */
   setNoDelay?(noDelay?: boolean): unknown;
+  /**
+   * Optional: told why the relay ends or destroys the stream, just before it calls end() or
+   * destroy(), so a transport can say so in its own terms (a WebSocket close code: 1002 for
+   * a framing error, W-3; 1001 at shutdown).
+   */
+  closing?(reason: CloseReason): void;
 }
 
 /** How a provider hands an accepted stream to the relay. */
