@@ -99,7 +99,37 @@ export function normalizeConfig(input: unknown, options: NormalizeOptions = {}):
   if (out.cert !== undefined) out.cert = file(out.cert) as string;
   if (out.key !== undefined) out.key = file(out.key) as string;
   if (out.ca !== undefined) out.ca = file(out.ca) as string;
+  addTransportPlugins(result);
   return result;
+}
+
+/** Listen transports a shipped plugin serves: a listen entry of one is all a config needs. */
+const TRANSPORT_PLUGINS: Readonly<Record<string, string>> = Object.freeze({ ws: 'websocket', wss: 'websocket' });
+
+/**
+ * Appends the shipped plugin that serves a listen entry's transport (`websocket` for ws and
+ * wss) when no plugin entry provides it: named by its shipped name or a path to it, or a class
+ * or instance whose `transports` lists the transport. Options for it go under its own entry.
+ */
+function addTransportPlugins(config: RelayConfig): void {
+  for (const l of config.listen) {
+    const name = TRANSPORT_PLUGINS[l.transport];
+    if (name === undefined || config.plugins.some((e) => servesTransport(e, l.transport, name))) continue;
+    config.plugins.push(name);
+  }
+}
+
+function servesTransport(entry: unknown, transport: string, name: string): boolean {
+  const target: unknown = Array.isArray(entry) ? entry[0] : entry;
+  if (typeof target === 'string') {
+    const file = target.replace(/\\/g, '/').replace(/\/index\.[cm]?[jt]s$/, '').replace(/\/+$/, '');
+    return file === name || file === `msrprelay/plugins/${name}` || file.endsWith(`/${name}`);
+  }
+  if ((typeof target === 'object' && target !== null) || typeof target === 'function') {
+    const served = (target as { transports?: unknown }).transports;
+    return Array.isArray(served) && served.includes(transport);
+  }
+  return false;
 }
 
 /** What ajv cannot check: relations between keys. Runs on partly invalid configs too. */
