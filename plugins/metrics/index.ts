@@ -20,7 +20,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { PluginHost, RelayPlugin } from '../../core/index.ts';
-import { RelayMetrics, type RelayMetricsOptions } from './relay-metrics.ts';
+import { RelayMetrics, type RelayMetricsOptions, type WebSocketSnapshot } from './relay-metrics.ts';
 import { renderStatusPage, STATUS_PAGE_CSP } from './status-page.ts';
 
 export interface MetricsOptions extends RelayMetricsOptions {
@@ -117,6 +117,7 @@ export default class MetricsPlugin implements RelayPlugin {
     this.state = state;
     state.metrics.attach(relay.hooks, this.name);
     await this.tapThrottle(relay, state.metrics);
+    await this.watchWebSocket(relay, state.metrics);
 
     const key = `${this.options.host}|${this.options.port}`;
     if (state.http !== undefined && state.http.key === key) {
@@ -142,6 +143,25 @@ export default class MetricsPlugin implements RelayPlugin {
       if (hooks !== undefined && hooks !== null && typeof hooks === 'object') metrics.tapThrottle(hooks as Parameters<RelayMetrics['tapThrottle']>[0], this.name);
     } catch (e) {
       relay.log.warn('metrics: throttle hits are not counted: the throttle plugin could not be loaded', { error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /**
+   * plugins/websocket publishes `static stats(relay)`; read it at every scrape when the relay
+   * has ws/wss listeners (the relay loads that plugin for them). Looked up at run time, as the
+   * throttle plugin is, so neither plugin depends on the other.
+   */
+  private async watchWebSocket(relay: PluginHost, metrics: RelayMetrics): Promise<void> {
+    if (!relay.config.listen.some((l) => l.transport === 'ws' || l.transport === 'wss')) return;
+    const ext = import.meta.url.endsWith('.ts') ? 'ts' : 'js';
+    const url = new URL(`../websocket/index.${ext}`, import.meta.url);
+    if (!existsSync(fileURLToPath(url))) return;
+    try {
+      const mod = (await import(url.href)) as { default?: { stats?: (r: PluginHost) => WebSocketSnapshot | undefined } };
+      const stats = mod.default?.stats;
+      if (typeof stats === 'function') metrics.watchWebSocket(() => stats(relay));
+    } catch (e) {
+      relay.log.warn('metrics: WebSocket counters are not read: the websocket plugin could not be loaded', { error: e instanceof Error ? e.message : String(e) });
     }
   }
 

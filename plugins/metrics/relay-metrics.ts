@@ -19,6 +19,18 @@ export interface RelayMetricsOptions {
   historySeconds: number;
 }
 
+/** What the websocket plugin's `stats(relay)` returns (the fields read here). */
+export interface WebSocketSnapshot {
+  handshakes: { ok: number; failed: Record<string, number> };
+  openSockets: number;
+  messages: { in: number; out: number };
+  bytes: { in: number; out: number };
+  closes: Record<string, number>;
+  pings: number;
+  pongTimeouts: number;
+  backPressure: number;
+}
+
 /** Methods get their own label value; anything else is `other` (bounded cardinality). */
 const METHODS = new Set(['SEND', 'REPORT', 'AUTH', 'NICKNAME']);
 const KIND = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
@@ -83,6 +95,7 @@ export class RelayMetrics {
   private loopDelay: IntervalHistogram | undefined;
   private lastDelay = { p50: 0, p99: 0, max: 0 };
   private throttleTapped = false;
+  private webSocketWatched = false;
   /** Taps on hooks that outlive a reload (the throttle plugin's) count only while this is true. */
   active = true;
 
@@ -205,6 +218,57 @@ export class RelayMetrics {
     const raw = [e.kind, e.type, e.reason].find((x) => typeof x === 'string' && KIND.test(x));
     this.throttleHits.inc({ kind: typeof raw === 'string' ? raw : 'any' });
     this.totals.throttle++;
+  }
+
+  /**
+   * The websocket plugin's counters (`WebSocketPlugin.stats(relay)`), read at every scrape:
+   * handshakes by result and reason, open sockets, messages and octets each way, closes by code,
+   * Pings, missed Pongs and back-pressure pauses. Registered once per relay.
+   */
+  watchWebSocket(read: () => WebSocketSnapshot | undefined): void {
+    if (this.webSocketWatched) return;
+    this.webSocketWatched = true;
+    const p = this.o.prefix;
+    const registers = [this.registry];
+    /** A counter whose values are the plugin's own totals (set, not counted here). */
+    const totals = (name: string, help: string, labelNames: string[], values: (s: WebSocketSnapshot) => Array<[Record<string, string>, number]>) =>
+      new Counter({
+        name: `${p}${name}`,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          const s = read();
+          if (s === undefined) return;
+          this.reset();
+          for (const [labels, v] of values(s)) this.inc(labels, v);
+        },
+      });
+    totals('websocket_handshakes_total', 'WebSocket upgrades: ok, or failed by reason (path, subprotocol, origin, untrusted-peer, refused, …)', ['result', 'reason'], (s) => [
+      [{ result: 'ok', reason: 'upgraded' }, s.handshakes.ok],
+      ...Object.entries(s.handshakes.failed).map(([reason, n]): [Record<string, string>, number] => [{ result: 'failed', reason }, n]),
+    ]);
+    totals('websocket_messages_total', 'WebSocket messages (one MSRP frame each), by direction', ['direction'], (s) => [
+      [{ direction: 'in' }, s.messages.in],
+      [{ direction: 'out' }, s.messages.out],
+    ]);
+    totals('websocket_bytes_total', 'Octets of WebSocket messages, by direction', ['direction'], (s) => [
+      [{ direction: 'in' }, s.bytes.in],
+      [{ direction: 'out' }, s.bytes.out],
+    ]);
+    totals('websocket_closes_total', 'WebSockets closed, by close code (the one this end sent when it closed first)', ['code'], (s) => Object.entries(s.closes).map(([code, n]): [Record<string, string>, number] => [{ code }, n]));
+    totals('websocket_pings_total', 'WebSocket Pings sent (keep-alive)', [], (s) => [[{}, s.pings]]);
+    totals('websocket_pong_timeouts_total', 'WebSockets cut because no Pong came', [], (s) => [[{}, s.pongTimeouts]]);
+    totals('websocket_back_pressure_total', 'Times a WebSocket was full and its sender was paused', [], (s) => [[{}, s.backPressure]]);
+    new Gauge({
+      name: `${p}websocket_open_sockets`,
+      help: 'WebSockets open now',
+      registers,
+      collect() {
+        const s = read();
+        if (s !== undefined) this.set(s.openSockets);
+      },
+    });
   }
 
   /** Taps the throttle plugin's hooks once per relay (they outlive reloads). */

@@ -13,8 +13,9 @@ import { describe, it } from 'node:test';
 import { ConfigError, createRelay } from '../../core/index.ts';
 import { main } from '../../core/cli.ts';
 import { startTestRelay, testCertificates, type TestRelay } from '../../core/testing/index.ts';
+import MetricsPlugin from '../../plugins/metrics/index.ts';
 import WebSocketPlugin from '../../plugins/websocket/index.ts';
-import { connectWs } from '../support/ws-client.ts';
+import { connectWs, upgradeStatus } from '../support/ws-client.ts';
 
 const users = [
   { username: 'alice', domain: 'example.com', password: 'secret' },
@@ -180,5 +181,31 @@ describe('websocket: config', () => {
     assert.match(out.join('\n'), /config OK: .*ok\.json \(1 listener, 1 plugin\)/);
     assert.equal(await main(['--check-config', '--config', join(dir, 'bad.json')], io), 1);
     assert.match(err.join('\n'), /\/listen\/0: a wss listener needs "cert" and "key" files/);
+  });
+});
+
+describe('websocket: metrics', () => {
+  it('shows the WebSocket counters on /metrics: handshakes by reason, open sockets, messages, octets, closes by code', async () => {
+    const t = await startTestRelay({ users, listen: [{ transport: 'ws', host: '127.0.0.1', port: 0, insecureAuth: true }], plugins: [['metrics', { port: 0, defaultMetrics: false }]] });
+    const { url, relayUri } = wsListener(t);
+    const scrape = async () => {
+      const text = await (await fetch(`http://127.0.0.1:${MetricsPlugin.address(t.relay)!.port}/metrics`)).text();
+      return new Map(text.split('\n').filter((l) => l.startsWith('msrprelay_websocket_')).map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))]));
+    };
+    assert.equal(await upgradeStatus(url, { protocols: [] }), 400);
+    const a = await connectWs(url);
+    assert.equal((await a.client.auth({ relayUri, username: 'alice', password: 'secret' })).status, 200);
+    let m = await scrape();
+    assert.equal(m.get('msrprelay_websocket_handshakes_total{result="failed",reason="subprotocol"}'), 1);
+    assert.equal(m.get('msrprelay_websocket_handshakes_total{result="ok",reason="upgraded"}'), 1);
+    assert.equal(m.get('msrprelay_websocket_open_sockets'), 1);
+    assert.equal(m.get('msrprelay_websocket_messages_total{direction="in"}'), 2);
+    assert.equal(m.get('msrprelay_websocket_messages_total{direction="out"}'), 2);
+    assert.ok(m.get('msrprelay_websocket_bytes_total{direction="in"}')! > 200);
+    await a.client.close();
+    m = await scrape();
+    assert.equal(m.get('msrprelay_websocket_open_sockets'), 0);
+    assert.equal(m.get('msrprelay_websocket_closes_total{code="1000"}'), 1);
+    await t.close();
   });
 });
