@@ -109,6 +109,9 @@ export class ClusterWorker {
    * it, otherwise serve it here as in a single process.
    */
   gate(stream: MsrpStream, options: AdoptOptions): ConnectionContext | undefined {
+    // A message-oriented stream (a WebSocket) is no byte stream to pipe to another worker: it
+    // is served here. Its first request is its AUTH (W-6), so its tokens are this worker's.
+    if (stream.messageMode !== undefined) return this.host.adopt(stream, options);
     const socket = stream as net.Socket;
     const h = this.host;
     if (!h.accepting()) {

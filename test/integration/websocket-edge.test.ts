@@ -5,9 +5,11 @@
  */
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import tls from 'node:tls';
 import { describe, it } from 'node:test';
 import { ConfigError, createRelay } from '../../core/index.ts';
@@ -15,7 +17,7 @@ import { main } from '../../core/cli.ts';
 import { startTestRelay, testCertificates, type TestRelay } from '../../core/testing/index.ts';
 import MetricsPlugin from '../../plugins/metrics/index.ts';
 import WebSocketPlugin from '../../plugins/websocket/index.ts';
-import { connectWs, upgradeStatus } from '../support/ws-client.ts';
+import { browserUri, connectWs, upgradeStatus } from '../support/ws-client.ts';
 
 const users = [
   { username: 'alice', domain: 'example.com', password: 'secret' },
@@ -207,5 +209,67 @@ describe('websocket: metrics', () => {
     assert.equal(m.get('msrprelay_websocket_open_sockets'), 0);
     assert.equal(m.get('msrprelay_websocket_closes_total{code="1000"}'), 1);
     await t.close();
+  });
+});
+
+describe('websocket: msrprelay --workers 2', () => {
+  it('serves each WebSocket on the worker that accepted it, across workers, and a first request to another worker\'s token gets 481 without harm', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'msrprelay-wsworkers-'));
+    const file = join(dir, 'relay.json');
+    writeFileSync(file, JSON.stringify({ hostname: '127.0.0.1', listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0, insecureAuth: true }, { transport: 'ws', host: '127.0.0.1', port: 0, insecureAuth: true }], plugins: [['auth-memory', { users }]] }));
+    const child = spawn(process.execPath, [join(fileURLToPath(new URL('../../bin/msrprelay.js', import.meta.url))), '--config', file, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /listening ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+          if (m !== null) resolve(Number(m[1]));
+        });
+        void exited.then((code) => reject(new Error(`exited ${code}: ${err}`)));
+      });
+      const url = `ws://127.0.0.1:${port}/`;
+      const relayUri = `msrp://example.com:${port};ws`;
+      const authed = async (username: string) => {
+        const c = await connectWs(url);
+        const a = await c.client.auth({ relayUri, username, password: 'secret' });
+        assert.equal(a.status, 200);
+        return { ...c, token: a.usePath[0]! };
+      };
+      const worker = (token: string) => token.split('/')[3]![0];
+      const a = await authed('alice');
+      let b = await authed('bob');
+      for (let i = 0; i < 20 && worker(b.token) === worker(a.token); i++) {
+        await b.client.close();
+        b = await authed('bob');
+      }
+      assert.notEqual(worker(b.token), worker(a.token), 'connections landed on both workers');
+      const m = await a.client.sendMessage({ toPath: [a.token, b.token, b.client.uri], body: 'across workers' });
+      assert.equal(m.responses[0]!.status, 200);
+      assert.equal((await b.client.waitForMessage(m.messageId)).body!.toString(), 'across workers');
+      const back = await b.client.sendMessage({ toPath: [b.token, a.token, a.client.uri], body: 'and back' });
+      assert.equal(back.responses[0]!.status, 200);
+      await a.client.waitForMessage(back.messageId);
+      // A WebSocket whose first request names a token (no AUTH of its own, against W-6) is not handed over between workers.
+      for (let i = 0; i < 8; i++) {
+        const target = await authed('alice');
+        const c = await connectWs(url);
+        const tid = c.client.sendRequest({ method: 'SEND', toPath: [target.token, target.client.uri], fromPath: [browserUri()], headers: [['Message-ID', `direct${i}x`], ['Byte-Range', '1-1/1']], body: 'x' });
+        const status = (await c.client.waitForResponse(tid)).status;
+        // Served by the token's own worker: delivered; by the other one: no such session there.
+        assert.ok([200, 481].includes(status), `status ${status}`);
+        await c.client.close();
+        await target.client.close();
+      }
+      assert.doesNotMatch(err, /died/);
+      await a.client.close();
+      await b.client.close();
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });
