@@ -229,8 +229,9 @@ async function run(loaded: LoadedConfigFile, cli: CliIO, worker?: WorkerOptions)
   const lines: string[] = [];
   for (const l of relay.listeners) {
     const host = l.host.includes(':') ? `[${l.host}]` : l.host;
-    const transportParam = l.transport === 'ws' || l.transport === 'wss' ? 'ws' : 'tcp';
-    lines.push(`listening ${l.transport}://${host}:${l.port} (Use-Path ${l.scheme}://${useHost}:${l.port}/...;${transportParam})`);
+    // W-8: a listener may have its clients use another listener's URI (WebSocket clients the TLS one).
+    const via = (l.usePathTransport !== undefined ? relay.listeners.find((x) => x.transport === l.usePathTransport) : undefined) ?? l;
+    lines.push(`listening ${l.transport}://${host}:${l.port} (Use-Path ${via.scheme}://${useHost}:${via.port}/...;tcp)`);
   }
   if (worker === undefined) {
     for (const line of lines) cli.stdout(line);

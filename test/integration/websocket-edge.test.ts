@@ -226,8 +226,13 @@ describe('websocket: msrprelay --workers 2', () => {
       const port = await new Promise<number>((resolve, reject) => {
         child.stdout.on('data', (d: Buffer) => {
           out += d.toString();
-          const m = /listening ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-          if (m !== null) resolve(Number(m[1]));
+          // W-8: the line names the Use-Path a WebSocket client gets: the TCP listener's (no TLS one here).
+          const tcp = /listening tcp:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+          const m = /listening ws:\/\/127\.0\.0\.1:(\d+) \(Use-Path msrp:\/\/127\.0\.0\.1:(\d+)\/\.\.\.;tcp\)/.exec(out);
+          if (m !== null && tcp !== null) {
+            assert.equal(m[2], tcp[1]);
+            resolve(Number(m[1]));
+          }
         });
         void exited.then((code) => reject(new Error(`exited ${code}: ${err}`)));
       });
