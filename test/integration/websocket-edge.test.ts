@@ -71,7 +71,11 @@ describe('websocket: the client address behind declared proxies', () => {
       limits: { maxConnectionsPerIp: 1 },
       // No insecureAuth: AUTH works only because the declared proxy terminates TLS (R-7, W-5).
       listen: [{ transport: 'ws', host: '127.0.0.1', port: 0 }],
-      plugins: [['websocket', { trustedProxies: ['127.0.0.0/8'], proxyTls: true }]],
+      plugins: [
+        ['websocket', { trustedProxies: ['127.0.0.0/8'], proxyTls: true, usePath: 'tcp' }],
+        // The throttle sees the client's address too: one new connection per address per minute.
+        ['throttle', { connections: { ratePerIp: { connections: 1, seconds: 60 } } }],
+      ],
     });
     const { url, relayUri } = wsListener(t);
     const seen: Array<{ remote: string; secure: boolean }> = [];
@@ -83,6 +87,8 @@ describe('websocket: the client address behind declared proxies', () => {
     const a = await connectWs(url, { headers: { 'X-Forwarded-For': '203.0.113.5, 198.51.100.9, 127.0.0.2' } });
     assert.equal((await a.client.auth({ relayUri, username: 'alice', password: 'secret' })).status, 200);
     assert.deepEqual(seen[0], { remote: '198.51.100.9', secure: true });
+    // usePath 'tcp': the Use-Path names the TCP listener (W-8).
+    assert.match([...t.relay.sessions.values()][0]!.uri, new RegExp(`^msrp://127\\.0\\.0\\.1:${t.tcpPort}/`));
     const owner = [...t.relay.sessions.values()].find((s) => s.identity.username === 'alice')!.owner;
     assert.equal(owner.remoteAddress, '198.51.100.9');
     // Another client behind the same proxy is another address: admitted.
@@ -92,8 +98,14 @@ describe('websocket: the client address behind declared proxies', () => {
     const c = await connectWs(url, { headers: { 'X-Forwarded-For': '198.51.100.9' } });
     await c.client.closed;
     assert.ok((WebSocketPlugin.stats(t.relay)!.handshakes.failed['relay-refused'] ?? 0) >= 1);
-    await a.client.close();
+    // The throttle's rate per address: 198.51.100.10 has had its one connection this minute.
     await b.client.close();
+    const e = await connectWs(url, { headers: { 'X-Forwarded-For': '198.51.100.10' } });
+    await e.client.closed;
+    const f = await connectWs(url, { headers: { 'X-Forwarded-For': '198.51.100.11' } });
+    assert.equal((await f.client.auth({ relayUri, username: 'bob', password: 'secret' })).status, 200);
+    await f.client.close();
+    await a.client.close();
     await t.close();
 
     // Without declared proxies the header is the client's own claim: ignored; and plain ws is not encrypted.

@@ -220,6 +220,41 @@ describe('websocket: WebSocket and TCP clients', () => {
     await alice.client.close();
   });
 
+  it('takes AUTH addressed the way browser libraries address it, Expires included, and checks Digest uri= byte for byte (I-13, R-36, R-41)', async () => {
+    const forms = [`msrp://example.com:${r.wsPort};ws`, `msrps://example.com:${r.wsPort};ws`, 'msrp://example.com;ws', `msrp://example.com:${r.wsPort};tcp`, 'msrps://example.com:2855;tcp'];
+    const c = await connectWs(r.url);
+    for (const relayUri of forms) {
+      const a = await c.client.auth({ relayUri, username: 'alice', password: 'secret', digestUri: 'include', expires: 900 });
+      assert.equal(a.status, 200, relayUri);
+      assert.equal(a.expires, 900, relayUri);
+    }
+    // One library retries on 423 with the bound it was given.
+    const low = await c.client.waitForResponse(c.client.sendRequest({ method: 'AUTH', toPath: [r.relayUri], headers: [['Expires', '5']] }));
+    assert.equal(low.status, 423);
+    assert.equal(low.header('Min-Expires'), '60');
+    // A uri= that is not the To-Path URI byte for byte: 400.
+    const { computeHa1, computeDigestResponse, formatAuthorization, parseChallenge } = await import('../../core/protocol/index.ts');
+    const first = await c.client.waitForResponse(c.client.sendRequest({ method: 'AUTH', toPath: [r.relayUri] }));
+    const ch = parseChallenge(first.header('WWW-Authenticate')!);
+    const other = r.relayUri.replace(';ws', ';tcp');
+    const response = computeDigestResponse({ ha1: computeHa1('alice', ch.realm, 'secret'), nonce: ch.nonce, nc: '00000001', cnonce: 'abcdef01', qop: 'auth', method: 'AUTH', uri: other });
+    const authorization = formatAuthorization({ username: 'alice', realm: ch.realm, nonce: ch.nonce, uri: other, response, cnonce: 'abcdef01', nc: '00000001', opaque: ch.opaque });
+    const bad = await c.client.waitForResponse(c.client.sendRequest({ method: 'AUTH', toPath: [r.relayUri], headers: [['Authorization', authorization]] }));
+    assert.equal(bad.status, 400);
+    await c.client.close();
+  });
+
+  it('forwards a bodiless SEND keep-alive from a browser (W-11, I-8)', async () => {
+    const alice = await wsUser('alice');
+    const bob = await tcpUser('bob');
+    const tid = alice.client.sendRequest({ method: 'SEND', toPath: [alice.token, bob.token, bob.client.uri], headers: [['Message-ID', 'keepalive1'], ['Keep-Alive', 'yes']] });
+    assert.equal((await alice.client.waitForResponse(tid)).status, 200);
+    const got = await bob.client.waitFor((f) => f.kind === 'request' && f.header('Message-ID') === 'keepalive1');
+    assert.equal(got.hasBody, false);
+    await alice.client.close();
+    await bob.client.close();
+  });
+
   it('closes with 1002 a WebSocket message holding two MSRP frames, or part of one, and forwards nothing (W-3)', async () => {
     const bob = await tcpUser('bob');
     for (const shape of ['two', 'half'] as const) {
