@@ -343,6 +343,7 @@ export class WebSocketTransport implements TransportProvider {
         maxMessageSize: o.maxMessageSize,
         highWaterMark: o.highWaterMark,
         encrypted: a.encrypted,
+        socket,
         remoteAddress: a.remoteAddress,
         remotePort: a.remotePort,
         localAddress: plainAddress(socket.localAddress ?? ''),

@@ -28,6 +28,8 @@ export const CLOSE_PROTOCOL_ERROR = 1002;
 export const CLOSE_TOO_BIG = 1009;
 export const CLOSE_ABNORMAL = 1006;
 
+/** Messages shorter than this are gathered with the others of the same tick (as the relay's writer does). */
+const GATHER_LIMIT = 16 * 1024;
 /** How long destroy() waits for the peer's Close before cutting the socket. */
 const DESTROY_GRACE_MS = 1000;
 /** Octets a control frame costs on the wire besides its payload (a server's, unmasked). */
@@ -53,6 +55,12 @@ function closeCodeOfError(e: Error): number {
   return CLOSE_PROTOCOL_ERROR;
 }
 
+/** The TCP or TLS socket under a WebSocket, for gathering the writes of one tick. */
+export interface CorkableSocket {
+  cork(): void;
+  uncork(): void;
+}
+
 export interface WsStreamOptions {
   /** The largest message the relay writes (W-4: long chunks are cut to fit). */
   maxMessageSize: number;
@@ -60,6 +68,12 @@ export interface WsStreamOptions {
   highWaterMark: number;
   /** True on wss, or behind a TLS-terminating proxy the operator declared. */
   encrypted: boolean;
+  /**
+   * The socket under the WebSocket: the messages written in one tick are then gathered into
+   * one system call (a response and the next frame, many small frames to a busy peer), as the
+   * relay's writer does on TCP. Without it every message is written on its own.
+   */
+  socket?: CorkableSocket | undefined;
   /** The addresses of the underlying socket. */
   remoteAddress?: string | undefined;
   remotePort?: number | undefined;
@@ -103,6 +117,13 @@ export class WsStream extends EventEmitter implements MsrpStream {
   private closeTimer: NodeJS.Timeout | undefined;
   private closeEmitted = false;
   private readonly observer: WsStreamObserver | undefined;
+  private readonly raw: CorkableSocket | undefined;
+  /** True while the raw socket is corked until the end of this tick. */
+  private corked = false;
+  private readonly uncorkRaw = (): void => {
+    this.corked = false;
+    this.raw!.uncork();
+  };
   private readonly afterSend = (err?: Error): void => {
     if (err !== undefined && err !== null) return;
     if (this.needDrain && this.ws.bufferedAmount < this.hwm) {
@@ -122,6 +143,7 @@ export class WsStream extends EventEmitter implements MsrpStream {
     this.localAddress = o.localAddress;
     this.localPort = o.localPort;
     this.observer = observer;
+    this.raw = o.socket;
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => this.onMessage(toBuffer(data), isBinary));
     ws.on('pong', (data: Buffer) => {
@@ -150,6 +172,12 @@ export class WsStream extends EventEmitter implements MsrpStream {
     const b = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     this.bytesWritten += b.length;
     this.observer?.messageOut(b.length);
+    // Small messages of one tick leave in one write (the socket is uncorked on the next tick).
+    if (this.raw !== undefined && !this.corked && b.length < GATHER_LIMIT) {
+      this.corked = true;
+      this.raw.cork();
+      process.nextTick(this.uncorkRaw);
+    }
     this.ws.send(b, { binary: true, compress: false, fin: true }, this.afterSend);
     if (!this.needDrain && this.ws.bufferedAmount >= this.hwm) {
       this.needDrain = true;
