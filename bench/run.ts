@@ -18,11 +18,12 @@ import { bulk } from './scenarios/bulk.ts';
 import { idle } from './scenarios/idle.ts';
 import { latency } from './scenarios/latency.ts';
 import { rate } from './scenarios/rate.ts';
-import type { BenchOptions, Scenario } from './scenarios/scenario.ts';
+import type { BenchOptions, Legs, Scenario, Variant } from './scenarios/scenario.ts';
+import type { Transport } from './loadgen/endpoint.ts';
 import { kamailioTarget } from './targets/kamailio.ts';
 import { msrprelayTarget, relayRunner } from './targets/msrprelay.ts';
 import { directTarget, rawPipeTarget } from './targets/raw-pipe.ts';
-import type { TargetSpec } from './targets/target.ts';
+import type { RunningTarget, TargetSpec } from './targets/target.ts';
 import { chart, summarise, table, type RunRecord } from './report.ts';
 import { summariseProfile } from './profile-summary.ts';
 
@@ -34,6 +35,9 @@ const HELP = `usage: npm run bench -- [options]
   --scenarios LIST     bulk,rate,auth,idle,latency (default: all)
   --targets LIST       msrprelay,kamailio,raw,direct (default; msrprelay-sql is added when
                        plugins/auth-sql exists; msrprelay-wN runs --workers N)
+  --transports LIST    tcp,tls,ws,wss, or A-B pairs such as tcp-ws (A, the sender, on TCP;
+                       B, the receiver, on WebSocket): every scenario runs over each
+                       (default tcp). Kamailio serves tcp, tls and ws; raw and direct tcp only
   --reps N             repetitions per target, alternated (default 3)
   --quick              a run under two minutes: --reps 1 --size 16M --duration 2
                        --auth-duration 2 --idle-sessions 2000 --round-trips 1000
@@ -68,6 +72,7 @@ async function main(): Promise<number> {
     options: {
       scenarios: { type: 'string' },
       targets: { type: 'string' },
+      transports: { type: 'string' },
       reps: { type: 'string' },
       quick: { type: 'boolean' },
       size: { type: 'string' },
@@ -125,15 +130,17 @@ async function main(): Promise<number> {
     return profile({ ...o, chunks: values.chunks !== undefined ? o.chunks : [64 * 1024] }, values.scenarios?.split(','), outDir, log);
   }
 
+  const legsList = parseTransports(values.transports ?? 'tcp');
+  const needed = new Set<Transport>(legsList.flatMap((l) => [l.a, l.b]));
   const wanted = (values.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(',');
   const scenarios = wanted.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
   const defaultTargets = ['msrprelay', 'kamailio', 'raw', 'direct'];
   if (existsSync(join(ROOT, 'plugins/auth-sql/index.ts'))) defaultTargets.splice(1, 0, 'msrprelay-sql');
-  const targets = (values.targets ?? defaultTargets.join(',')).split(',').map((n) => targetByName(n, values.keep === true));
+  const targets = (values.targets ?? defaultTargets.join(',')).split(',').map((n) => targetByName(n, values.keep === true, needed));
   if (values.baseline !== undefined) {
     const root = resolve(values.baseline);
     if (!existsSync(join(root, 'bin/msrprelay.js'))) throw new Error(`--baseline ${values.baseline}: no bin/msrprelay.js there`);
-    targets.splice(1, 0, msrprelayTarget({ root, auth: 'memory', workers: 1, keep: values.keep === true, label: 'baseline' }));
+    targets.splice(1, 0, msrprelayTarget({ root, auth: 'memory', workers: 1, keep: values.keep === true, label: 'baseline', transports: needed }));
     log(`baseline runs from ${root}: ${relayRunner(root).note}`);
   }
 
@@ -144,13 +151,18 @@ async function main(): Promise<number> {
   const records: RunRecord[] = [];
 
   for (const sc of scenarios) {
-    const variants = sc.variants(o);
+    // Every variant over every transport pair; the names keep their old form for TCP alone.
+    const onlyTcp = legsList.length === 1 && legsList[0]!.name === 'tcp';
+    const variants: Variant[] = sc.variants(o).flatMap((v) => legsList.map((legs) => ({ ...v, name: onlyTcp ? v.name : `${v.name} ${legs.name}`.trim(), legs })));
     for (let rep = 1; rep <= reps; rep++) {
       for (const spec of targets) {
         const skip = spec.unavailable() ?? spec.skips(sc.name);
-        const runnable = variants.filter((v) => sc.notApplicable?.(v, spec, o) === undefined);
+        const served = spec.transports ?? ['tcp'];
+        const notHere = (v: Variant) =>
+          v.legs === undefined || (served.includes(v.legs.a) && served.includes(v.legs.b)) ? sc.notApplicable?.(v, spec, o) : `no ${served.includes(v.legs.a) ? v.legs.b : v.legs.a} listener`;
+        const runnable = variants.filter((v) => notHere(v) === undefined);
         for (const v of variants) {
-          const na = skip ?? sc.notApplicable?.(v, spec, o);
+          const na = skip ?? notHere(v);
           if (na !== undefined) records.push({ scenario: sc.name, variant: v.name, target: spec.name, rep, status: 'n/a', reason: na, metrics: {} });
         }
         if (skip !== undefined || runnable.length === 0) continue;
@@ -170,7 +182,7 @@ async function main(): Promise<number> {
             for (const v of runnable) {
               log(`${sc.name} ${v.name} on ${spec.name}: warm-up (not measured) ...`);
               try {
-                const out = await sc.run(running, spec, v, warm);
+                const out = await sc.run(over(running, v), spec, v, warm);
                 if (out.failures.length > 0) log(`  warm-up failed: ${out.failures.join('; ')}`);
               } catch (e) {
                 log(`  warm-up failed: ${(e as Error).message}`);
@@ -180,7 +192,7 @@ async function main(): Promise<number> {
           for (const v of runnable) {
             log(`${sc.name} ${v.name} on ${spec.name}, rep ${rep}/${reps} ...`);
             try {
-              const out = await sc.run(running, spec, v, o);
+              const out = await sc.run(over(running, v), spec, v, o);
               const status = out.failures.length === 0 ? 'ok' : 'failed';
               records.push({
                 scenario: sc.name,
@@ -220,7 +232,7 @@ async function main(): Promise<number> {
     started: started.toISOString(),
     machine: { cpus: cpus().length, model: cpus()[0]?.model, loadavgAtStart: load0, node: process.version },
     relayRunner: runner.note,
-    options: { ...o, log: undefined, reps },
+    options: { ...o, log: undefined, reps, transports: legsList.map((l) => l.name) },
     targets: targets.map((t) => ({ name: t.name, kind: t.kind, description: t.description })),
     summary: rows,
     runs: records,
@@ -234,12 +246,12 @@ async function main(): Promise<number> {
   return 0;
 }
 
-function targetByName(name: string, keep: boolean): TargetSpec {
-  if (name === 'msrprelay') return msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, keep });
-  if (name === 'msrprelay-sql') return msrprelayTarget({ root: ROOT, auth: 'sql', workers: 1, keep });
+function targetByName(name: string, keep: boolean, transports: ReadonlySet<Transport>): TargetSpec {
+  if (name === 'msrprelay') return msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, keep, transports });
+  if (name === 'msrprelay-sql') return msrprelayTarget({ root: ROOT, auth: 'sql', workers: 1, keep, transports });
   const w = /^msrprelay-w(\d+)$/.exec(name);
-  if (w !== null) return msrprelayTarget({ root: ROOT, auth: 'memory', workers: Number(w[1]), keep });
-  if (name === 'kamailio') return kamailioTarget({ keep });
+  if (w !== null) return msrprelayTarget({ root: ROOT, auth: 'memory', workers: Number(w[1]), keep, transports });
+  if (name === 'kamailio') return kamailioTarget({ keep, transports });
   if (name === 'raw') return rawPipeTarget(ROOT);
   if (name === 'direct') return directTarget();
   throw new Error(`unknown target ${name}`);
@@ -277,6 +289,24 @@ async function profile(opts: BenchOptions, names: string[] | undefined, outDir: 
     }
   }
   return 0;
+}
+
+const TRANSPORTS: readonly Transport[] = ['tcp', 'tls', 'ws', 'wss'];
+
+/** `tcp,ws,tcp-ws`: both endpoints on one transport, or A's and B's. */
+function parseTransports(list: string): Legs[] {
+  return list.split(',').map((name) => {
+    const [a, b = a] = name.split('-') as [Transport, Transport | undefined];
+    for (const t of [a, b]) if (!TRANSPORTS.includes(t!)) throw new Error(`--transports: ${name}: not ${TRANSPORTS.join(', ')} or A-B`);
+    return { name, a, b: b! };
+  });
+}
+
+/** The running target with A and B on the variant's transports. */
+function over(running: RunningTarget, v: Variant): RunningTarget {
+  if (v.legs === undefined || (v.legs.a === 'tcp' && v.legs.b === 'tcp')) return running;
+  if (running.via === undefined) throw new Error(`the target runs over tcp only, not ${v.legs.name}`);
+  return running.via(v.legs);
 }
 
 function unknownScenario(n: string): never {

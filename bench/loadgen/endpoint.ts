@@ -1,6 +1,9 @@
 /**
  * One MSRP endpoint of the load generator: a socket, the project's Framer on the
- * read side and the message formatters on the write side, nothing else.
+ * read side and the message formatters on the write side, nothing else. Over
+ * `ws`/`wss` the socket is a WebSocket (the `ws` package's client, under the
+ * websocket plugin's WsStream): every write is one WebSocket message, so a
+ * scenario writes each frame whole there (`messageMode`), as a browser does.
  *
  * It does what a real client does and no more: it frames every octet it reads,
  * answers every SEND it receives with a 200 (unless Failure-Report says no),
@@ -9,19 +12,43 @@
  * Scenarios plug their own per-frame callbacks in through `sink`.
  */
 
+import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { WsStream } from '../../plugins/websocket/index.ts';
 import { Framer, type EndFlag, type FrameHead } from '../../core/protocol/framer.ts';
 import { formatRequest, formatResponse, getHeader, newTransactionId } from '../../core/protocol/message.ts';
 import { computeDigestResponse, computeHa1, formatAuthorization, parseChallenge } from '../../core/protocol/digest.ts';
 
-export type Transport = 'tcp' | 'tls';
+export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
 
 export interface Address {
   host: string;
   port: number;
   transport: Transport;
+  /** ws/wss: the HTTP path (default /). */
+  path?: string;
+}
+
+/** A WebSocket transport: one MSRP frame per write (RFC 7977 §5.1). */
+export function isMessageMode(t: Transport): boolean {
+  return t === 'ws' || t === 'wss';
+}
+
+/** What an endpoint reads and writes: a TCP or TLS socket, or a WebSocket as a WsStream. */
+export interface EndpointSocket extends EventEmitter {
+  write(data: Buffer | string): boolean;
+  end(): unknown;
+  destroy(error?: Error): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  readonly writableNeedDrain: boolean;
+  readonly localAddress?: string | undefined;
+  readonly localPort?: number | undefined;
+  cork?(): void;
+  uncork?(): void;
 }
 
 export interface Credentials {
@@ -45,15 +72,44 @@ export interface FrameSink {
 
 const CLIENT_SESSION_BYTES = 10;
 
-/** A new endpoint URI on this socket (RFC 4975 §6: the session-id part names the session). */
-export function endpointUri(sock: net.Socket, transport: Transport): string {
+/**
+ * A new endpoint URI on this socket (RFC 4975 §6: the session-id part names the session);
+ * over WebSocket a browser's: a random `.invalid` host, port 2855, `;ws` (I-14).
+ */
+export function endpointUri(sock: EndpointSocket, transport: Transport): string {
+  if (isMessageMode(transport)) return `msrps://${randomBytes(4).toString('hex')}.invalid:2855/${randomBytes(CLIENT_SESSION_BYTES).toString('hex')};ws`;
   const scheme = transport === 'tls' ? 'msrps' : 'msrp';
   return `${scheme}://${sock.localAddress ?? '127.0.0.1'}:${sock.localPort ?? 0}/${randomBytes(CLIENT_SESSION_BYTES).toString('hex')};tcp`;
 }
 
-/** The relay URI an AUTH is addressed to (RFC 4976 §5.1: no session-id part). */
+/** The relay URI an AUTH is addressed to (RFC 4976 §5.1: no session-id part; I-13 over WebSocket). */
 export function relayAuthUri(addr: Address): string {
-  return `${addr.transport === 'tls' ? 'msrps' : 'msrp'}://${addr.host}:${addr.port};tcp`;
+  const secure = addr.transport === 'tls' || addr.transport === 'wss';
+  return `${secure ? 'msrps' : 'msrp'}://${addr.host}:${addr.port};${isMessageMode(addr.transport) ? 'ws' : 'tcp'}`;
+}
+
+/** Opens a WebSocket (subprotocol msrp; certificate not checked: loopback test relays). */
+export function connectWebSocket(addr: Address, timeoutMs = 10_000): Promise<WsStream> {
+  return new Promise((resolve, reject) => {
+    const scheme = addr.transport === 'wss' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${addr.host}:${addr.port}${addr.path ?? '/'}`, ['msrp'], {
+      rejectUnauthorized: false,
+      perMessageDeflate: false,
+      maxPayload: 1024 * 2 ** 20,
+      handshakeTimeout: timeoutMs,
+    });
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_q, res) => {
+      reject(new Error(`WebSocket upgrade refused: HTTP ${res.statusCode}`));
+      ws.terminate();
+    });
+    let raw: net.Socket | undefined;
+    ws.once('upgrade', (res) => (raw = res.socket as net.Socket));
+    ws.once('open', () => {
+      ws.off('error', reject);
+      resolve(new WsStream(ws, { maxMessageSize: 1024 * 2 ** 20, highWaterMark: 2 ** 20, encrypted: addr.transport === 'wss', socket: raw }));
+    });
+  });
 }
 
 /** Connects a plain socket (TCP or TLS, certificate not checked: loopback test relays). */
@@ -84,8 +140,10 @@ export function connectSocket(addr: Address, timeoutMs = 10_000): Promise<net.So
 export class AuthFailed extends Error {}
 
 export class Endpoint {
-  readonly socket: net.Socket;
+  readonly socket: EndpointSocket;
   readonly transport: Transport;
+  /** Each write is one transport message (WebSocket): write frames whole. */
+  readonly messageMode: boolean;
   /** The endpoint's own URI for its first session (more with newUri()). */
   readonly uri: string;
   sink: FrameSink = {};
@@ -97,9 +155,10 @@ export class Endpoint {
   private current: FrameHead | undefined;
   private readonly closeWaiters: Array<() => void> = [];
 
-  constructor(socket: net.Socket, transport: Transport) {
+  constructor(socket: EndpointSocket, transport: Transport) {
     this.socket = socket;
     this.transport = transport;
+    this.messageMode = isMessageMode(transport);
     this.uri = endpointUri(socket, transport);
     this.framer = new Framer({
       onHead: (h) => this.onHead(h),
@@ -124,7 +183,7 @@ export class Endpoint {
   }
 
   static async connect(addr: Address): Promise<Endpoint> {
-    return new Endpoint(await connectSocket(addr), addr.transport);
+    return new Endpoint(isMessageMode(addr.transport) ? await connectWebSocket(addr) : await connectSocket(addr), addr.transport);
   }
 
   /** Another URI on this socket, for a second session on the same connection (R-13). */

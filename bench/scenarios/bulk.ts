@@ -18,11 +18,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FrameHead } from '../../core/protocol/framer.ts';
 import { formatEndLine, formatRequestHead, getHeader, newTransactionId, parseByteRange } from '../../core/protocol/message.ts';
+import { isMessageMode } from '../loadgen/endpoint.ts';
 import { Meter, nowNs } from '../meter.ts';
 import { pathAtoB } from '../targets/target.ts';
 import type { Scenario } from './scenario.ts';
 
 const STREAM_WRITE = 1024 * 1024;
+/** The websocket plugin's default maxPayload. */
+const WS_MAX_MESSAGE = 2 ** 20;
 const BATCH = 256 * 1024;
 
 let payload: { buf: Buffer; sha256: string } | undefined;
@@ -57,6 +60,8 @@ export const bulk: Scenario = {
   notApplicable(v, spec, o) {
     const chunk = v.params['chunk']!;
     const body = chunk === 0 ? o.size : Math.min(chunk, o.size);
+    // A WebSocket sender puts each chunk in one message (W-3): the relay takes up to 1 MiB.
+    if (v.legs !== undefined && isMessageMode(v.legs.a) && body + 400 > WS_MAX_MESSAGE) return 'a WebSocket sender sends a chunk as one message (at most 1 MiB)';
     // head (~300 octets with three long path URIs) + body + end-line
     if (spec.maxFrameBytes !== undefined && body + 400 > spec.maxFrameBytes) {
       return `frames over ${spec.maxFrameBytes} octets are not relayed`;
@@ -163,6 +168,10 @@ export const bulk: Scenario = {
       if (chunk >= size) {
         const tid = newTransactionId();
         inFlight.set(tid, size);
+        if (a.messageMode) {
+          sock.write(Buffer.concat([Buffer.from(head(tid, 0, size)), buf, Buffer.from(formatEndLine(tid, '$', true))]));
+          return;
+        }
         sock.write(head(tid, 0, size));
         for (let off = 0; off < size; off += STREAM_WRITE) {
           if (!sock.write(buf.subarray(off, Math.min(size, off + STREAM_WRITE)))) await a.drained();
@@ -177,21 +186,27 @@ export const bulk: Scenario = {
           while (sentBytes - Math.min(ackedBytes, received) > window && !a.closed) await new Promise<void>((r) => (ackWaiter = r));
         }
         if (a.closed) return;
-        sock.cork();
+        sock.cork?.();
         let batch = 0;
         let room = true;
         while (off < size && batch < BATCH && room && (window === 0 || sentBytes - Math.min(ackedBytes, received) <= window)) {
           const end = Math.min(size, off + chunk);
           const tid = newTransactionId();
           inFlight.set(tid, end - off);
-          sock.write(head(tid, off, end));
-          sock.write(buf.subarray(off, end));
-          room = sock.write(formatEndLine(tid, end === size ? '$' : '+', true));
+          const endLine = formatEndLine(tid, end === size ? '$' : '+', true);
+          if (a.messageMode) {
+            // A WebSocket message holds one frame, whole (W-3), as a browser sends it.
+            room = sock.write(Buffer.concat([Buffer.from(head(tid, off, end)), buf.subarray(off, end), Buffer.from(endLine)]));
+          } else {
+            sock.write(head(tid, off, end));
+            sock.write(buf.subarray(off, end));
+            room = sock.write(endLine);
+          }
           batch += end - off;
           sentBytes += end - off;
           off = end;
         }
-        sock.uncork();
+        sock.uncork?.();
         if (!room || sock.writableNeedDrain) await a.drained();
       }
     };

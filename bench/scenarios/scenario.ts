@@ -2,6 +2,7 @@
 
 import type { RunningTarget, TargetSpec } from '../targets/target.ts';
 import type { Metered } from '../meter.ts';
+import type { Transport } from '../loadgen/endpoint.ts';
 
 export interface BenchOptions {
   /** bulk: file size in octets. */
@@ -35,6 +36,15 @@ export interface Variant {
   /** Shown in the table after the scenario name ('' for a single variant). */
   readonly name: string;
   readonly params: Record<string, number>;
+  /** The transports of endpoint A (the sender) and B (--transports; default both tcp). */
+  readonly legs?: Legs;
+}
+
+/** Which transport each endpoint connects over: `tcp-ws` is A on TCP, B on WebSocket. */
+export interface Legs {
+  readonly name: string;
+  readonly a: Transport;
+  readonly b: Transport;
 }
 
 /** What one run of one variant on one target measured. */

@@ -19,6 +19,7 @@ import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { groupMembers, processGroupOf } from '../process-stats.ts';
+import type { Address, Transport } from '../loadgen/endpoint.ts';
 import { freePort, relayClient, type RunningTarget, type TargetSpec } from './target.ts';
 
 export const KAMAILIO_DIR = process.env['KAM_MSRP_PEER_DIR'] ?? '/work/shared/peers/kamailio';
@@ -34,10 +35,14 @@ function run(script: string, env: NodeJS.ProcessEnv): Promise<string> {
   });
 }
 
-export function kamailioTarget(o: { keep?: boolean } = {}): TargetSpec {
+export function kamailioTarget(o: { keep?: boolean; transports?: ReadonlySet<Transport> } = {}): TargetSpec {
+  // Its TLS and WebSocket listeners (README: plain ws only, no wss) are started when the run uses them.
+  const tlsOn = o.transports?.has('tls') === true;
+  const wsOn = o.transports?.has('ws') === true;
   return {
     name: 'kamailio',
     kind: 'relay',
+    transports: ['tcp', ...(tlsOn ? ['tls' as const] : []), ...(wsOn ? ['ws' as const] : [])],
     description: 'Kamailio 5.6 msrp module (Debian), cmap tracking, 4 TCP workers',
     maxFrameBytes: KAMAILIO_MAX_FRAME,
     maxConnections: 8000,
@@ -53,21 +58,27 @@ export function kamailioTarget(o: { keep?: boolean } = {}): TargetSpec {
     async start(): Promise<RunningTarget> {
       const rundir = mkdtempSync(join(tmpdir(), 'kamailio-bench-'));
       const port = await freePort();
+      const tlsPort = tlsOn ? await freePort() : 0;
+      const wsPort = wsOn ? await freePort() : 0;
       const env = {
         ...process.env,
         KAM_MSRP_RUNDIR: rundir,
         KAM_MSRP_TCP_PORT: String(port),
-        KAM_MSRP_TLS: '0',
-        KAM_MSRP_WS: '0',
+        KAM_MSRP_TLS: tlsOn ? '1' : '0',
+        KAM_MSRP_WS: wsOn ? '1' : '0',
+        ...(tlsOn ? { KAM_MSRP_TLS_PORT: String(tlsPort) } : {}),
+        ...(wsOn ? { KAM_MSRP_WS_PORT: String(wsPort) } : {}),
       };
       await run(join(KAMAILIO_DIR, 'start.sh'), env);
       const main = Number(readFileSync(join(rundir, 'kamailio.pid'), 'utf8').trim());
       const pgid = processGroupOf(main);
       if (pgid === undefined) throw new Error('kamailio started but its pid is gone');
-      const addr = { host: '127.0.0.1', port, transport: 'tcp' as const };
+      const addrs: Partial<Record<Transport, Address>> = { tcp: { host: '127.0.0.1', port, transport: 'tcp' } };
+      if (tlsOn) addrs.tls = { host: '127.0.0.1', port: tlsPort, transport: 'tls' };
+      if (wsOn) addrs.ws = { host: '127.0.0.1', port: wsPort, transport: 'ws' };
       let stopped = false;
       return relayClient(
-        addr,
+        addrs,
         () => (stopped ? [] : groupMembers(pgid)),
         async () => {
           if (stopped) return;

@@ -15,6 +15,8 @@ import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync, readdirSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { computeHa1 } from '../../core/protocol/digest.ts';
+import { testCertificates } from '../../core/testing/harness.ts';
+import type { Address, Transport } from '../loadgen/endpoint.ts';
 import { exitedBeforeListening, freePort, relayClient, spawnGroup, tail, waitForPort, REALM, USERS, type RunningTarget, type TargetSpec } from './target.ts';
 
 export interface MsrprelayOptions {
@@ -29,6 +31,8 @@ export interface MsrprelayOptions {
   keep?: boolean;
   /** The target's name instead of the variant's (`baseline`: another checkout's relay, for A/B runs). */
   label?: string;
+  /** Listeners to open besides TCP (--transports): tls, ws, wss (ws/wss when the checkout has the websocket plugin). */
+  transports?: ReadonlySet<Transport>;
 }
 
 /** Which code the relay child runs: the build in dist/ when it is there and fresh, else the sources through tsx. */
@@ -60,9 +64,12 @@ function newestTs(dir: string): number {
 
 export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
   const name = o.label ?? (o.workers > 1 ? `msrprelay-w${o.workers}` : o.auth === 'sql' ? 'msrprelay-sql' : 'msrprelay');
+  const hasWebSocket = existsSync(join(o.root, 'plugins/websocket/index.ts'));
+  const wanted = [...(o.transports ?? [])].filter((t) => t !== 'tcp' && (hasWebSocket || (t !== 'ws' && t !== 'wss')));
   return {
     name,
     kind: 'relay',
+    transports: ['tcp', ...wanted],
     description:
       o.label !== undefined
         ? `the relay of ${o.root}`
@@ -91,9 +98,18 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
       } else {
         plugins.unshift(['auth-memory', { users: Object.values(USERS).map((u) => ({ ...u, domain: REALM })) }]);
       }
+      // Other transports on their own ports; ws is loopback, AUTH allowed on it like on TCP.
+      const extra: Array<{ transport: Transport; port: number }> = [];
+      for (const t of wanted) extra.push({ transport: t, port: await freePort() });
+      const certs = extra.some((e) => e.transport === 'tls' || e.transport === 'wss') ? await testCertificates() : undefined;
+      const listen: unknown[] = [{ transport: 'tcp', host: '127.0.0.1', port, insecureAuth: true }];
+      for (const e of extra) {
+        const tlsFiles = e.transport === 'tls' || e.transport === 'wss' ? { cert: certs!.server.certFile, key: certs!.server.keyFile } : {};
+        listen.push({ transport: e.transport, host: '127.0.0.1', port: e.port, ...(e.transport === 'ws' ? { insecureAuth: true } : {}), ...tlsFiles });
+      }
       const config = {
         hostname: '127.0.0.1',
-        listen: [{ transport: 'tcp', host: '127.0.0.1', port, insecureAuth: true }],
+        listen,
         limits: {
           // the single-chunk bulk case sends one chunk of the whole file
           maxMessageSize: 2 ** 40,
@@ -110,12 +126,14 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
       const g = spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
       try {
         await waitForPort(port, 60_000, () => exitedBeforeListening(g));
+        for (const e of extra) await waitForPort(e.port, 60_000, () => exitedBeforeListening(g));
       } catch (e) {
         await g.stop();
         throw new Error(`${name} did not start: ${(e as Error).message}\n${tail(g.log)}`);
       }
-      const addr = { host: '127.0.0.1', port, transport: 'tcp' as const };
-      return relayClient(addr, g.pids, async () => {
+      const addrs: Partial<Record<Transport, Address>> = { tcp: { host: '127.0.0.1', port, transport: 'tcp' } };
+      for (const e of extra) addrs[e.transport] = { host: '127.0.0.1', port: e.port, transport: e.transport };
+      return relayClient(addrs, g.pids, async () => {
         await g.stop();
         if (o.keep !== true) rmSync(dir, { recursive: true, force: true });
       });

@@ -14,7 +14,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { Endpoint, relayAuthUri, type Address } from '../loadgen/endpoint.ts';
+import { Endpoint, relayAuthUri, type Address, type Transport } from '../loadgen/endpoint.ts';
+import type { Legs } from '../scenarios/scenario.ts';
 import { groupMembers } from '../process-stats.ts';
 
 /** One endpoint of a session, with the URIs a peer writes in front of its own URI. */
@@ -54,6 +55,8 @@ export interface RunningTarget {
   /** The processes that are "the relay" (empty: nothing but the load generator). */
   pids(): number[];
   stop(): Promise<void>;
+  /** The same target with A and B on these transports (--transports); absent: TCP only. */
+  via?(legs: Legs): RunningTarget;
 }
 
 export interface TargetSpec {
@@ -68,6 +71,8 @@ export interface TargetSpec {
   readonly bulkWindow?: number;
   /** Most connections it holds at once; undefined = no limit the bench would reach. */
   readonly maxConnections?: number;
+  /** The transports its endpoints can connect over (default tcp only). */
+  readonly transports?: readonly Transport[];
   /** Why the target cannot run at all on this machine (undefined = it can). */
   unavailable(): string | undefined;
   /** Why a scenario does not apply (undefined = it does). */
@@ -149,14 +154,24 @@ export const USERS = {
 } as const;
 export const REALM = 'example.com';
 
-/** The client side of any RFC 4976 relay at `addr`: sessions by AUTH, pairs of sessions. */
-export function relayClient(addr: Address, pids: () => number[], stop: () => Promise<void>): RunningTarget {
-  const relayUri = relayAuthUri(addr);
+/**
+ * The client side of any RFC 4976 relay: sessions by AUTH, pairs of sessions. `addrs` has the
+ * relay's listener for each transport it was started with; A and B connect over `legs`
+ * (default both TCP), and `via(legs)` gives the same relay over other ones.
+ */
+export function relayClient(addrs: Partial<Record<Transport, Address>>, pids: () => number[], stop: () => Promise<void>, legs: Legs = { name: 'tcp', a: 'tcp', b: 'tcp' }): RunningTarget {
+  const at = (t: Transport): Address => {
+    const a = addrs[t];
+    if (a === undefined) throw new Error(`the target has no ${t} listener`);
+    return a;
+  };
+  const addrOf = { a: at(legs.a), b: at(legs.b) };
   const session = async (user: 'a' | 'b', on?: Endpoint): Promise<Leg> => {
+    const addr = addrOf[user];
     const ep = on ?? (await Endpoint.connect(addr));
     const uri = on === undefined ? ep.uri : ep.newUri();
     try {
-      const route = await ep.auth(relayUri, USERS[user], uri);
+      const route = await ep.auth(relayAuthUri(addr), USERS[user], uri);
       return { ep, uri, route };
     } catch (e) {
       if (on === undefined) ep.destroy();
@@ -169,8 +184,9 @@ export function relayClient(addr: Address, pids: () => number[], stop: () => Pro
       const [a, b] = await Promise.all([session('a'), session('b')]);
       return { a, b };
     },
-    authAddress: { connect: () => Endpoint.connect(addr), relayUri, user: USERS.a },
+    authAddress: { connect: () => Endpoint.connect(addrOf.a), relayUri: relayAuthUri(addrOf.a), user: USERS.a },
     pids,
     stop,
+    via: (l) => relayClient(addrs, pids, stop, l),
   };
 }
