@@ -126,12 +126,12 @@ async function main(): Promise<number> {
   const outDir = resolve(values.out ?? join(ROOT, 'bench/results'));
   mkdirSync(outDir, { recursive: true });
 
-  if (values.profile === true) {
-    return profile({ ...o, chunks: values.chunks !== undefined ? o.chunks : [64 * 1024] }, values.scenarios?.split(','), outDir, log);
-  }
-
   const legsList = parseTransports(values.transports ?? 'tcp');
   const needed = new Set<Transport>(legsList.flatMap((l) => [l.a, l.b]));
+  if (values.profile === true) {
+    return profile({ ...o, chunks: values.chunks !== undefined ? o.chunks : [64 * 1024] }, values.scenarios?.split(','), outDir, log, legsList, needed);
+  }
+
   const wanted = (values.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(',');
   const scenarios = wanted.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
   const defaultTargets = ['msrprelay', 'kamailio', 'raw', 'direct'];
@@ -261,20 +261,21 @@ function targetByName(name: string, keep: boolean, transports: ReadonlySet<Trans
  * Runs this relay under the V8 sampling profiler for bulk (64 KiB unless --chunks), rate and
  * auth, or the --scenarios named; prints where the time goes.
  */
-async function profile(opts: BenchOptions, names: string[] | undefined, outDir: string, log: (m: string) => void): Promise<number> {
+async function profile(opts: BenchOptions, names: string[] | undefined, outDir: string, log: (m: string) => void, legsList: Legs[], needed: ReadonlySet<Transport>): Promise<number> {
   const cases = names === undefined ? [bulk, rate, auth] : names.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
   for (const sc of cases) {
     const dir = join(outDir, `profile-${sc.name}`);
     mkdirSync(dir, { recursive: true });
-    const spec = msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+    const spec = msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], transports: needed });
     const before = new Set(readdirSync(dir));
     const t0 = Date.now();
     const running = await spec.start();
     const startupMs = Date.now() - t0 + 300;
     try {
-      for (const v of sc.variants(opts)) {
+      for (const v of sc.variants(opts).flatMap((x) => legsList.map((legs) => ({ ...x, name: `${x.name} ${legs.name}`, legs })))) {
+        if (sc.notApplicable?.(v, spec, opts) !== undefined) continue;
         log(`profiling ${sc.name} ${v.name} ...`);
-        const out = await sc.run(running, spec, v, opts);
+        const out = await sc.run(over(running, v), spec, v, opts);
         log(`  ${sc.metrics[0]!.key} ${fmtNum(out.metrics[sc.metrics[0]!.key])} ${out.failures.join('; ')}`);
       }
     } finally {
