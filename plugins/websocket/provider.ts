@@ -203,7 +203,9 @@ export class WebSocketTransport implements TransportProvider {
           close: () => {
             this.listeners.delete(l);
             // Stops accepting; upgraded sockets are the relay's connections and stay open.
+            // Idle keep-alive HTTP sockets (a plain GET of the path) would hold the port a while.
             server.close();
+            server.closeIdleConnections();
             return Promise.resolve();
           },
           reload: (next: ListenConfig) => {
