@@ -57,7 +57,10 @@ export type Sink =
 /** The state of the request being read on a connection. */
 export interface Inbound {
   readonly req: MsrpRequestHead | undefined;
-  mode: 'pending' | 'forward' | 'local' | 'discard' | 'response';
+  /** `holding`: a non-SEND body is read whole (at most 10240 octets, R-29) before the request is decided. */
+  mode: 'pending' | 'holding' | 'forward' | 'local' | 'discard' | 'response';
+  /** The body of a held request, copied (it is small). */
+  held?: Buffer[];
   bodyBytes: number;
   readonly startedAt: number;
   stream?: OutStream;
@@ -67,6 +70,8 @@ export interface Inbound {
   chunk?: ChunkContext;
   /** The target dropped the stream: answer this status at the end (R-65). */
   failedStatus?: number;
+  /** The relay failed the request (Failure-Report partial): a REPORT with this status at the end (R-63). */
+  failedReport?: number;
 }
 
 export interface ForwarderDeps {
@@ -351,6 +356,14 @@ export class Forwarder {
       return;
     }
     if (inb.failedStatus !== undefined && req.method !== 'REPORT' && req.failureReport !== 'no') this.d.replies.send(conn, req, inb.failedStatus);
+    if (inb.failedReport !== undefined) {
+      const range = req.byteRange;
+      this.d.transactions.sendReport(
+        { source: conn, messageId: req.messageId, rangeStart: range?.start ?? 1, rangeBytes: inb.bodyBytes, rangeTotal: range?.total ?? -1, reportTo: req.fromPath, reportFrom: req.toPath[0]! },
+        inb.failedReport,
+        '',
+      );
+    }
   }
 
   /** The sender vanished mid-chunk: end what went out with `#` (R-69), tell a local endpoint. */
