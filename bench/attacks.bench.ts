@@ -150,7 +150,12 @@ const ATTACKS: Record<string, (r: Relay, stop: { done: boolean }) => Promise<str
     while (!stop.done && !c.isClosed) {
       let frames = '';
       for (let j = 0; j < 1000; j++, n++) frames += `MSRP t${n} SEND\r\nTo-Path: ${unknown}\r\nFrom-Path: ${c.uri}\r\nMessage-ID: m${n}\r\n-------t${n}$\r\n`;
-      if (!c.write(frames)) await Promise.race([new Promise((res) => c.socket.once('drain', res)), sleep(200)]);
+      if (!c.write(frames)) {
+        // The relay stopped reading: wait for it (a drain) or a moment, one listener at a time.
+        let onDrain: (() => void) | undefined;
+        await Promise.race([new Promise<void>((res) => c.socket.once('drain', (onDrain = res))), sleep(200)]);
+        c.socket.off('drain', onDrain!);
+      }
     }
     const closed = c.isClosed;
     c.destroy();
