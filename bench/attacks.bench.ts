@@ -139,6 +139,25 @@ function rawConnect(port: number): Promise<net.Socket | undefined> {
   });
 }
 
+/** Keeps up to `max` connections open to `port` that send nothing, renewing those the relay cuts; returns how many it opened. */
+async function holdOpen(port: number, max: number, stop: { done: boolean }): Promise<number> {
+  const open = new Set<net.Socket>();
+  let opened = 0;
+  while (!stop.done) {
+    while (open.size < max && !stop.done) {
+      const s = await rawConnect(port);
+      if (s === undefined) break;
+      opened++;
+      open.add(s);
+      s.on('error', () => {});
+      s.once('close', () => open.delete(s));
+    }
+    await sleep(50);
+  }
+  for (const s of open) s.destroy();
+  return opened;
+}
+
 /** Each attack runs until `stop.done` and returns how much it got out of the relay. */
 const ATTACKS: Record<string, (r: Relay, stop: { done: boolean }) => Promise<string>> = {
   async 'no-read'(r, stop) {
@@ -180,40 +199,8 @@ const ATTACKS: Record<string, (r: Relay, stop: { done: boolean }) => Promise<str
     }
     return `${challenges} challenges over ${connections} connections`;
   },
-  async 'tls-open'(r, stop) {
-    const open = new Set<net.Socket>();
-    let opened = 0;
-    while (!stop.done) {
-      while (open.size < 1000 && !stop.done) {
-        const s = await rawConnect(r.tls);
-        if (s === undefined) break;
-        opened++;
-        open.add(s);
-        s.on('error', () => {});
-        s.once('close', () => open.delete(s));
-      }
-      await sleep(50);
-    }
-    for (const s of open) s.destroy();
-    return `${opened} half-open TLS connections opened`;
-  },
-  async 'fill-cap'(r, stop) {
-    const open = new Set<net.Socket>();
-    let opened = 0;
-    while (!stop.done) {
-      while (open.size < MAX_CONNECTIONS && !stop.done) {
-        const s = await rawConnect(r.tcp);
-        if (s === undefined) break;
-        opened++;
-        open.add(s);
-        s.on('error', () => {});
-        s.once('close', () => open.delete(s));
-      }
-      await sleep(50);
-    }
-    for (const s of open) s.destroy();
-    return `${opened} idle connections opened (cap ${MAX_CONNECTIONS})`;
-  },
+  'tls-open': async (r, stop) => `${await holdOpen(r.tls, 1000, stop)} half-open TLS connections opened`,
+  'fill-cap': async (r, stop) => `${await holdOpen(r.tcp, MAX_CONNECTIONS, stop)} idle connections opened (cap ${MAX_CONNECTIONS})`,
 };
 
 const rows: string[] = [];

@@ -17,7 +17,7 @@ import type { Connection } from './connection.ts';
 import { peerOf as anyPeerOf, type Peer as AnyPeer } from './peer.ts';
 import type { Replies } from './replies.ts';
 import type { Session } from './session-table.ts';
-import type { Transaction, Transactions } from './transactions.ts';
+import { pieceTransaction, type Transaction, type Transactions } from './transactions.ts';
 import { OutStream, type HeadRenderer, type OutStreamEvents } from './writer.ts';
 
 /** R-67: SEND chunks with more body octets than this are interruptible (range-end `*`). */
@@ -174,24 +174,7 @@ class Forward extends PieceRenderer implements OutStreamEvents {
     this.started = true;
     const kind = this.kind;
     if (kind === undefined) return;
-    const req = this.req;
-    const range = req.byteRange;
-    this.f.transactions.add(peerOf(this.sink.target), {
-      tid,
-      kind,
-      source: this.conn,
-      sourceTid: req.tid,
-      method: req.method,
-      reportTo: req.fromPath,
-      reportFrom: this.sink.reportFrom,
-      messageId: req.messageId,
-      failureReport: req.failureReport,
-      rangeStart: (range?.start ?? 1) + off,
-      rangeBytes: 0,
-      rangeTotal: range?.total ?? -1,
-      timer: undefined,
-      counted: true,
-    });
+    this.f.transactions.add(peerOf(this.sink.target), pieceTransaction(this.req, kind, tid, off, { source: this.conn, reportFrom: this.sink.reportFrom }));
   }
 
   onPieceEnd(tid: string, _flag: EndFlag, _off: number, bytes: number): void {
