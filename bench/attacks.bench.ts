@@ -14,8 +14,8 @@
  * Meanwhile a control pair (alice, bob) exchanges SENDs through the relay and, every 100 ms, a
  * new control connection AUTHs. Reported per attack: the control's SEND success and p99 (send
  * to 200), new-connection AUTH successes, the attack's own count, the relay's RSS peak during
- * the attack and `--settle` seconds after it. Attack traffic comes from 127.0.0.2, the control
- * from 127.0.0.1 (the per-address caps are not what is measured).
+ * the attack and `--settle` seconds after it. Attack connections come from 200 loopback
+ * addresses (127.0.0.2 …), the control from 127.0.0.1: the per-address cap is not what stops them.
  */
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,7 +41,6 @@ const { values } = parseArgs({
 const DURATION = Number(values.duration) * 1000;
 const SETTLE = Number(values.settle) * 1000;
 const ROOT = resolve(values.baseline ?? join(import.meta.dirname, '..'));
-const ATTACKER = '127.0.0.2';
 const AUTH_URI = 'msrp://example.com;tcp';
 const MAX_CONNECTIONS = 2000;
 
@@ -131,9 +130,12 @@ async function control(r: Relay, stop: { done: boolean }): Promise<{ sent: numbe
   return { sent, ok, p99: rtts.length > 0 ? latencySummary(rtts).p99 : NaN, auths, authOk };
 }
 
+/** The attack's idle connections come from many addresses (127.0.0.2 … 127.0.0.201), as a botnet's would, so the per-address cap alone does not stop them. */
+let nextAddress = 0;
 function rawConnect(port: number): Promise<net.Socket | undefined> {
+  const localAddress = `127.0.0.${2 + (nextAddress++ % 200)}`;
   return new Promise((res) => {
-    const s = net.connect({ host: '127.0.0.1', port, localAddress: ATTACKER });
+    const s = net.connect({ host: '127.0.0.1', port, localAddress });
     s.once('connect', () => res(s));
     s.once('error', () => res(undefined));
   });
