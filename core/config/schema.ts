@@ -63,7 +63,8 @@ export interface LimitsConfig {
   /**
    * Octets the relay may have queued toward a peer before it stops reading that peer (a
    * peer that does not read its answers); four times this, or a stall of
-   * `timeouts.outputStall`, closes the connection.
+   * `timeouts.outputStall`, closes the connection. At least 256 KiB: a forwarded body can
+   * hold a socket's high-water mark and a read's worth of octets in the queue by itself.
    */
   maxBufferedPerConnection: number;
   /** R-10, R-43 in spirit: AUTHs without credentials in a row before the connection is closed. */
@@ -247,7 +248,7 @@ export const CONFIG_SCHEMA = {
         maxHeaders: count(DEFAULT_LIMITS.maxHeaders, 4),
         maxPathUris: count(DEFAULT_LIMITS.maxPathUris, 2),
         maxAuthFailures: count(DEFAULT_LIMITS.maxAuthFailures),
-        maxBufferedPerConnection: count(DEFAULT_LIMITS.maxBufferedPerConnection, 16384),
+        maxBufferedPerConnection: count(DEFAULT_LIMITS.maxBufferedPerConnection, 262144),
         maxChallengesPerConnection: count(DEFAULT_LIMITS.maxChallengesPerConnection),
         maxOutboundConnections: count(DEFAULT_LIMITS.maxOutboundConnections),
       },

@@ -37,7 +37,7 @@ function perIp(t: TestRelay): number {
 describe('no peer can exhaust the relay', () => {
   it('a peer that does not read its answers stops being read, then is closed; another client is served meanwhile', async () => {
     const closes = new Closes();
-    const t = await startTestRelay({ users, plugins: [closes], limits: { maxBufferedPerConnection: 65536 }, timeouts: { outputStall: 0.5 } });
+    const t = await startTestRelay({ users, plugins: [closes], limits: { maxBufferedPerConnection: 262144 }, timeouts: { outputStall: 0.5 } });
     try {
       const bad = await MsrpTestClient.connect({ port: t.tcpPort });
       const r = await bad.auth({ relayUri: AUTH_URI, username: 'alice', password: 'secret' });
