@@ -350,9 +350,10 @@ export class Framer {
       if (b[off + i] !== MSRP_SP[i]) this.fail('bad-start-line', 'the start line does not begin with "MSRP "');
     }
     const eol = findCrlf(b, off);
-    // R-23, §1.1: lines end in CRLF; a start line with a bare LF in it is never one, and
-    // waiting for a CRLF that never comes would leave the connection to the header timer.
-    if (hasBareLf(b, off, eol)) this.fail('bad-start-line', 'the start line has a bare LF (lines end in CRLF)');
+    // R-23, §1.1: lines end in CRLF: waiting for a CRLF that never comes after a bare LF would
+    // leave the connection to the header timer. (With no CRLF after `off`, any LF is bare; an
+    // LF inside a CRLF-ended start line is a control octet parseStartLine refuses.)
+    if (eol === -1 && b.indexOf(LF, off) !== -1) this.fail('bad-start-line', 'the start line has a bare LF (lines end in CRLF)');
     if (eol === -1) {
       // A trailing CR may be the first half of this line's CRLF: it does not count (else a
       // line of exactly the limit would fail or pass depending on where the read split it).
@@ -678,13 +679,6 @@ export class Framer {
     if (b.length - r > needle.length + 1 && b[r + needle.length + 1] !== CR) return false;
     return true;
   }
-}
-
-/** True when an LF not preceded by CR comes before the line's CRLF at `eol` (or anywhere, when -1). */
-function hasBareLf(b: Buffer, from: number, eol: number): boolean {
-  const lf = b.indexOf(LF, from);
-  if (lf === -1) return false;
-  return eol === -1 ? lf === from || b[lf - 1] !== CR : lf < eol;
 }
 
 /** LFs not preceded by CR from `from` on (called only when no CRLF follows `from`, so all of them). */
