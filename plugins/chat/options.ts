@@ -39,6 +39,8 @@ export const CHAT_SCHEMA = {
         driver: { enum: ['sqlite3', 'pg', 'memory'], default: 'sqlite3' },
         /** sqlite3: the database file. */
         filename: { type: 'string', default: 'chat.db' },
+        /** The tables are <tablePrefix>rooms and <tablePrefix>messages. */
+        tablePrefix: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,40}$', default: 'chat_' },
         /** pg: a connection URL, or host, port, user, password, database. */
         url: { type: 'string' },
         host: { type: 'string' },
@@ -145,6 +147,7 @@ export interface ChatOptions {
   store: {
     driver: 'sqlite3' | 'pg' | 'memory';
     filename: string;
+    tablePrefix: string;
     url?: string;
     host?: string;
     port?: number;

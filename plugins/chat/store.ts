@@ -68,7 +68,9 @@ export async function createStore(o: ChatOptions['store']): Promise<ChatStore> {
   switch (o.driver) {
     case 'memory':
       return new (await import('./stores/memory.ts')).MemoryStore();
-    default:
-      throw new Error(`chat: store driver ${o.driver} is not available yet`);
+    case 'sqlite3':
+      return new (await import('./stores/sqlite3.ts')).Sqlite3Store(o);
+    case 'pg':
+      return new (await import('./stores/pg.ts')).PgStore(o);
   }
 }
