@@ -4,19 +4,30 @@
  * that room.ts does not import the plugin.
  */
 
+import type { AsyncSeriesBailHook } from 'tapable';
 import type { Logger, PluginHost } from '../../core/index.ts';
 import type { Route } from './delivery.ts';
 import type { ChatOptions } from './options.ts';
 import type { Participant } from './participant.ts';
-import type { Room } from './room.ts';
+import type { JoinDecision, JoinRequest, Room } from './room.ts';
 import type { MsrpMedia } from './sdp.ts';
 import type { ChatStore } from './store.ts';
+
+/** Hooks of the chat plugin (ChatFocus.hooks), for the application. */
+export interface ChatHooks {
+  /**
+   * Before a participant joins (after bans, ACL and password): return `{ reject: reason }` to
+   * refuse (ChatError forbidden, SIP 403), `{ role }` to give a role, or undefined to pass.
+   */
+  readonly authorizeJoin: AsyncSeriesBailHook<[JoinRequest], JoinDecision | undefined>;
+}
 
 export interface FocusCore {
   readonly relay: PluginHost;
   readonly options: ChatOptions;
   readonly store: ChatStore;
   readonly log: Logger;
+  readonly hooks: ChatHooks;
   /** The focus's URI for a new participant, and the host and port its SDP answer names. */
   focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number };
   /** The route to a participant whose a=path starts with a session of this relay, else undefined. */

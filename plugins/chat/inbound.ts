@@ -8,12 +8,15 @@
  * - the copies carry the original bytes with the focus's header lines inserted (C-6);
  * - a chunk reception timer runs from chunk to chunk (C-9): when it fires, the copies end
  *   with `#` and the state goes; an abort `#` or the sender's vanishing does the same;
- * - a refused message keeps its answer for its later chunks.
+ * - a refused message keeps its answer for its later chunks;
+ * - a short text/plain message to the room that starts with `/` is held whole to see whether it
+ *   is a command (commands.ts).
  */
 
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import type { EndFlag, MsrpRequestHead } from '../../core/protocol/index.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
+import { MAX_COMMAND_BYTES } from './commands.ts';
 import { Delivery } from './delivery.ts';
 import type { Participant } from './participant.ts';
 import type { Room, RouteDecision } from './room.ts';
@@ -33,6 +36,7 @@ export class InboundMessage {
   private cpim: CpimMessage | undefined;
   private decision: Extract<RouteDecision, { kind: 'deliver' }> | undefined;
   private spool: Spool | undefined;
+  private commandBody: Buffer[] | undefined;
   private history: Buffer[] | undefined;
   private historyBytes = 0;
   private rejection: LocalResponse | undefined;
@@ -105,6 +109,10 @@ export class InboundMessage {
       this.decide(false);
       return true;
     }
+    if (this.commandBody !== undefined) {
+      this.commandBody.push(Buffer.from(data));
+      return true;
+    }
     this.keep(data);
     return this.spool === undefined ? true : this.spool.append(data);
   }
@@ -121,6 +129,9 @@ export class InboundMessage {
       return;
     }
     if (m === INCOMPLETE) return;
+    const maybeCommand = m.mediaType === 'text/plain' && this.total >= 0 && this.total <= MAX_COMMAND_BYTES;
+    // A command is told by its first content byte: wait for it.
+    if (maybeCommand && !complete && buf.length <= m.contentStart) return;
     this.head = undefined;
     this.cpim = m;
     const d = this.room.decide(this.sender, m);
@@ -129,6 +140,10 @@ export class InboundMessage {
       return;
     }
     this.decision = d;
+    if (maybeCommand && !d.private && buf[m.contentStart] === 0x2f /* '/' */) {
+      this.commandBody = [buf];
+      return;
+    }
     this.startCopies(buf, complete);
   }
 
@@ -177,6 +192,21 @@ export class InboundMessage {
       if (this.rejection !== undefined) return this.end(flag);
     }
     if (flag === '+') return { status: 200 };
+    if (this.commandBody !== undefined) {
+      const body = Buffer.concat(this.commandBody);
+      this.commandBody = undefined;
+      if (flag === '#') {
+        this.cleanup();
+        return { status: 200 };
+      }
+      const text = body.subarray(this.cpim!.contentStart).toString('utf8');
+      if (this.room.runCommand(this.sender, text)) {
+        this.sender.stats.received++;
+        this.cleanup();
+        return { status: 200 };
+      }
+      this.startCopies(body, true);
+    }
     this.spool?.end(flag);
     if (flag === '$') this.completed();
     this.cleanup();
@@ -207,6 +237,7 @@ export class InboundMessage {
     this.sender.refuse(this.messageId, answer);
     this.spool?.end('#');
     this.history = undefined;
+    this.commandBody = undefined;
     this.head = undefined;
   }
 

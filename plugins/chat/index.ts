@@ -16,25 +16,29 @@
  */
 
 import { EventEmitter } from 'node:events';
+import tapable from 'tapable';
 import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalRequest, type Logger, type MsrpErrorCode, type PluginHost, type RelayPlugin, type Rejection, type SessionInfo } from '../../core/index.ts';
 import { tryParseUri } from '../../core/protocol/index.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
-import type { FocusCore } from './focus-core.ts';
+import type { ChatHooks, FocusCore } from './focus-core.ts';
 import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } from './options.ts';
 import type { Participant } from './participant.ts';
-import { Room, sameMsrpUri, type RoomOptions, type RoomSettings } from './room.ts';
+import { Room, hashPassword, sameMsrpUri, type JoinDecision, type JoinRequest, type RoomOptions, type RoomSettings } from './room.ts';
 import type { MsrpMedia } from './sdp.ts';
 import { createStore, type ChatStore, type Role, type RoomRecord } from './store.ts';
 import { userKey } from './user-uri.ts';
 
+const { AsyncSeriesBailHook } = tapable;
+
 export { ChatError } from './errors.ts';
 export { Room } from './room.ts';
-export type { ChatMessageEvent, JoinOptions, JoinResult, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
+export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
 export { Participant } from './participant.ts';
 export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
 export type { ChatOptions, ChatOptionsInput } from './options.ts';
 export type { ChatStore, HistoryRecord, RoomRecord, Role } from './store.ts';
+export type { ChatHooks } from './focus-core.ts';
 export * from './sdp.ts';
 export * from './cpim.ts';
 export * from './nickname.ts';
@@ -84,6 +88,8 @@ export class Rooms extends EventEmitter {
       privateMessages: o.privateMessages ?? d.privateMessages,
       ...(o.maxMembers !== undefined ? { maxMembers: o.maxMembers } : {}),
       ...(o.maxMessageSize !== undefined ? { maxMessageSize: o.maxMessageSize } : {}),
+      ...(o.password !== undefined ? { password: hashPassword(o.password) } : {}),
+      ...(o.acl !== undefined ? { acl: o.acl } : {}),
       ...(o.history !== undefined ? { history: o.history } : {}),
       ...(o.reservedNicknames !== undefined ? { reservedNicknames: o.reservedNicknames } : {}),
     };
@@ -119,6 +125,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   static readonly schema = CHAT_SCHEMA;
   readonly name = 'chat';
   readonly options: ChatOptions;
+  readonly hooks: ChatHooks = Object.freeze({ authorizeJoin: new AsyncSeriesBailHook<[JoinRequest], JoinDecision | undefined>(['request']) });
   readonly rooms: Rooms;
   private host: PluginHost | undefined;
   private storeImpl: ChatStore | undefined;

@@ -3,7 +3,7 @@
  * the focus does with each message a participant sends: who gets it (regular C-6, private
  * C-11, types C-7, a user's sessions C-10, congestion C-16), what is refused and with which
  * status (C-3, C-4, C-5, C-11), NICKNAME (C-13, C-14), welcome and roster for clients that know
- * nothing of rooms (C-17), and history.
+ * nothing of rooms (C-17), history and moderation.
  *
  * Events (a Room is an EventEmitter):
  *   joined(participant)          left(participant, reason)       roster()  after any roster change
@@ -12,8 +12,10 @@
  */
 
 import { EventEmitter } from 'node:events';
+import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
+import { HELP_TEXT, parseCommand } from './commands.ts';
 import { buildConferenceInfo, type ConferenceUser } from './conference-info.ts';
 import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
@@ -25,7 +27,7 @@ import { Participant, type LeaveReason, type ParticipantIdentity } from './parti
 import { buildAnswer, mediaTypeMatches, msrpMedia, parseSdp, wrappedTypesOf, type MsrpMedia } from './sdp.ts';
 import { Spool } from './spool.ts';
 import type { HistoryRecord, Role, RoomRecord } from './store.ts';
-import { sameUser, userKey } from './user-uri.ts';
+import { matchesUserPattern, sameUser, userKey } from './user-uri.ts';
 
 /** What a room has of its own (kept with it, RoomRecord.settings). */
 export interface RoomSettings {
@@ -36,6 +38,10 @@ export interface RoomSettings {
   privateMessages: boolean;
   maxMembers?: number;
   maxMessageSize?: number;
+  /** `scrypt$<salt>$<hash>` of the room password. */
+  password?: string;
+  /** User patterns (user-uri.ts matchesUserPattern): deny first, then, if any, allow. */
+  acl?: { allow?: string[]; deny?: string[] };
   /** Overrides of the plugin's history.replay and history.maxAge. */
   history?: { replay?: number; maxAge?: number };
   /** Nicknames nobody may take in this room, besides the plugin's. */
@@ -48,6 +54,9 @@ export interface RoomOptions {
   /** URIs of the owners and moderators. */
   owners?: string[];
   moderators?: string[];
+  /** A password joiners must give (join({ password })). */
+  password?: string;
+  acl?: { allow?: string[]; deny?: string[] };
   persistent?: boolean;
   nicknames?: boolean;
   privateMessages?: boolean;
@@ -62,6 +71,8 @@ export interface JoinOptions {
   sdpOffer: string;
   /** Who it is, as the application authenticated it (the SIP identity). */
   identity: ParticipantIdentity;
+  /** The room password, if the room has one. */
+  password?: string;
   /** A nickname to start with (checked as NICKNAME would be). */
   nickname?: string;
 }
@@ -70,6 +81,17 @@ export interface JoinResult {
   sdpAnswer: string;
   participant: Participant;
 }
+
+/** The join hook's question (ChatHooks.authorizeJoin). */
+export interface JoinRequest {
+  readonly room: Room;
+  readonly identity: ParticipantIdentity;
+  readonly user: string;
+  readonly media: MsrpMedia;
+}
+
+/** The join hook's answer: refuse, or give a role; undefined passes. */
+export type JoinDecision = { readonly reject: string } | { readonly role: Exclude<Role, 'banned'> };
 
 export type RouteDecision =
   | { readonly kind: 'reject'; readonly status: number; readonly comment: string }
@@ -98,6 +120,19 @@ export interface RosterEntry {
 }
 
 const IS_COMPOSING = 'application/im-iscomposing+xml';
+
+export function hashPassword(password: string): string {
+  const salt = randomBytes(16);
+  return `scrypt$${salt.toString('hex')}$${scryptSync(password, salt, 32).toString('hex')}`;
+}
+
+function checkPassword(stored: string, given: string): boolean {
+  const [kind, salt, hash] = stored.split('$');
+  if (kind !== 'scrypt' || salt === undefined || hash === undefined) return false;
+  const want = Buffer.from(hash, 'hex');
+  const got = scryptSync(given, Buffer.from(salt, 'hex'), want.length);
+  return timingSafeEqual(want, got);
+}
 
 export class Room extends EventEmitter {
   readonly uri: string;
@@ -176,7 +211,9 @@ export class Room extends EventEmitter {
     // C-2: the chat stream is an MSRP m-line that takes CPIM and is no file transfer.
     const media = msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector === undefined && m.acceptTypes.includes('message/cpim'));
     if (media === undefined) throw new ChatError('not-acceptable', 'the offer has no MSRP chat stream that takes message/cpim (C-2)');
-    this.admit(user);
+    this.admit(user, o);
+    const role = await this.authorize({ room: this, identity: o.identity, user, media });
+    if (this.closed) throw new ChatError('closed', 'the room is closed');
 
     const sessionId = this.focus.relay.newSessionId();
     const focus = this.focus.focusUri(sessionId, media);
@@ -205,10 +242,11 @@ export class Room extends EventEmitter {
       const answer = this.nicknameAnswer(p, o.nickname);
       if (answer.status !== 200) throw new ChatError('nickname', `nickname ${JSON.stringify(o.nickname)}: ${answer.comment}`);
     }
+    if (role !== undefined && this.roleOf(user) === 'member') this.roles.set(user, role);
     const history = await this.historyFor(p);
     if (this.closed) throw new ChatError('closed', 'the room is closed');
     // Checked again: others may have joined while the history was read.
-    this.admit(user);
+    this.admit(user, o);
 
     const sdpAnswer = buildAnswer({
       offer,
@@ -245,13 +283,29 @@ export class Room extends EventEmitter {
     return t;
   }
 
-  /** Room and user limits: throws ChatError. */
-  private admit(user: string): void {
+  /** Bans, ACL, password, room and user limits: throws ChatError. */
+  private admit(user: string, o: JoinOptions): void {
+    if (this.roleOf(user) === 'banned') throw new ChatError('forbidden', 'banned from the room');
+    const acl = this.settings.acl;
+    if (acl?.deny?.some((p) => matchesUserPattern(p, user)) === true) throw new ChatError('forbidden', 'not allowed in the room');
+    if (acl?.allow !== undefined && acl.allow.length > 0 && !acl.allow.some((p) => matchesUserPattern(p, user))) throw new ChatError('forbidden', 'not allowed in the room');
+    if (this.settings.password !== undefined && (o.password === undefined || !checkPassword(this.settings.password, o.password))) {
+      throw new ChatError('forbidden', 'a wrong room password');
+    }
     const max = Math.min(this.settings.maxMembers ?? Infinity, this.focus.options.limits.maxMembers);
     if (this.members.length >= max) throw new ChatError('full', 'the room is full');
     if (this.members.filter((m) => m.user === user).length >= this.focus.options.limits.maxSessionsPerUser) {
       throw new ChatError('full', 'too many sessions of this user in the room');
     }
+  }
+
+  private async authorize(q: JoinRequest): Promise<Exclude<Role, 'banned'> | undefined> {
+    const hook = this.focus.hooks.authorizeJoin;
+    if (hook.taps.length === 0) return undefined;
+    const d = await hook.promise(q);
+    if (d === undefined || d === null) return undefined;
+    if ('reject' in d) throw new ChatError('forbidden', d.reject);
+    return d.role;
   }
 
   /** Leaves the room: its copies end with `#`, its messages are aborted. */
@@ -313,7 +367,7 @@ export class Room extends EventEmitter {
       version: o.version,
       state: o.state ?? 'full',
       description: { subject: this.subject, confUris: [{ uri: this.uri, purpose: 'participation' }], maximumUserCount: Math.min(this.settings.maxMembers ?? Infinity, this.focus.options.limits.maxMembers) },
-      conferenceState: { userCount: this.members.length, active: !this.closed, locked: false },
+      conferenceState: { userCount: this.members.length, active: !this.closed, locked: this.settings.password !== undefined },
       users,
     });
   }
@@ -374,6 +428,11 @@ export class Room extends EventEmitter {
     const composing = m.mediaType === IS_COMPOSING;
     const takes = (r: Participant) => r.left === undefined && mediaTypeMatches(r.caps.wrappedTypes, m.mediaType);
     if (sameUser(to.uri, this.uri)) {
+      if (this.isMuted(p.user) || this.roleOf(p.user) === 'banned') {
+        // A muted user's typing notices go nowhere; its messages are refused.
+        if (composing) return { kind: 'deliver', private: false, recipients: [], store: false };
+        return reject(403, 'Muted');
+      }
       // C-6, C-10: everyone but the sending session, its user's other sessions included; C-7.
       return { kind: 'deliver', private: false, recipients: this.members.filter((r) => r !== p && takes(r)), store: !composing };
     }
@@ -499,7 +558,7 @@ export class Room extends EventEmitter {
     const others = this.roster().filter((u) => u.user !== p.user);
     const names = others.map((u) => u.nickname ?? u.displayName ?? u.uri);
     const where = this.subject !== '' ? `${this.subject} (${this.uri})` : this.uri;
-    return `Welcome to ${where}.\n${names.length === 0 ? 'Nobody else is here.' : `Here: ${names.join(', ')}.`}`;
+    return `Welcome to ${where}.\n${names.length === 0 ? 'Nobody else is here.' : `Here: ${names.join(', ')}.`}\nType /help for commands.`;
   }
 
   // ================================================================== NICKNAME (C-13, C-14)
@@ -548,6 +607,173 @@ export class Room extends EventEmitter {
     this.announce(old === undefined ? `${p.identity.uri} is now ${p.name}` : `${old} is now ${p.name}`, p);
     this.emit('nickname', p, old, p.nickname);
     this.emit('roster');
+  }
+
+  // ================================================================== moderation
+
+  /** The user a command or an API call names: a nickname in the room, or a URI. */
+  resolveUser(who: string): { user: string; uri: string } | undefined {
+    const trimmed = who.trim();
+    if (trimmed === '') return undefined;
+    try {
+      const key = prepareNickname(trimmed).key;
+      const byNick = this.members.find((m) => m.nicknameKey === key);
+      if (byNick !== undefined) return { user: byNick.user, uri: byNick.identity.uri };
+    } catch {
+      // not a nickname
+    }
+    const asUri = trimmed.includes(':') ? trimmed : `sip:${trimmed}`;
+    const user = userKey(asUri);
+    if (user === undefined || !/^[^@]+@[^@]+$/.test(user)) return undefined;
+    const present = this.members.find((m) => m.user === user);
+    return { user, uri: present?.identity.uri ?? asUri };
+  }
+
+  private mayModerate(by: Participant | undefined): boolean {
+    if (by === undefined) return true;
+    const r = this.roleOf(by.user);
+    return r === 'owner' || r === 'moderator';
+  }
+
+  private guard(by: Participant | undefined): void {
+    if (!this.mayModerate(by)) throw new ChatError('forbidden', 'only moderators may do that');
+  }
+
+  /** Removes every session of the user (`left` with reason kicked). Returns how many. */
+  kick(who: string | Participant, o: { by?: Participant; reason?: string } = {}): number {
+    this.guard(o.by);
+    const user = typeof who === 'string' ? this.resolveUser(who)?.user : who.user;
+    if (user === undefined) return 0;
+    const sessions = this.members.filter((m) => m.user === user);
+    for (const s of sessions) this.leave(s, 'kicked');
+    return sessions.length;
+  }
+
+  ban(who: string, o: { by?: Participant; reason?: string } = {}): string {
+    this.guard(o.by);
+    const u = this.resolveUser(who);
+    if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
+    if (o.by !== undefined && this.roleOf(u.user) === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', 'only owners may ban owners');
+    this.roles.set(u.user, 'banned');
+    for (const s of this.members.filter((m) => m.user === u.user)) this.leave(s, 'banned');
+    this.changed('role', u.uri, 'banned', o.by);
+    return u.uri;
+  }
+
+  unban(who: string, o: { by?: Participant } = {}): boolean {
+    this.guard(o.by);
+    const u = this.resolveUser(who);
+    if (u === undefined || this.roles.get(u.user) !== 'banned') return false;
+    this.roles.delete(u.user);
+    this.changed('role', u.uri, 'member', o.by);
+    return true;
+  }
+
+  mute(who: string, o: { by?: Participant } = {}): string {
+    this.guard(o.by);
+    const u = this.resolveUser(who);
+    if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
+    this.mutedUsers.add(u.user);
+    this.focus.persist(this);
+    this.emit('roster');
+    return u.uri;
+  }
+
+  unmute(who: string, o: { by?: Participant } = {}): boolean {
+    this.guard(o.by);
+    const u = this.resolveUser(who);
+    if (u === undefined || !this.mutedUsers.delete(u.user)) return false;
+    this.focus.persist(this);
+    this.emit('roster');
+    return true;
+  }
+
+  setSubject(subject: string, o: { by?: Participant } = {}): void {
+    this.guard(o.by);
+    this.subject = subject;
+    this.focus.persist(this);
+    for (const p of this.members) if (!p.caps.chatAware) this.status(p, `The subject is now: ${subject}`);
+    this.emit('subject', subject, o.by);
+    this.emit('roster');
+  }
+
+  setRole(who: string, role: Exclude<Role, 'banned'>, o: { by?: Participant } = {}): string {
+    this.guard(o.by);
+    if (o.by !== undefined && role === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', 'only owners make owners');
+    const u = this.resolveUser(who);
+    if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
+    if (role === 'member') this.roles.delete(u.user);
+    else this.roles.set(u.user, role);
+    this.changed('role', u.uri, role, o.by);
+    return u.uri;
+  }
+
+  private changed(event: 'role', uri: string, role: Role, by: Participant | undefined): void {
+    this.focus.persist(this);
+    this.emit(event, uri, role, by);
+    this.emit('roster');
+  }
+
+  /** A `/command` from a participant: true when it was one (answered privately), false for a message. */
+  runCommand(p: Participant, text: string): boolean {
+    const c = parseCommand(text);
+    if (c === undefined) return false;
+    const reply = (t: string) => this.status(p, t, 'private');
+    const target = c.args[0];
+    try {
+      switch (c.name) {
+        case 'help':
+          reply(HELP_TEXT);
+          break;
+        case 'who':
+          reply(this.roster().map((u) => `${u.nickname ?? u.displayName ?? u.uri} <${u.uri}>${u.role !== 'member' ? ` (${u.role})` : ''}${u.muted ? ' (muted)' : ''}`).join('\n'));
+          break;
+        case 'subject':
+          if (target === undefined) reply(`The subject is: ${this.subject}`);
+          else {
+            this.setSubject(target, { by: p });
+            reply('Subject set.');
+          }
+          break;
+        case 'kick': {
+          if (target === undefined) return usage('/kick <nickname or URI> [reason]');
+          const n = this.kick(target, { by: p, ...(c.args[1] !== undefined ? { reason: c.args[1] } : {}) });
+          reply(n === 0 ? `${target} is not here.` : `${target} was kicked.`);
+          break;
+        }
+        case 'ban':
+          if (target === undefined) return usage('/ban <nickname or URI> [reason]');
+          reply(`${this.ban(target, { by: p })} is banned.`);
+          break;
+        case 'unban':
+          if (target === undefined) return usage('/unban <URI>');
+          reply(this.unban(target, { by: p }) ? `${target} may come back.` : `${target} was not banned.`);
+          break;
+        case 'mute':
+          if (target === undefined) return usage('/mute <nickname or URI>');
+          reply(`${this.mute(target, { by: p })} is muted.`);
+          break;
+        case 'unmute':
+          if (target === undefined) return usage('/unmute <nickname or URI>');
+          reply(this.unmute(target, { by: p }) ? `${target} may speak.` : `${target} was not muted.`);
+          break;
+        case 'role': {
+          const role = c.args[1];
+          if (target === undefined || (role !== 'owner' && role !== 'moderator' && role !== 'member')) return usage('/role <nickname or URI> owner|moderator|member');
+          reply(`${this.setRole(target, role, { by: p })} is now ${role}.`);
+          break;
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof ChatError)) throw e;
+      reply(e.code === 'forbidden' ? `Not allowed: ${e.message}.` : e.message);
+    }
+    return true;
+
+    function usage(u: string): true {
+      reply(`Usage: ${u}`);
+      return true;
+    }
   }
 }
 
