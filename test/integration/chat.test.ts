@@ -332,6 +332,17 @@ describe('chat: what each participant takes and is', () => {
     assert.equal(four.focus('History'), undefined);
   });
 
+  it('CPIM headers split over several chunks, and Failure-Report no, still make one message (C-8)', async () => {
+    const room = await chat.rooms.create('sip:split@example.com');
+    const a = await (await client('alice')).join(room);
+    const b = await (await client('bob')).join(room);
+    assert.equal((await a.say('in small chunks', { chunkSize: 17 })).status, 200);
+    const copy = await b.received('in small chunks');
+    assert.equal(copy.cpim.from.uri, a.sip);
+    await a.say('no responses please', { failureReport: 'no' });
+    await b.received('no responses please');
+  });
+
   it('a participant that connects straight to the relay (no AUTH) is reached over its own connection', async () => {
     const room = await chat.rooms.create('sip:direct@example.com');
     const a = await (await client('alice')).join(room);
@@ -367,7 +378,7 @@ describe('chat: joining', () => {
   let chat: ChatFocus;
   before(async () => {
     chat = new ChatFocus({ store: { driver: 'memory' } });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
+    t = await startTestRelay({ users: USERS, plugins: [chat], tls: true });
   });
   after(() => t.close());
 
@@ -376,5 +387,21 @@ describe('chat: joining', () => {
     const a = await ChatClient.connect(t, 'alice');
     await assert.rejects(a.join(room, { acceptTypes: 'text/plain' }), (e: unknown) => e instanceof ChatError && e.sipStatus === 488);
     await a.close();
+  });
+
+  it('an offer whose path is msrps gets a focus URI of the TLS listener (transport auto)', async () => {
+    const room = await chat.rooms.create('sip:tls@example.com');
+    const a = await ChatClient.connect(t, 'alice');
+    const { sdpAnswer } = await room.join({ sdpOffer: a.offer().replace(/a=path:msrp:\/\/127\.0\.0\.1/, 'a=path:msrps://127.0.0.1'), identity: { uri: a.sip } });
+    assert.match(sdpAnswer, new RegExp(`a=path:msrps://${t.relay.hostname}:${t.tlsPort}/\\w+;tcp`));
+    assert.match(sdpAnswer, /m=message \d+ TCP\/MSRP \*/);
+    await a.close();
+  });
+
+  it('a passive offerer not behind this relay is refused (488): the focus never dials', async () => {
+    const room = await chat.rooms.create('sip:passive@example.com');
+    const d = await ChatClient.direct(t, 'frank');
+    await assert.rejects(d.join(room, { setup: 'passive' }), (e: unknown) => e instanceof ChatError && e.sipStatus === 488);
+    await d.close();
   });
 });
