@@ -6,6 +6,7 @@
 
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import {
   CPIM_NAMESPACE,
   CpimError,
@@ -288,5 +289,48 @@ describe('what the focus adds: lines of its own namespace, nothing else changed 
     assert.equal(m.dateTime, '2024-05-01T08:00:00.000Z');
     assert.equal(m.headers.find((h) => h.localName === 'Type')?.value, 'status');
     assert.equal(b.subarray(m.contentStart).toString(), 'Welcome');
+  });
+});
+
+describe('CPIM scanning, by property (fixed seed)', () => {
+  const SEED = 3862;
+  const headerValue = fc.string({ unit: fc.constantFrom('a', 'Z', ' ', 'é', '日', '"', '\\', '<', '>', '@', ':', ';', '.'), maxLength: 30 });
+
+  it('a valid message read whole is read the same from every prefix on, and INCOMPLETE before', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.constantFrom('Subject', 'X.Y', 'MyNS.Thing', 'Require'), headerValue), { maxLength: 4 }),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.boolean(),
+        (extra, content, lf) => {
+          const eol = lf ? '\n' : '\r\n';
+          const seen = new Set<string>();
+          const extraLines = extra.filter(([n]) => (n === 'X.Y' || n === 'MyNS.Thing' ? true : !seen.has(n) && (seen.add(n), true))).map(([n, v]) => `${n}: ${v}`);
+          const head = ['From: "A" <sip:a@example.com>', 'NS: MyNS <urn:x>', 'To: <sip:room@example.com>', ...extraLines].join(eol);
+          const body = Buffer.concat([Buffer.from(`${head}${eol}${eol}Content-Type: text/plain${eol}${eol}`), Buffer.from(content)]);
+          const whole = scan(body);
+          for (let n = 0; n < body.length; n++) {
+            const r = scanCpim(body.subarray(0, n), false);
+            if (n < whole.contentStart) assert.equal(r, INCOMPLETE, `cut ${n}`);
+            else assert.deepEqual((r as CpimMessage).headers, whole.headers);
+          }
+          assert.deepEqual(body.subarray(whole.contentStart), Buffer.from(content));
+        },
+      ),
+      { seed: SEED, numRuns: 150 },
+    );
+  });
+
+  it('any bytes at all: the scanner answers a message, INCOMPLETE, or a CpimError, never another error', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400, size: 'max' }), fc.boolean(), (bytes, complete) => {
+        try {
+          scanCpim(Buffer.from(bytes), complete);
+        } catch (e) {
+          assert.ok(e instanceof CpimError, String(e));
+        }
+      }),
+      { seed: SEED, numRuns: 2000 },
+    );
   });
 });
