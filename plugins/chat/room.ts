@@ -318,14 +318,15 @@ export class Room extends EventEmitter {
     this.announce(`${p.name} left${reason === 'left' || reason === 'disconnected' ? '' : ` (${reason})`}`, p);
     this.emit('left', p, reason);
     this.emit('roster');
-    if (this.members.length === 0 && !this.settings.persistent) void this.focus.deleteRoom(this);
+    // A room nobody keeps goes with its last participant (unless it is being closed anyway).
+    if (this.members.length === 0 && !this.settings.persistent && !this.closed) void this.focus.deleteRoom(this);
   }
 
   /** Everyone leaves with `reason`; the room takes nobody any more. */
   close(reason: LeaveReason = 'closed'): void {
     if (this.closed) return;
-    for (const p of [...this.members]) this.leave(p, reason);
     this.closed = true;
+    for (const p of [...this.members]) this.leave(p, reason);
   }
 
   // ================================================================== the roster

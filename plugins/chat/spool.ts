@@ -172,7 +172,15 @@ export class Spool {
     this.memBytes = 0;
     this.waiters = [];
     const fd = this.fd;
-    if (fd !== undefined) void this.writes.finally(() => closeSync(fd));
+    if (fd !== undefined) {
+      void this.writes.finally(() => {
+        try {
+          closeSync(fd);
+        } catch {
+          // already closed: nothing to free
+        }
+      });
+    }
     for (const fn of this.roomWaiters.splice(0)) fn();
   }
 

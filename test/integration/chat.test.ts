@@ -404,4 +404,20 @@ describe('chat: joining', () => {
     await assert.rejects(d.join(room, { setup: 'passive' }), (e: unknown) => e instanceof ChatError && e.sipStatus === 488);
     await d.close();
   });
+
+  it('a room that is not persistent goes when its last participant leaves, once', async () => {
+    const room = await chat.rooms.create('sip:brief@example.com', { persistent: false });
+    const deleted: unknown[] = [];
+    chat.rooms.on('deleted', (r) => deleted.push(r));
+    const a = await (await ChatClient.connect(t, 'alice')).join(room);
+    const gone = next(chat.rooms, 'deleted');
+    room.leave(a.participant);
+    assert.deepEqual(await gone, [room]);
+    await chat.rooms.delete(room);
+    assert.deepEqual(deleted, [room]);
+    assert.equal(chat.rooms.get('sip:brief@example.com'), undefined);
+    assert.equal(room.isClosed, true);
+    await assert.rejects(a.join(room), (e: unknown) => e instanceof ChatError && e.sipStatus === 480);
+    await a.close();
+  });
 });
