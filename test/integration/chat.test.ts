@@ -421,3 +421,30 @@ describe('chat: joining', () => {
     await a.close();
   });
 });
+
+describe('chat: a participant behind another relay', () => {
+  it('reaches the focus through its own relay; copies go back the way its first request came', async () => {
+    const chat = new ChatFocus({ store: { driver: 'memory' } });
+    const home = await startTestRelay({ users: USERS, plugins: [chat] });
+    const other = await startTestRelay({ users: USERS, plugins: [['domain-map', { default: 'example.com' }]] });
+    try {
+      const room = await chat.rooms.create('sip:far@example.com');
+      const a = await (await ChatClient.connect(home, 'alice')).join(room);
+      // Bob's relay is the other one: his offer's path is <his token there> <his URI>.
+      const b = await (await ChatClient.connect(other, 'bob')).join(room);
+      assert.equal(b.participant.route, undefined, 'the focus cannot know the way before bob speaks');
+      assert.equal((await b.say('hello from afar')).status, 200);
+      const copy = await a.received('hello from afar');
+      assert.equal(copy.cpim.from.uri, b.sip);
+      await a.say('hello back');
+      const back = await b.received('hello back');
+      // Through bob's relay: its token, then the focus URI, in From-Path.
+      assert.deepEqual(back.frame.fromPath, [b.usePath[0], b.focusUri]);
+      await a.close();
+      await b.close();
+    } finally {
+      await other.close();
+      await home.close();
+    }
+  });
+});
