@@ -377,6 +377,12 @@ export class Router implements PeerEvents<Inbound, Transaction> {
       if (r === undefined) return otherwise();
       // A refusal comes from the endpoint's place in the path, as its answers do.
       if ('reject' in r) return { ...this.refusal(r.reject), from: passed };
+      if (index === 1 && session !== undefined && !session.endpoint && !session.closed) {
+        // I-4: the owner's token reached a local endpoint, its far end: bound from now on, as a
+        // hand-over binds it, so a chat participant's token does not expire under it.
+        session.endpoint = true;
+        this.d.sessions.armExpiry(session);
+      }
       return { kind: 'sink', sink: { kind: 'local', receiver: r, request, replyFrom: passed } };
     });
   }
