@@ -19,7 +19,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { PluginEntry } from './config/schema.ts';
 import { cloneData, describeSchemaErrors, didYouMean } from './config/validate.ts';
-import { isRelayPlugin, type RelayPlugin, type RelayPluginClass } from './plugin.ts';
+import { isRelayPlugin, type ConfiguredPlugin, type RelayPlugin, type RelayPluginClass } from './plugin.ts';
 
 type AjvClass = typeof AjvModule.default;
 const Ajv: AjvClass = (AjvModule as unknown as { default?: AjvClass }).default ?? (AjvModule as unknown as AjvClass);
@@ -59,21 +59,7 @@ const NPM_PREFIX = 'msrprelay-plugin-';
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validators = new WeakMap<object, ValidateFunction>();
 
-/**
- * A plugin entry of a config resolved as the relay resolves it, short of
- * `new Class(options)`: what a plugin-contributed command (RelayPluginClass.commands)
- * and `msrprelay --help` need to know about the configured plugins.
- */
-export interface ConfiguredPlugin {
-  /** Position of the entry in `plugins`. */
-  readonly index: number;
-  /** The entry as messages name it: its name or path as written (`auth-sql`, `./my-auth.ts`), or the class or instance name. */
-  readonly name: string;
-  /** The plugin class; undefined when the entry is an instance (embedding). */
-  readonly Class: RelayPluginClass | undefined;
-  /** The options, validated against `Class.schema` with its defaults filled in ({} when none were given); undefined for an instance. */
-  readonly options: unknown;
-}
+export type { ConfiguredPlugin };
 
 /**
  * Loads, validates and constructs every entry, in order.

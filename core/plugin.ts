@@ -18,7 +18,7 @@
  * ```
  */
 
-import type { LoadedConfig } from './config/load.ts';
+import type { RelayConfigInput } from './config/schema.ts';
 import type { RelayConfig } from './config/schema.ts';
 import type { RelayHooks } from './hooks.ts';
 import type { Transports } from './transport/stream.ts';
@@ -117,4 +117,39 @@ export function isRelayPlugin(x: unknown): x is RelayPlugin {
     typeof (x as RelayPlugin).name === 'string' &&
     typeof (x as RelayPlugin).apply === 'function'
   );
+}
+
+/**
+ * A plugin entry of a config resolved as the relay resolves it, short of
+ * `new Class(options)`: what a plugin-contributed command (RelayPluginClass.commands)
+ * and `msrprelay --help` need to know about the configured plugins.
+ */
+export interface ConfiguredPlugin {
+  /** Position of the entry in `plugins`. */
+  readonly index: number;
+  /** The entry as messages name it: its name or path as written (`auth-sql`, `./my-auth.ts`), or the class or instance name. */
+  readonly name: string;
+  /** The plugin class; undefined when the entry is an instance (embedding). */
+  readonly Class: RelayPluginClass | undefined;
+  /** The options, validated against `Class.schema` with its defaults filled in ({} when none were given); undefined for an instance. */
+  readonly options: unknown;
+}
+
+/** A config file read as `msrprelay` reads it, its plugin entries resolved but not constructed. */
+export interface LoadedConfig {
+  /**
+   * The config as the file exports it. Only its plugin entries are checked here; the relay's
+   * own settings are validated when a relay is made from it (createRelay, `--check-config`).
+   */
+  config: RelayConfigInput;
+  /** Absolute path of the file. */
+  filepath: string;
+  /** The file's folder: relative paths in the config are resolved against it. */
+  baseDir: string;
+  /** The file as messages name it: relative to the working directory when it lies below it. */
+  source: string;
+  /** Every entry of `config.plugins`, in order: its class and validated options. */
+  plugins: ConfiguredPlugin[];
+  /** The first entry named `name` as the config names it (`'domain-map'`), or undefined. */
+  plugin(name: string): ConfiguredPlugin | undefined;
 }

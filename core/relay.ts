@@ -29,8 +29,9 @@ import { Peer, peerOf } from './session/peer.ts';
 import { Router } from './session/router.ts';
 import { maskId, newSessionId, SessionTable, type Session } from './session/session-table.ts';
 import { TransportRegistry, type Transports } from './transport/registry.ts';
-import { describeEntry, type AdoptOptions, type MsrpStream, type TransportContext, type TransportListener } from './transport/stream.ts';
+import { describeEntry, type Admission, type AdoptOptions, type MsrpStream, type TransportContext, type TransportListener } from './transport/stream.ts';
 import { tcpTransport } from './transport/tcp.ts';
+import { MsrpError } from './errors.ts';
 import type { CloseReason, ConnectionContext, ListenerInfo, NextHop, OriginateOptions, OutgoingRequest, SessionInfo } from './types.ts';
 
 export interface CreateRelayOptions {
@@ -73,6 +74,10 @@ export class Relay implements PluginHost {
   private readonly uncounted = new WeakSet<Connection>();
   private readonly perIp = new Map<string, number>();
   private inboundCount = 0;
+  /** Outward legs open (limits.maxOutboundConnections). */
+  private outboundCount = 0;
+  /** Inbound connections still in probation (R-9), oldest first: the first to go at the cap (R-88). */
+  private readonly probation = new Set<Connection>();
   private state: 'new' | 'listening' | 'closing' | 'closed' = 'new';
   /** Cluster mode only (DESIGN.md §7). */
   private readonly cluster: ClusterWorker | undefined;
@@ -104,6 +109,7 @@ export class Relay implements PluginHost {
     this.transportContext = {
       // In cluster mode a fresh client connection first goes through the worker's gate.
       adopt: cluster !== undefined ? (stream, o) => cluster.gate(stream, o) : (stream, o) => this.adoptStream(stream, o),
+      admit: (ip) => this.admit(ip),
       config: () => this.configValue,
       get log() {
         return relay.logger;
@@ -353,10 +359,51 @@ export class Relay implements PluginHost {
     return this.state === 'listening' || (this.cluster !== undefined && this.state === 'new');
   }
 
-  /** R-88: the caps per source address and in total. */
+  /**
+   * R-88: the caps per source address and in total. At the total cap the oldest connection
+   * still in probation (no successful request yet) makes room ("unauthenticated connections
+   * are reaped first"): strangers filling the cap with idle connections cannot lock everyone
+   * out, and an authenticated session is never evicted for them.
+   */
   private admits(ip: string): boolean {
     const cfg = this.configValue;
-    return this.inboundCount < cfg.limits.maxConnections && (this.perIp.get(ip) ?? 0) < cfg.limits.maxConnectionsPerIp;
+    if ((this.perIp.get(ip) ?? 0) >= cfg.limits.maxConnectionsPerIp) return false;
+    if (this.inboundCount < cfg.limits.maxConnections) return true;
+    for (const c of this.probation) {
+      this.probation.delete(c);
+      if (!c.inProbation || c.isClosed) continue;
+      this.logger.info('connection evicted: the connection cap is reached and it has not succeeded yet (R-88)', { remote: c.remoteAddress });
+      c.destroy({ code: 'limit', message: 'evicted at the connection cap while in probation (R-88)' });
+      return this.inboundCount < cfg.limits.maxConnections;
+    }
+    return false;
+  }
+
+  /** A place under the caps for a raw connection whose handshake is to come (TransportContext.admit). */
+  private admit(ip: string): Admission | undefined {
+    if (!this.accepting()) return undefined;
+    if (!this.admits(ip)) {
+      this.logger.warn('connection refused: limit reached', { remote: ip });
+      return undefined;
+    }
+    this.countInbound(ip, 1);
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        this.countInbound(ip, -1);
+      },
+    };
+  }
+
+  /** The relay decided to close `conn`: its place under the caps is free at once, not when the peer lets go. */
+  private release(conn: Connection): void {
+    this.probation.delete(conn);
+    if (this.uncounted.has(conn)) return;
+    this.uncounted.add(conn);
+    if (conn.direction === 'inbound') this.countInbound(conn.remoteAddress, -1);
+    else this.outboundCount--;
   }
 
   /** A connection's per-connection parts, with the router's state for it as its handler. */
@@ -371,6 +418,8 @@ export class Relay implements PluginHost {
       ...(o?.peer !== undefined ? { peer: o.peer } : {}),
       ...(o?.encrypted !== undefined ? { encrypted: o.encrypted } : {}),
       handler: (conn) => new Peer(router, conn),
+      maxBuffered: cfg.limits.maxBufferedPerConnection,
+      onClosing: (conn) => this.release(conn),
       limits: {
         maxStartLine: cfg.limits.maxStartLine,
         maxHeaderLine: cfg.limits.maxHeaderLine,
@@ -381,6 +430,7 @@ export class Relay implements PluginHost {
         firstRequestMs: direction === 'inbound' && o?.probation !== false ? cfg.timeouts.firstRequest * 1000 : 0,
         headerCompletionMs: cfg.timeouts.headerCompletion * 1000,
         idleMs: cfg.timeouts.idle * 1000,
+        outputStallMs: cfg.timeouts.outputStall * 1000,
       },
     });
   }
@@ -396,14 +446,20 @@ export class Relay implements PluginHost {
       stream.destroy();
       return undefined;
     };
-    if (!this.accepting()) return refuse('', {});
+    if (!this.accepting()) {
+      o.admission?.release();
+      return refuse('', {});
+    }
     const counted = o.counted !== false;
     const ip = o.peer?.remoteAddress ?? stream.remoteAddress ?? '';
-    // R-88: caps per source address and in total: accepted and closed at once.
-    if (counted && !this.admits(ip)) return refuse('connection refused: limit reached', { remote: ip });
+    // R-88: caps per source address and in total: accepted and closed at once. A place taken
+    // at the raw accept (admit()) moves to the connection, which register() counts.
+    if (o.admission !== undefined) o.admission.release();
+    else if (counted && !this.admits(ip)) return refuse('connection refused: limit reached', { remote: ip });
     const conn = this.newConnection(stream, 'inbound', o.listener.transport, o);
     if (!counted) this.uncounted.add(conn);
     this.register(conn);
+    if (counted && o.probation !== false) this.probation.add(conn);
     const hooks = this.hooksValue;
     if (!isTapped(hooks.acceptConnection) || o.listener.transport === WORKER_TRANSPORT) {
       conn.start(o.head);
@@ -436,8 +492,13 @@ export class Relay implements PluginHost {
     }
     const provider = this.registry.get(hop.transport);
     if (provider?.dial === undefined) throw new Error(`cannot reach ${label}: no transport provider dials "${hop.transport}"`);
+    // Outward legs have their own cap (docs/reference/configuration.md); worker links do not count.
+    if (hop.transport !== WORKER_TRANSPORT && this.outboundCount >= this.configValue.limits.maxOutboundConnections) {
+      throw new MsrpError('MSRP_ERR_TOO_MANY_LEGS', 'limits.maxOutboundConnections reached');
+    }
     const stream = await provider.dial(hop, this.transportContext, this.configValue.timeouts.connect * 1000);
     const conn = this.newConnection(stream, 'outbound', hop.transport, undefined);
+    if (hop.transport === WORKER_TRANSPORT) this.uncounted.add(conn);
     peerOf(conn).label = label;
     this.register(conn);
     conn.start();
@@ -448,7 +509,9 @@ export class Relay implements PluginHost {
   private register(conn: Connection): void {
     this.connections.add(conn);
     this.sweeper ??= setTimeout(this.sweep, this.sweepInterval()).unref();
-    if (conn.direction === 'inbound' && !this.uncounted.has(conn)) this.countInbound(conn.remoteAddress, 1);
+    if (this.uncounted.has(conn)) return;
+    if (conn.direction === 'inbound') this.countInbound(conn.remoteAddress, 1);
+    else this.outboundCount++;
   }
 
   private countInbound(ip: string, delta: 1 | -1): void {
@@ -475,14 +538,20 @@ export class Relay implements PluginHost {
   private readonly sweep = (): void => {
     const now = Date.now();
     for (const c of this.connections) c.sweep(now);
+    for (const c of this.probation) if (!c.inProbation) this.probation.delete(c);
     this.table.expire(now);
     this.sweeper = this.state === 'closed' ? undefined : setTimeout(this.sweep, this.sweepInterval()).unref();
   };
 
   private onConnectionGone(conn: Connection, reason: CloseReason): void {
     if (!this.connections.delete(conn)) return;
-    if (conn.direction === 'inbound' && !this.uncounted.has(conn)) this.countInbound(conn.remoteAddress, -1);
+    this.release(conn);
     this.hooksValue.connectionClosed.call(conn, reason);
+  }
+
+  /** Connections counted against the caps: inbound and outbound (for tests and status pages). */
+  get counts(): { inbound: number; outbound: number; perIp: ReadonlyMap<string, number> } {
+    return { inbound: this.inboundCount, outbound: this.outboundCount, perIp: this.perIp };
   }
 
   private onSessionClosed(s: Session<Connection>, reason: CloseReason): void {

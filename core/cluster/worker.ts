@@ -120,7 +120,7 @@ export class ClusterWorker {
       return undefined;
     }
     const ip = socket.remoteAddress ?? '';
-    if (!h.admits(ip)) {
+    if (options.admission === undefined && !h.admits(ip)) {
       h.log().warn('connection refused: limit reached', { remote: ip });
       socket.on('error', () => {});
       socket.destroy();
@@ -131,6 +131,7 @@ export class ClusterWorker {
     const wait = Math.min(cfg.timeouts.headerCompletion, cfg.timeouts.firstRequest) * 1000;
     void readLines(socket, 2, max, wait).then((data) => {
       if (data === undefined) {
+        options.admission?.release();
         socket.destroy();
         return;
       }
@@ -138,14 +139,18 @@ export class ClusterWorker {
       const w = this.options;
       const owner = uri?.sessionId !== undefined && uri.host.toLowerCase() === h.hostname().toLowerCase() ? workerOfSession(uri.sessionId, w.count) : undefined;
       if (owner === undefined || owner === w.index || !h.accepting()) this.serveHere(socket, options, data);
-      else this.handOver(socket, options.listener, data, owner);
+      else {
+        // The place taken at the raw accept becomes the hand-over's (countClient).
+        options.admission?.release();
+        this.handOver(socket, options.listener, data, owner);
+      }
     });
     return undefined;
   }
 
   private serveHere(socket: net.Socket, options: AdoptOptions, data: Buffer): void {
-    if (socket.destroyed) return;
-    if (!this.host.accepting()) {
+    if (socket.destroyed || !this.host.accepting()) {
+      options.admission?.release();
       socket.destroy();
       return;
     }

@@ -15,7 +15,8 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
-import { resolvePlugins, type ConfiguredPlugin } from '../plugin-loader.ts';
+import type { ConfiguredPlugin, LoadedConfig } from '../plugin.ts';
+import { resolvePlugins } from '../plugin-loader.ts';
 import type { PluginEntry, RelayConfigInput } from './schema.ts';
 import { ConfigError } from './validate.ts';
 
@@ -92,24 +93,7 @@ export async function loadConfigFile(opts: { file?: string; cwd?: string } = {})
   return { config, filepath, baseDir: dirname(filepath) };
 }
 
-/** A config file read as `msrprelay` reads it, its plugin entries resolved but not constructed. */
-export interface LoadedConfig {
-  /**
-   * The config as the file exports it. Only its plugin entries are checked here; the relay's
-   * own settings are validated when a relay is made from it (createRelay, `--check-config`).
-   */
-  config: RelayConfigInput;
-  /** Absolute path of the file. */
-  filepath: string;
-  /** The file's folder: relative paths in the config are resolved against it. */
-  baseDir: string;
-  /** The file as messages name it: relative to the working directory when it lies below it. */
-  source: string;
-  /** Every entry of `config.plugins`, in order: its class and validated options. */
-  plugins: ConfiguredPlugin[];
-  /** The first entry named `name` as the config names it (`'domain-map'`), or undefined. */
-  plugin(name: string): ConfiguredPlugin | undefined;
-}
+export type { LoadedConfig } from '../plugin.ts';
 
 /**
  * Finds and reads the config file as `msrprelay` does (`file` relative to `cwd`, else

@@ -41,6 +41,10 @@ export interface TimeoutsConfig {
   connect: number;
   /** Shutdown: how long open transfers may drain before connections are cut. */
   drain: number;
+  /** A peer whose queued output stays over `limits.maxBufferedPerConnection` this long is closed. */
+  outputStall: number;
+  /** A TLS handshake must finish this soon after the connection is accepted (the first request's timer starts after it). */
+  tlsHandshake: number;
 }
 
 export interface LimitsConfig {
@@ -56,6 +60,17 @@ export interface LimitsConfig {
   maxPathUris: number;
   /** R-43: AUTH failures before the connection is closed. */
   maxAuthFailures: number;
+  /**
+   * Octets the relay may have queued toward a peer before it stops reading that peer (a
+   * peer that does not read its answers); four times this, or a stall of
+   * `timeouts.outputStall`, closes the connection. At least 256 KiB: a forwarded body can
+   * hold a socket's high-water mark and a read's worth of octets in the queue by itself.
+   */
+  maxBufferedPerConnection: number;
+  /** R-10, R-43 in spirit: AUTHs without credentials in a row before the connection is closed. */
+  maxChallengesPerConnection: number;
+  /** Connections the relay opens to next hops (outward legs), apart from `maxConnections`. */
+  maxOutboundConnections: number;
 }
 
 /**
@@ -125,6 +140,8 @@ export const DEFAULT_TIMEOUTS: TimeoutsConfig = {
   hook: 5,
   connect: 10,
   drain: 10,
+  outputStall: 30,
+  tlsHandshake: 5,
 };
 export const DEFAULT_LIMITS: LimitsConfig = {
   maxMessageSize: 64 * 2 ** 20,
@@ -139,6 +156,9 @@ export const DEFAULT_LIMITS: LimitsConfig = {
   maxHeaders: 64,
   maxPathUris: 16,
   maxAuthFailures: 3,
+  maxBufferedPerConnection: 1024 * 1024,
+  maxChallengesPerConnection: 3,
+  maxOutboundConnections: 10000,
 };
 
 export const DEFAULT_OUTBOUND: OutboundConfig = {
@@ -208,6 +228,8 @@ export const CONFIG_SCHEMA = {
         hook: seconds(DEFAULT_TIMEOUTS.hook, 0.001),
         connect: seconds(DEFAULT_TIMEOUTS.connect, 0.001),
         drain: seconds(DEFAULT_TIMEOUTS.drain, 0),
+        outputStall: seconds(DEFAULT_TIMEOUTS.outputStall, 0.001),
+        tlsHandshake: seconds(DEFAULT_TIMEOUTS.tlsHandshake, 0.001),
       },
     },
     limits: {
@@ -226,6 +248,9 @@ export const CONFIG_SCHEMA = {
         maxHeaders: count(DEFAULT_LIMITS.maxHeaders, 4),
         maxPathUris: count(DEFAULT_LIMITS.maxPathUris, 2),
         maxAuthFailures: count(DEFAULT_LIMITS.maxAuthFailures),
+        maxBufferedPerConnection: count(DEFAULT_LIMITS.maxBufferedPerConnection, 262144),
+        maxChallengesPerConnection: count(DEFAULT_LIMITS.maxChallengesPerConnection),
+        maxOutboundConnections: count(DEFAULT_LIMITS.maxOutboundConnections),
       },
     },
     forwardUnknownMethods: { type: 'boolean', default: true },

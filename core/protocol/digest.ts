@@ -479,7 +479,8 @@ const MAX_NC_PER_NONCE = 64;
 
 interface NonceEntry {
   issuedAt: number;
-  ncs: Set<string>;
+  /** nc values seen, made at the first credentialed use (most nonces only ever challenge). */
+  ncs: Set<string> | undefined;
 }
 
 /**
@@ -578,7 +579,7 @@ export class NonceManager {
     const nonce = raw.toString('base64url');
     // Keeps sweepAt at or before the oldest entry's drop time (later entries drop later).
     this.sweepAt = Math.min(this.sweepAt, issuedAt + 2 * this.lifetimeMs + 1);
-    this.entries.set(nonce, { issuedAt, ncs: new Set() });
+    this.entries.set(nonce, { issuedAt, ncs: undefined });
     this.evictOverflow();
     return nonce;
   }
@@ -624,9 +625,10 @@ export class NonceManager {
     if (entry === undefined) return false;
     const key = nc.toLowerCase();
     // "if the same nc-value is seen twice, then the request is a replay".
-    if (entry.ncs.has(key)) return false;
-    if (entry.ncs.size >= MAX_NC_PER_NONCE) return false;
-    entry.ncs.add(key);
+    const ncs = (entry.ncs ??= new Set());
+    if (ncs.has(key)) return false;
+    if (ncs.size >= MAX_NC_PER_NONCE) return false;
+    ncs.add(key);
     return true;
   }
 

@@ -75,6 +75,8 @@ export type FramerErrorKind =
   | 'header-line-too-long'
   | 'header-section-too-long'
   | 'too-many-headers'
+  /** A start or header line ended in a bare LF (R-23, RFC.md §1.1: lines end in CRLF). */
+  | 'bare-lf'
   /** A message-oriented transport's message did not hold exactly one frame (W-3). */
   | 'not-one-frame'
   | 'dead';
@@ -348,6 +350,10 @@ export class Framer {
       if (b[off + i] !== MSRP_SP[i]) this.fail('bad-start-line', 'the start line does not begin with "MSRP "');
     }
     const eol = findCrlf(b, off);
+    // R-23, §1.1: lines end in CRLF: waiting for a CRLF that never comes after a bare LF would
+    // leave the connection to the header timer. (With no CRLF after `off`, any LF is bare; an
+    // LF inside a CRLF-ended start line is a control octet parseStartLine refuses.)
+    if (eol === -1 && b.indexOf(LF, off) !== -1) this.fail('bad-start-line', 'the start line has a bare LF (lines end in CRLF)');
     if (eol === -1) {
       // A trailing CR may be the first half of this line's CRLF: it does not count (else a
       // line of exactly the limit would fail or pass depending on where the read split it).
@@ -415,6 +421,10 @@ export class Framer {
     const off = this.off;
     const eol = findCrlf(b, off);
     const lim = this.limits;
+    // R-23, §1.1: a bare LF is not a line end. One inside a value whose line ends in CRLF is
+    // a defect of that header (R-22, below); header lines ending in bare LFs would otherwise
+    // wait for the header timer: two of them with no CRLF in sight close at once.
+    if (eol === -1 && bareLfs(b, off) >= 2) this.fail('bare-lf', 'header lines end in a bare LF, not CRLF');
     if (eol === -1) {
       const avail = b.length - off;
       // As for the start line, a trailing CR is probably half of the CRLF and is not counted.
@@ -669,6 +679,13 @@ export class Framer {
     if (b.length - r > needle.length + 1 && b[r + needle.length + 1] !== CR) return false;
     return true;
   }
+}
+
+/** LFs not preceded by CR from `from` on (called only when no CRLF follows `from`, so all of them). */
+function bareLfs(b: Buffer, from: number): number {
+  let n = 0;
+  for (let i = b.indexOf(LF, from); i !== -1 && n < 2; i = b.indexOf(LF, i + 1)) n++;
+  return n;
 }
 
 /**

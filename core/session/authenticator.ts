@@ -100,6 +100,7 @@ export class Authenticator {
     if ('reject' in domain) return this.fail(peer, req, domain.reject, { close: false, count: counts(domain.reject) });
 
     const auth: AuthRequest = new AuthRequestOf(conn, req, domain.domain, domain.realm);
+    if (auth.authorization !== undefined) peer.challengesInRow = 0;
     const decision: AuthDecision | undefined = await hooks.authenticate.promise(auth);
     if (decision === undefined) {
       // No tap answered: fail closed.
@@ -116,6 +117,17 @@ export class Authenticator {
         reason: decision.reason,
       };
       if (decision.failed) this.countFailure(peer, req, outcome, auth);
+      // in spirit: a challenge costs a nonce; a connection that keeps asking for
+      // them without ever answering one is closed after a few (each real client answers its
+      // challenge before it asks for the next, one per session, R-13).
+      if (auth.authorization === undefined) {
+        if (++peer.challengesInRow >= cfg.limits.maxChallengesPerConnection) {
+          outcome.close = true;
+          outcome.reason = 'challenges without a credentialed answer (limits.maxChallengesPerConnection)';
+        }
+      } else {
+        peer.challengesInRow = 0;
+      }
       return outcome;
     }
     if ('reject' in decision) {

@@ -27,6 +27,8 @@ export interface ConnectionHandler {
 export interface ConnectionTimeouts {
   /** R-9: ms to wait for the first successful request on an inbound connection (0 = none). */
   firstRequestMs: number;
+  /** A peer whose queued output stays over the bound this long is closed (0 = never). */
+  outputStallMs?: number;
   /** 2H: ms from the first byte of a message to the end of its headers (slowloris). */
   headerCompletionMs: number;
   /** R-14: ms without traffic before closing. */
@@ -36,6 +38,9 @@ export interface ConnectionTimeouts {
 export type { Deadline };
 
 let opened = 0;
+
+/** Why reading pauses while the peer does not take its output. */
+const OUTPUT = 'output';
 
 /** How long close() lets queued data drain to a peer before the socket is destroyed. */
 const CLOSE_GRACE_MS = 2000;
@@ -88,6 +93,10 @@ export class Connection implements ConnectionContext {
 
   /** @internal the router's state for this peer */
   readonly handler: ConnectionHandler;
+  private readonly maxBuffered: number;
+  private readonly onClosing: ((conn: Connection) => void) | undefined;
+  /** When reading stopped because the peer does not take its output (0: it has not). */
+  private outputBlockedSince = 0;
   /** Made on first use of `signal`: most connections never need one (an AbortController and its abort's DOMException are not free). */
   private controller: AbortController | undefined;
   private pauseReasons: Set<string> | undefined;
@@ -116,6 +125,10 @@ export class Connection implements ConnectionContext {
     peer?: { remoteAddress: string; remotePort: number; localAddress?: string; localPort?: number };
     /** Overrides the stream's `encrypted` (TLS ended in another worker of this relay). */
     encrypted?: boolean;
+    /** Octets queued toward the peer before reading it stops (0 = no bound); 4x closes. */
+    maxBuffered?: number;
+    /** Told once, when the relay decides to close (before the stream is gone): the caps free its slot. */
+    onClosing?: (conn: Connection) => void;
   }) {
     this.socket = o.socket;
     this.direction = o.direction;
@@ -126,12 +139,19 @@ export class Connection implements ConnectionContext {
     this.remotePort = o.peer?.remotePort ?? o.socket.remotePort ?? 0;
     if (o.peer?.localAddress !== undefined) this.local = { address: o.peer.localAddress, port: o.peer.localPort ?? 0 };
     this.handler = o.handler(this);
+    this.maxBuffered = o.maxBuffered ?? 0;
+    this.onClosing = o.onClosing;
     this.timeouts = o.timeouts;
     this.writer = new Writer(o.socket);
     this.framer = new Framer(new FrameSink(this), o.limits);
     (o.socket as OwnedSocket)[kConnection] = this;
     o.socket.on('error', Connection.onSocketError);
     o.socket.on('close', Connection.onSocketClose);
+    if (this.maxBuffered > 0) o.socket.on('drain', Connection.onSocketDrain);
+  }
+
+  private static onSocketDrain(this: OwnedSocket): void {
+    this[kConnection].outputDrained();
   }
 
   private static onSocketError(this: OwnedSocket, e: Error): void {
@@ -222,6 +242,11 @@ export class Connection implements ConnectionContext {
       if (this.destroyAfter !== 0 && now >= this.destroyAfter) this.socket.destroy();
       return;
     }
+    const stall = this.timeouts.outputStallMs ?? 0;
+    if (this.outputBlockedSince !== 0 && stall > 0 && now - this.outputBlockedSince >= stall) {
+      this.destroy({ code: 'limit', message: 'the peer did not read its output in time (timeouts.outputStall)' });
+      return;
+    }
     if (this.probationUntil !== 0 && now >= this.probationUntil) {
       this.close({ code: 'first-request-timeout', message: 'no successful request in time (R-9)' });
       return;
@@ -275,7 +300,35 @@ export class Connection implements ConnectionContext {
   /** Writes a complete frame (response, REPORT) ahead of streamed bodies (R-67). */
   sendFrame(frame: Buffer): boolean {
     if (this.isClosed) return false;
-    return this.writer.control(frame);
+    const ok = this.writer.control(frame);
+    if (this.maxBuffered > 0) this.checkOutput();
+    return ok;
+  }
+
+  /**
+   * A peer that does not read what the relay answers it (pipelined requests, each answered)
+   * must not grow the relay: past the bound its reading stops, so it gets no more answers
+   * to queue; past four times the bound, or stalled for outputStall, it is closed. Forwarded
+   * bodies have their own back-pressure (the Writer pauses their sender).
+   */
+  private checkOutput(): void {
+    const queued = this.socket.writableLength ?? (this.socket.writableNeedDrain ? this.maxBuffered + 1 : 0);
+    if (queued > 4 * this.maxBuffered) {
+      this.destroy({ code: 'limit', message: 'the peer does not read: output over 4 x limits.maxBufferedPerConnection' });
+      return;
+    }
+    if (queued > this.maxBuffered && this.outputBlockedSince === 0) {
+      this.outputBlockedSince = Date.now();
+      this.pauseReading(OUTPUT);
+    }
+  }
+
+  private outputDrained(): void {
+    if (this.outputBlockedSince === 0) return;
+    const queued = this.socket.writableLength ?? 0;
+    if (queued > this.maxBuffered / 2) return;
+    this.outputBlockedSince = 0;
+    this.resumeReading(OUTPUT);
   }
 
   /**
@@ -286,6 +339,7 @@ export class Connection implements ConnectionContext {
     if (this.closing || this.ended) return;
     this.closing = true;
     this.closeReason = reason;
+    this.onClosing?.(this);
     this.clearTimers();
     this.socket.closing?.(reason);
     this.socket.end();
@@ -297,6 +351,7 @@ export class Connection implements ConnectionContext {
   destroy(reason: CloseReason): void {
     if (this.ended) return;
     this.closeReason ??= reason;
+    if (!this.closing) this.onClosing?.(this);
     this.closing = true;
     this.clearTimers();
     this.socket.closing?.(this.closeReason);

@@ -17,7 +17,7 @@ import type { Connection } from './connection.ts';
 import { peerOf as anyPeerOf, type Peer as AnyPeer } from './peer.ts';
 import type { Replies } from './replies.ts';
 import type { Session } from './session-table.ts';
-import type { Transaction, Transactions } from './transactions.ts';
+import { pieceTransaction, type Transaction, type Transactions } from './transactions.ts';
 import { OutStream, type HeadRenderer, type OutStreamEvents } from './writer.ts';
 
 /** R-67: SEND chunks with more body octets than this are interruptible (range-end `*`). */
@@ -57,7 +57,10 @@ export type Sink =
 /** The state of the request being read on a connection. */
 export interface Inbound {
   readonly req: MsrpRequestHead | undefined;
-  mode: 'pending' | 'forward' | 'local' | 'discard' | 'response';
+  /** `holding`: a non-SEND body is read whole (at most 10240 octets, R-29) before the request is decided. */
+  mode: 'pending' | 'holding' | 'forward' | 'local' | 'discard' | 'response';
+  /** The body of a held request, copied (it is small). */
+  held?: Buffer[];
   bodyBytes: number;
   readonly startedAt: number;
   stream?: OutStream;
@@ -67,6 +70,8 @@ export interface Inbound {
   chunk?: ChunkContext;
   /** The target dropped the stream: answer this status at the end (R-65). */
   failedStatus?: number;
+  /** The relay failed the request (Failure-Report partial): a REPORT with this status at the end (R-63). */
+  failedReport?: number;
 }
 
 export interface ForwarderDeps {
@@ -169,24 +174,7 @@ class Forward extends PieceRenderer implements OutStreamEvents {
     this.started = true;
     const kind = this.kind;
     if (kind === undefined) return;
-    const req = this.req;
-    const range = req.byteRange;
-    this.f.transactions.add(peerOf(this.sink.target), {
-      tid,
-      kind,
-      source: this.conn,
-      sourceTid: req.tid,
-      method: req.method,
-      reportTo: req.fromPath,
-      reportFrom: this.sink.reportFrom,
-      messageId: req.messageId,
-      failureReport: req.failureReport,
-      rangeStart: (range?.start ?? 1) + off,
-      rangeBytes: 0,
-      rangeTotal: range?.total ?? -1,
-      timer: undefined,
-      counted: true,
-    });
+    this.f.transactions.add(peerOf(this.sink.target), pieceTransaction(this.req, kind, tid, off, { source: this.conn, reportFrom: this.sink.reportFrom }));
   }
 
   onPieceEnd(tid: string, _flag: EndFlag, _off: number, bytes: number): void {
@@ -351,6 +339,14 @@ export class Forwarder {
       return;
     }
     if (inb.failedStatus !== undefined && req.method !== 'REPORT' && req.failureReport !== 'no') this.d.replies.send(conn, req, inb.failedStatus);
+    if (inb.failedReport !== undefined) {
+      const range = req.byteRange;
+      this.d.transactions.sendReport(
+        { source: conn, messageId: req.messageId, rangeStart: range?.start ?? 1, rangeBytes: inb.bodyBytes, rangeTotal: range?.total ?? -1, reportTo: req.fromPath, reportFrom: req.toPath[0]! },
+        inb.failedReport,
+        '',
+      );
+    }
   }
 
   /** The sender vanished mid-chunk: end what went out with `#` (R-69), tell a local endpoint. */

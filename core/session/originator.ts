@@ -15,7 +15,7 @@ import type { OriginateOptions, OriginateResult, OutgoingRequest } from '../type
 import type { Connection } from './connection.ts';
 import { answerKind, hasStarEnd, isInterruptible, PieceRenderer } from './forwarder.ts';
 import { peerOf } from './peer.ts';
-import type { Transaction, TransactionOrigin, Transactions } from './transactions.ts';
+import { pieceTransaction, type Transaction, type TransactionOrigin, type Transactions } from './transactions.ts';
 import { OutStream, type OutStreamEvents } from './writer.ts';
 
 /** Builds and validates the head of an originated request (the same checks as a received one, R-17 … R-29). */
@@ -91,26 +91,8 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
   private pieceStarted(tid: string, off: number): void {
     const kind = this.kind;
     if (kind === undefined) return;
-    const req = this.req;
-    const range = req.byteRange;
     this.open++;
-    this.transactions.add(peerOf(this.conn), {
-      tid,
-      kind,
-      source: null,
-      origin: this,
-      sourceTid: tid,
-      method: req.method,
-      reportTo: req.fromPath,
-      reportFrom: req.toPath[0]!,
-      messageId: req.messageId,
-      failureReport: req.failureReport,
-      rangeStart: (range?.start ?? 1) + off,
-      rangeBytes: 0,
-      rangeTotal: range?.total ?? -1,
-      timer: undefined,
-      counted: false,
-    });
+    this.transactions.add(peerOf(this.conn), pieceTransaction(this.req, kind, tid, off, { origin: this }));
   }
 
   private finish(): void {

@@ -34,6 +34,8 @@ export class Peer<I = unknown, T = unknown> implements ConnectionHandler {
   authInProgress = false;
   /** R-10: failed requests before the first success. */
   probationFailures = 0;
+  /** AUTHs without credentials since the last one with (limits.maxChallengesPerConnection). */
+  challengesInRow = 0;
   /** An outbound connection's dial target (`tls://host:port`, `worker:1`): R-12 reuse and logs. */
   label: string | undefined;
   /** Made on first use: most connections never need them (memory per held session). */

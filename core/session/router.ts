@@ -25,7 +25,7 @@ import type { Logger } from '../plugin.ts';
 import type { CloseReason, ErrorContext, ForwardDirection, ListenerInfo, LocalRequest, NextHop, PathPair } from '../types.ts';
 import { Authenticator } from './authenticator.ts';
 import type { Connection } from './connection.ts';
-import { Forwarder, peerOf, type Inbound, type Peer, type Sink } from './forwarder.ts';
+import { Forwarder, MAX_NON_SEND_BODY, peerOf, type Inbound, type Peer, type Sink } from './forwarder.ts';
 import type { PeerEvents } from './peer.ts';
 import { Replies } from './replies.ts';
 import { maskId, type FarLeg, type Session, type SessionTable } from './session-table.ts';
@@ -69,6 +69,8 @@ type Decision =
       reason: string;
       /** From-Path of an end-to-end answer: the relay URIs the request passed (a local endpoint's refusal). */
       from?: readonly string[];
+      /** A failure of the relay or a plugin (not a refusal): Failure-Report partial learns it by REPORT (R-63). */
+      failure?: boolean;
     }
   | { kind: 'silent'; reason: string }
   | { kind: 'close'; reason: string }
@@ -80,6 +82,8 @@ class DialError extends Error {}
 /** A dial whose failure is a DialError. */
 function dialing(p: Promise<Connection>): Promise<Connection> {
   return p.catch((e: unknown) => {
+    // A refusal of the relay's own (a cap) keeps its status.
+    if (isMsrpError(e)) throw e;
     throw new DialError(e instanceof Error ? e.message : String(e));
   });
 }
@@ -153,9 +157,22 @@ export class Router implements PeerEvents<Inbound, Transaction> {
         },
       });
     }
+    // R-29: the body of a request other than SEND is small; it is read whole first, so one
+    // over 10240 octets is refused before any of it (an AUTH's Digest, say) is processed.
+    if (req.method !== 'SEND' && req.hasBody) {
+      inbound.mode = 'holding';
+      inbound.held = [];
+      return;
+    }
+    this.decideAndApply(peer, inbound);
+  }
+
+  /** Decides, then applies the decision; `then` runs once it is applied (a held body's replay). */
+  private decideAndApply(peer: Peer, inbound: Inbound, then?: () => void): void {
+    const conn = peer.conn;
     let decision: Decision | Promise<Decision>;
     try {
-      decision = this.decide(peer, req);
+      decision = this.decide(peer, inbound.req!);
     } catch (e) {
       decision = this.internalError(conn, e, 'routing');
     }
@@ -166,17 +183,32 @@ export class Router implements PeerEvents<Inbound, Transaction> {
         .then((d) => {
           if (conn.isClosed) return;
           this.apply(peer, inbound, d);
+          then?.();
           conn.resumeReading(DECIDE);
         })
         .catch((e: unknown) => this.report(e, { connection: conn }));
     } else {
       this.apply(peer, inbound, decision);
+      then?.();
     }
   }
 
   onBody(peer: Peer, data: Buffer): void {
     const inb = peer.inbound;
     if (inb === undefined || inb.req === undefined) return;
+    if (inb.mode === 'holding') {
+      inb.bodyBytes += data.length;
+      if (inb.bodyBytes > MAX_NON_SEND_BODY) {
+        // R-29: 400 and close, before the request is processed at all.
+        inb.mode = 'discard';
+        inb.held = undefined;
+        this.replies.send(peer.conn, inb.req, 400, 'body over 10240 octets');
+        peer.conn.close({ code: 'protocol-error', message: 'non-SEND body over 10240 octets (R-29)' });
+        return;
+      }
+      inb.held!.push(Buffer.from(data));
+      return;
+    }
     this.forwarder.body(peer, inb, data);
   }
 
@@ -184,6 +216,17 @@ export class Router implements PeerEvents<Inbound, Transaction> {
     const inb = peer.inbound;
     peer.inbound = undefined;
     if (inb === undefined || inb.req === undefined) return;
+    if (inb.mode === 'holding') {
+      const held = inb.held!;
+      inb.held = undefined;
+      inb.mode = 'pending';
+      inb.bodyBytes = 0;
+      this.decideAndApply(peer, inb, () => {
+        for (const h of held) this.forwarder.body(peer, inb, h);
+        this.forwarder.end(peer, inb, flag);
+      });
+      return;
+    }
     this.forwarder.end(peer, inb, flag);
   }
 
@@ -285,10 +328,11 @@ export class Router implements PeerEvents<Inbound, Transaction> {
       });
     }
     if (req.toUris.length === 1) {
-      // A session URI alone: the relay is not an endpoint, unless a plugin is one there.
+      // A session URI alone: the relay is not an endpoint, unless a plugin is one there;
+      // otherwise there is nowhere to relay to (481, as the original relay answers).
       return this.claim(peer, req, 0, session, () => {
         if (!KNOWN_METHODS.has(req.method)) return this.fail('MSRP_ERR_METHOD_NOT_UNDERSTOOD', 'unknown method addressed to the relay (R-75)');
-        return this.fail('MSRP_ERR_FORBIDDEN', 'the relay is not a message endpoint');
+        return this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'nothing after the session URI to relay to');
       });
     }
     const cfg = this.d.config();
@@ -333,6 +377,12 @@ export class Router implements PeerEvents<Inbound, Transaction> {
       if (r === undefined) return otherwise();
       // A refusal comes from the endpoint's place in the path, as its answers do (R-81).
       if ('reject' in r) return { ...this.refusal(r.reject), from: passed };
+      if (index === 1 && session !== undefined && !session.endpoint && !session.closed) {
+        // I-4: the owner's token reached a local endpoint, its far end: bound from now on, as a
+        // hand-over binds it, so a chat participant's token does not expire under it (R-49).
+        session.endpoint = true;
+        this.d.sessions.armExpiry(session);
+      }
       return { kind: 'sink', sink: { kind: 'local', receiver: r, request, replyFrom: passed } };
     });
   }
@@ -347,7 +397,7 @@ export class Router implements PeerEvents<Inbound, Transaction> {
       // Both clients use this relay: hand the request over inside the process, as if it had
       // looped (RFC 7977 §8.3.2); both URIs end up in From-Path.
       if (req.toUris.length < 3) {
-        return this.claim(peer, req, 1, other, () => this.fail('MSRP_ERR_FORBIDDEN', 'the relay is not a message endpoint'));
+        return this.claim(peer, req, 1, other, () => this.fail('MSRP_ERR_SESSION_NOT_FOUND', 'nothing after the session URI to relay to'));
       }
       const inner = {
         ...req,
@@ -544,6 +594,12 @@ export class Router implements PeerEvents<Inbound, Transaction> {
       case 'respond': {
         inb.mode = 'discard';
         this.countProbationFailure(peer, d.status);
+        if (d.failure === true && req.method === 'SEND' && req.failureReport === 'partial') {
+          // R-65 allows no 200 and R-63 wants processing problems as a REPORT: sent at the
+          // end-line, when the Byte-Range of what arrived is known.
+          inb.failedReport = d.status;
+          return;
+        }
         // AUTH and errors known before the body answer at once; the body (if any) is discarded.
         this.replies.send(conn, req, d.status, d.comment, d.headers, d.from);
         if (d.close === true) conn.close({ code: d.status === 401 || d.status === 403 ? 'auth-failures' : 'rejected', message: d.reason });
@@ -615,7 +671,7 @@ export class Router implements PeerEvents<Inbound, Transaction> {
     if (!alreadyReported(e)) this.report(e, { connection: conn });
     this.d.log().error(`${what} failed`, { error: e instanceof Error ? e.message : String(e) });
     // DESIGN.md §6: an unexpected exception fails closed.
-    return { kind: 'respond', status: 403, reason: `${what} failed` };
+    return { kind: 'respond', status: 403, reason: `${what} failed`, failure: true };
   }
 
   report(e: unknown, ctx: ErrorContext): void {

@@ -58,6 +58,11 @@ export class Session<C extends ConnectionContext = ConnectionContext> implements
   farLeg: FarLeg<C> | undefined;
   /** The connection this relay opened for the outward leg (R-12 aside, one per session). */
   outbound: C | undefined;
+  /**
+   * The owner has reached a local endpoint of this relay through the token (a chat focus):
+   * that is its far end, so the token is bound (I-4) though no far-end leg exists.
+   */
+  endpoint = false;
   /** A pending dial, so concurrent requests share one outbound connection. */
   dialing: Promise<C> | undefined;
   readonly stats: SessionStats = { bytesOut: 0, messagesOut: 0, bytesIn: 0, messagesIn: 0 };
@@ -81,7 +86,7 @@ export class Session<C extends ConnectionContext = ConnectionContext> implements
   }
 
   get bound(): boolean {
-    return this.farLeg !== undefined || this.outbound !== undefined;
+    return this.farLeg !== undefined || this.outbound !== undefined || this.endpoint;
   }
 
   /** The far-end connection, for plugins (undefined for a local hand-over or none yet). */

@@ -13,7 +13,7 @@
 
 import { DeadlineQueue, type Deadline } from '../deadlines.ts';
 import type { RawHeader } from '../protocol/framer.ts';
-import { formatByteRange, formatRequest, formatResponse, formatStatusHeader, newTransactionId, type MsrpResponseHead } from '../protocol/message.ts';
+import { formatByteRange, formatRequest, formatResponse, formatStatusHeader, newTransactionId, type MsrpRequestHead, type MsrpResponseHead } from '../protocol/message.ts';
 import { statusComment } from '../protocol/status.ts';
 import { tryParseUri, type MsrpUri } from '../protocol/uri.ts';
 import type { Connection } from './connection.ts';
@@ -33,7 +33,7 @@ export interface Transaction {
   /** The connection the original request came from (null when the relay originated it). */
   readonly source: Connection | null;
   /** For an originated request: who gets the answer. */
-  readonly origin?: TransactionOrigin;
+  readonly origin: TransactionOrigin | undefined;
   readonly sourceTid: string;
   readonly method: string;
   /** The original request's From-Path as received at the first hop here (REPORT To-Path, R-78). */
@@ -50,6 +50,40 @@ export interface Transaction {
   timer: Deadline | undefined;
   /** Counted against the source's outstanding limit (R-88). */
   counted: boolean;
+}
+
+/**
+ * The transaction of one piece of `req` that starts `off` octets into its body: answered on
+ * behalf of `source` (null and `origin` for a request the relay originated).
+ */
+export function pieceTransaction(
+  req: MsrpRequestHead,
+  kind: Transaction['kind'],
+  tid: string,
+  off: number,
+  from: { source: Connection; reportFrom: string } | { origin: TransactionOrigin },
+): Transaction {
+  const range = req.byteRange;
+  const forwarded = 'source' in from;
+  return {
+    tid,
+    kind,
+    source: forwarded ? from.source : null,
+    // One shape for every transaction (no spread on the forwarding path).
+    origin: forwarded ? undefined : from.origin,
+    sourceTid: forwarded ? req.tid : tid,
+    method: req.method,
+    reportTo: req.fromPath,
+    reportFrom: forwarded ? from.reportFrom : req.toPath[0]!,
+    messageId: req.messageId,
+    failureReport: req.failureReport,
+    rangeStart: (range?.start ?? 1) + off,
+    rangeBytes: 0,
+    rangeTotal: range?.total ?? -1,
+    timer: undefined,
+    // R-88: a forwarded piece counts against its sender's outstanding limit.
+    counted: forwarded,
+  };
 }
 
 export interface TransactionDeps {

@@ -65,6 +65,10 @@ export class PairedStream extends EventEmitter implements MsrpStream {
     return this.needDrain;
   }
 
+  get writableLength(): number {
+    return this.inFlightBytes;
+  }
+
   write(data: Buffer | string): boolean {
     if (this.destroyed || this.ending) return false;
     const b = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);

@@ -36,6 +36,8 @@ export interface MsrpStream extends EventEmitter {
   readonly bytesWritten: number;
   /** True while written data waits above the high-water mark (wait for `drain`). */
   readonly writableNeedDrain: boolean;
+  /** Octets written and not yet taken by the peer (net.Socket has it); bounds a peer that does not read. */
+  readonly writableLength?: number;
   readonly destroyed: boolean;
   /**
    * Present for a transport that carries exactly one MSRP frame per transport message
@@ -84,6 +86,14 @@ export interface AdoptOptions {
   readonly counted?: boolean;
   /** Bytes already read from the stream that belong before what it emits next. */
   readonly head?: Buffer;
+  /** The place under the caps taken by admit() when the raw connection came in (it moves to the connection). */
+  readonly admission?: Admission;
+}
+
+/** A place under the connection caps, held from the raw accept (before a TLS or WebSocket handshake). */
+export interface Admission {
+  /** Gives the place back (the handshake failed or timed out); a second call does nothing. */
+  release(): void;
 }
 
 /** What the relay gives a provider. */
@@ -94,6 +104,13 @@ export interface TransportContext {
    * the stream was refused (the relay has destroyed it).
    */
   adopt(stream: MsrpStream, options: AdoptOptions): ConnectionContext | undefined;
+  /**
+   * Takes a place under the connection caps (R-88) for a raw connection from `remoteAddress`
+   * whose handshake (TLS, WebSocket) is still to come; undefined when the relay refuses it
+   * (close it). Give it to adopt() as `admission`, or release() it if the handshake fails.
+   * Bound the handshake by `timeouts.tlsHandshake`.
+   */
+  admit(remoteAddress: string): Admission | undefined;
   /** The current config (it changes on reload). */
   config(): Readonly<RelayConfig>;
   readonly log: Logger;

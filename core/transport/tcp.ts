@@ -26,40 +26,64 @@ function tlsOptions(cfg: ListenConfig): tls.SecureContextOptions {
 function listen(cfg: ListenConfig, ctx: TransportContext): Promise<TransportListener> {
   const secure = cfg.transport === 'tls';
   let info: ListenerInfo;
-  let server: net.Server;
-  const handle = (socket: net.Socket) => {
-    // R-4: a client certificate, when one is presented on a listener with a CA, must be valid.
-    const t = socket as tls.TLSSocket;
-    if (secure && t.authorizationError !== undefined && t.authorizationError !== null) {
-      const peer = t.getPeerCertificate();
-      if (peer !== null && Object.keys(peer).length > 0) {
-        ctx.log.warn('connection refused: invalid client certificate', { remote: socket.remoteAddress ?? '', error: String(t.authorizationError) });
-        socket.on('error', () => {});
-        socket.destroy();
-        return;
-      }
-    }
-    ctx.adopt(socket, { listener: info });
-  };
+  let context: tls.SecureContext | undefined;
   if (secure) {
-    let opts: tls.TlsOptions;
     try {
-      opts = {
-        ...tlsOptions(cfg),
-        // R-4: ask for a certificate (relay peers present one, R-5) but let clients in
-        // without: they authenticate with Digest (R-6).
-        requestCert: cfg.ca !== undefined,
-        rejectUnauthorized: false,
-      };
+      context = tls.createSecureContext(tlsOptions(cfg));
     } catch (e) {
       return Promise.reject(new Error(`listen ${describeEntry(cfg)}: cannot read the certificate or key: ${(e as Error).message}`));
     }
-    server = tls.createServer(opts, handle);
-    // A failed handshake is the peer's problem, not the relay's.
-    server.on('tlsClientError', (_err, socket) => socket.destroy());
-  } else {
-    server = net.createServer(handle);
   }
+  /**
+   * R-88, R-9: a TLS connection takes its place under the caps when the TCP connection is
+   * accepted, not when its handshake completes (a peer that never finishes a ClientHello
+   * would otherwise be outside every cap), and the handshake must end within
+   * timeouts.tlsHandshake.
+   */
+  const handshake = (raw: net.Socket) => {
+    const admission = ctx.admit(raw.remoteAddress ?? '');
+    if (admission === undefined) {
+      raw.on('error', () => {});
+      raw.destroy();
+      return;
+    }
+    const socket = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: context!,
+      // R-4: ask for a certificate (relay peers present one, R-5) but let clients in
+      // without: they authenticate with Digest (R-6).
+      requestCert: cfg.ca !== undefined,
+      rejectUnauthorized: false,
+    });
+    const failed = () => {
+      clearTimeout(timer);
+      admission.release();
+      socket.destroy();
+    };
+    const timer = setTimeout(failed, ctx.config().timeouts.tlsHandshake * 1000);
+    timer.unref();
+    // A failed handshake is the peer's problem, not the relay's.
+    socket.once('error', failed);
+    raw.once('close', failed);
+    socket.once('secure', () => {
+      clearTimeout(timer);
+      socket.off('error', failed);
+      raw.off('close', failed);
+      // R-4: a client certificate, when one is presented on a listener with a CA, must be valid.
+      if (socket.authorizationError !== undefined && socket.authorizationError !== null) {
+        const peer = socket.getPeerCertificate();
+        if (peer !== null && Object.keys(peer).length > 0) {
+          ctx.log.warn('connection refused: invalid client certificate', { remote: raw.remoteAddress ?? '', error: String(socket.authorizationError) });
+          admission.release();
+          socket.on('error', () => {});
+          socket.destroy();
+          return;
+        }
+      }
+      ctx.adopt(socket, { listener: info, admission });
+    });
+  };
+  const server = net.createServer(secure ? handshake : (socket) => ctx.adopt(socket, { listener: info }));
   server.maxConnections = Number.MAX_SAFE_INTEGER;
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
@@ -86,7 +110,7 @@ function listen(cfg: ListenConfig, ctx: TransportContext): Promise<TransportList
           return Promise.resolve();
         },
         reload(next) {
-          if (secure) (server as tls.Server).setSecureContext(tlsOptions(next));
+          if (secure) context = tls.createSecureContext(tlsOptions(next));
         },
       });
     });

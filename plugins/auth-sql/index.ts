@@ -13,39 +13,15 @@
  */
 
 import { MsrpError, type PluginCommand, type PluginHost, type RelayPlugin, type CredentialQuery, type Credentials } from '../../core/index.ts';
-import { computeHa1 } from '../../core/protocol/index.ts';
 import { CredentialCache } from './credential-cache.ts';
 import { timedOut, untilAborted } from '../shared/deadline.ts';
 import type { ConnectionOptions, DriverName, SqlDriver } from './driver.ts';
+import { secretColumns, type AuthSqlOptions } from './accounts.ts';
 import { createDriver } from './load-driver.ts';
 import { compileStatement } from './statement.ts';
 import { QUERY_PLACEHOLDERS, SubscriberTable, type Columns, type PasswordMode } from './subscriber-table.ts';
 
-export interface SeedAccount {
-  username: string;
-  domain: string;
-  password: string;
-  /** The Digest realm of the stored HA1; default the domain (R-32). */
-  realm?: string;
-}
-
-export interface AuthSqlOptions extends ConnectionOptions {
-  driver: DriverName;
-  /** Seconds: the driver's connect and query timeouts (keep their sum below the relay's timeouts.hook). */
-  timeouts: { connect: number; query: number };
-  mode: PasswordMode;
-  table: string;
-  columns: Columns;
-  useDomain: boolean;
-  /** A whole lookup query with :username, :domain, :realm placeholders, returning `ha1` and/or `password`. */
-  query?: string;
-  /** ttl seconds (0 = off) and the most entries kept. */
-  cache: { ttl: number; max: number };
-  /** Create the table (and for SQLite the file and its folder) when missing; default true for SQLite, false otherwise. */
-  createTable?: boolean;
-  /** Accounts inserted when the table was just found empty (demo accounts). */
-  seed: SeedAccount[];
-}
+export { secretColumns, type AuthSqlOptions, type SeedAccount } from './accounts.ts';
 
 const IDENT = '^[A-Za-z_][A-Za-z0-9_]*$';
 const TABLE = '^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)?$';
@@ -125,7 +101,8 @@ export default class AuthSql implements RelayPlugin {
   static readonly commands: Readonly<Record<string, PluginCommand<AuthSqlOptions>>> = {
     users: {
       summary: 'manage the accounts: add, passwd, remove, list',
-      run: async (argv, ctx) => (await import('./users-cli.ts')).runUsers(argv, ctx),
+      // The command gets the class to open the table with (users-cli.ts does not import this file).
+      run: async (argv, ctx) => (await import('./users-cli.ts')).runUsers(argv, ctx, (options) => new AuthSql(options)),
     },
   };
 
@@ -289,17 +266,6 @@ export default class AuthSql implements RelayPlugin {
     }
     return text.replace(/(\/\/[^:@/\s]+):[^@/\s]+@/g, '$1:***@');
   }
-}
-
-/** The columns of an account row for a password, as `mode` wants them stored. */
-export function secretColumns(
-  mode: PasswordMode,
-  a: { username: string; domain: string; password: string; realm?: string },
-): { username: string; domain: string; password: string; ha1: string } {
-  const { username, domain, password } = a;
-  if (mode === 'plaintext') return { username, domain, password, ha1: '' };
-  // R-32: the realm is the SIP domain unless the relay is set up otherwise.
-  return { username, domain, password: '', ha1: computeHa1(username, a.realm ?? domain, password) };
 }
 
 /** What the row gives core:digest in this mode; an empty or malformed secret is no secret. */

@@ -10,7 +10,7 @@
 
 import { parseArgs } from 'node:util';
 import type { PluginCommandContext } from '../../core/index.ts';
-import AuthSql, { secretColumns, type AuthSqlOptions } from './index.ts';
+import { secretColumns, type AuthSqlOptions } from './accounts.ts';
 import { MissingDriverError } from './load-driver.ts';
 import type { SubscriberTable } from './subscriber-table.ts';
 
@@ -54,7 +54,14 @@ interface Values {
 }
 
 /** Runs `msrprelay users ARGV` (the config option already taken out) and resolves with the exit code. */
-export async function runUsers(argv: string[], cli: PluginCommandContext<AuthSqlOptions>): Promise<number> {
+/** The plugin as the command uses it: its options and its table (index.ts passes `new AuthSql(options)`). */
+export interface AccountsPlugin {
+  readonly options: AuthSqlOptions;
+  openTable(): Promise<SubscriberTable>;
+  close(): Promise<void>;
+}
+
+export async function runUsers(argv: string[], cli: PluginCommandContext<AuthSqlOptions>, open: (options: AuthSqlOptions) => AccountsPlugin): Promise<number> {
   let values: Values;
   let positionals: string[];
   try {
@@ -79,10 +86,10 @@ export async function runUsers(argv: string[], cli: PluginCommandContext<AuthSql
   }
 
   const [command, ...rest] = positionals as [string, ...string[]];
-  let plugin: AuthSql | undefined;
+  let plugin: AccountsPlugin | undefined;
   try {
     const args = checkArgs(command, rest, values);
-    plugin = newPlugin(cli.options);
+    plugin = newPlugin(cli.options, open);
     const table = await plugin.openTable();
     if (plugin.options.query !== undefined && command !== 'list') {
       cli.stderr(`note: the config reads accounts with its own query; this command writes to table ${table.layout.table}`);
@@ -143,7 +150,7 @@ function checkArgs(command: string, rest: string[], values: Values): Args {
 async function setPassword(
   command: 'add' | 'passwd',
   table: SubscriberTable,
-  plugin: AuthSql,
+  plugin: AccountsPlugin,
   a: Required<Args>,
   values: Values,
   configRealm: string | undefined,
@@ -168,9 +175,9 @@ async function setPassword(
 }
 
 /** The plugin of the entry the command was found in: its options are validated already, its constructor checks the query. */
-function newPlugin(options: AuthSqlOptions): AuthSql {
+function newPlugin(options: AuthSqlOptions, open: (options: AuthSqlOptions) => AccountsPlugin): AccountsPlugin {
   try {
-    return new AuthSql(options);
+    return open(options);
   } catch (e) {
     throw new Failure(`the auth-sql options are invalid: ${(e as Error).message}`);
   }
@@ -233,7 +240,7 @@ function promptHidden(question: string, cli: PluginCommandContext<AuthSqlOptions
   });
 }
 
-function scrub(e: unknown, plugin: AuthSql | undefined): string {
+function scrub(e: unknown, plugin: AccountsPlugin | undefined): string {
   let text = e instanceof Error ? e.message : String(e);
   for (const s of [plugin?.options.password, plugin?.options.url]) if (s !== undefined && s !== '') text = text.split(s).join('***');
   return text;

@@ -66,6 +66,7 @@ export class RelayMetrics {
   private readonly connectionsTotal: Counter<'direction' | 'transport'>;
   private readonly sessionsTotal: Counter;
   private readonly sessionsClosed: Counter<'reason'>;
+  private readonly connectionsClosed: Counter<'direction' | 'reason'>;
   private readonly authTotal: Counter<'result' | 'status'>;
   private readonly requestsTotal: Counter<'method'>;
   private readonly responsesTotal: Counter<'method' | 'status'>;
@@ -141,6 +142,7 @@ export class RelayMetrics {
     });
     this.sessionsTotal = new Counter({ name: `${p}sessions_total`, help: 'Sessions created (successful AUTHs)', registers });
     this.sessionsClosed = new Counter({ name: `${p}sessions_closed_total`, help: 'Sessions ended, by close reason', labelNames: ['reason'], registers });
+    this.connectionsClosed = new Counter({ name: `${p}connections_closed_total`, help: 'Connections ended, by direction and close reason', labelNames: ['direction', 'reason'], registers });
     this.authTotal = new Counter({ name: `${p}auth_total`, help: 'AUTH results: success (200) or failure (401/403…), by status', labelNames: ['result', 'status'], registers });
     this.requestsTotal = new Counter({ name: `${p}requests_total`, help: 'Requests received, by method', labelNames: ['method'], registers });
     this.responsesTotal = new Counter({ name: `${p}responses_total`, help: 'Responses the relay wrote itself, by request method and status', labelNames: ['method', 'status'], registers });
@@ -175,7 +177,10 @@ export class RelayMetrics {
   attach(hooks: RelayHooks<PluginHost>, name: string): void {
     // Connections are identified by their first request rather than in acceptConnection: a
     // promise tap there would cost every connection a round through the event loop.
-    hooks.connectionClosed.tap(name, (conn) => this.closed(conn));
+    hooks.connectionClosed.tap(name, (conn, reason) => {
+      this.connectionsClosed.inc({ direction: conn.direction, reason: reason.code });
+      this.closed(conn);
+    });
     hooks.requestReceived.tap(name, (ctx) => {
       if (!this.counted.has(ctx.connection)) this.opened(ctx.connection);
       const m = method(ctx.request.method);

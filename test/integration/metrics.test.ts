@@ -198,3 +198,28 @@ describe('metrics plugin across a reload', () => {
     }
   });
 });
+
+describe('metrics plugin: why connections closed', () => {
+  it('counts closes by reason, including the relay\'s own (a framing error)', async () => {
+    const t = await startTestRelay({ users, plugins: [['metrics', { port: 0 }]] });
+    try {
+      const { connect } = await import('node:net');
+      const s = connect({ host: '127.0.0.1', port: t.tcpPort });
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      // R-17: not MSRP: the relay closes the connection.
+      s.write('GET / HTTP/1.1\r\n\r\n');
+      await new Promise((r) => s.once('close', r));
+      // The relay's side of the socket may close a moment after the client's.
+      const key = 'msrprelay_connections_closed_total{direction="inbound",reason="protocol-error"}';
+      let v = await scrape(MetricsPlugin.address(t.relay)!.port);
+      for (let i = 0; i < 100 && !v.has(key); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        v = await scrape(MetricsPlugin.address(t.relay)!.port);
+      }
+      assert.equal(v.get(key), 1);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -269,7 +269,6 @@ describe('hook failures through a real relay', () => {
 
   it(
     'a throwing forwardChunk tap (Failure-Report partial): not delivered, and the sender gets a REPORT 000 403',
-    { todo: 'the router answers partial with a 403 response today; the project decided on a REPORT (docs/reference/hooks.md)' },
     async () => {
       reset();
       const pr = await pair(t);

@@ -99,6 +99,7 @@ describe('hook taps: promise taps only', () => {
     'closed',
     'acceptConnection',
     'receiveRequest',
+    'claimRequest',
     'resolveDomain',
     'authenticate',
     'lookupCredentials',

@@ -1,0 +1,337 @@
+/**
+ * A SIP chat server in one process: the relay with the chat focus (plugins/chat) and a SIP
+ * front on the `sip` package (npm, pure JavaScript; a devDependency, used by this example only).
+ * docs/guides/chat.md explains the calls; this is them, runnable.
+ *
+ * - INVITE to sip:<room>@<domain> creates the room if needed and joins it: the 200 carries the
+ *   focus's SDP answer and a Contact with `isfocus` (RFC 4579); a ChatError becomes its SIP status
+ *   (488, 403, 486, 480). A re-INVITE in the dialog gets the same answer again.
+ * - BYE leaves; when the room drops someone (kicked, banned, congested, disconnected) the server
+ *   sends the BYE.
+ * - SUBSCRIBE with `Event: conference` gets a 200 and NOTIFYs with the roster (RFC 4575), again
+ *   at every roster change; Expires 0 ends it with a last NOTIFY.
+ * - MESSAGE to a room gets 405: the room speaks MSRP (a page-mode message has no session).
+ *
+ * What an example may skip and a service may not: the SIP requests are not authenticated (the
+ * From URI is taken as the caller's identity, which the focus then holds the CPIM From to,
+ * C-4); put SIP digest or a trusted proxy's P-Asserted-Identity in front. Record-Route sets are
+ * not kept (no proxy between the clients and this server). SIP bodies must be ASCII for the
+ * `sip` package, so the conference-info XML carries non-ASCII text as character references.
+ *
+ *   node --import tsx examples/sip-chat-server/server.ts     (SIP 127.0.0.1:5070, MSRP 127.0.0.1:2859; alice, bob, carol / secret)
+ */
+
+import { randomBytes } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import sip, { type NameAddr, type SipMessage, type SipStack } from 'sip';
+import { createRelay, type Relay } from '../../core/index.ts';
+import ChatFocus, { ChatError, CONFERENCE_INFO_TYPE, type ChatOptionsInput, type LeaveReason, type Participant, type Room } from '../../plugins/chat/index.ts';
+
+export interface SipChatServerOptions {
+  /** Rooms are sip:<name>@<domain>. */
+  domain: string;
+  sip: { address: string; port: number };
+  /** The relay's one MSRP listener (plain TCP with AUTH allowed: an example on loopback). */
+  msrp: { hostname: string; host: string; port: number };
+  /** MSRP accounts (auth-memory): the clients AUTH at this relay with them. */
+  users: Array<{ username: string; domain: string; password: string }>;
+  chat?: ChatOptionsInput;
+  /** Where to log what happens; silent by default. */
+  log?: (line: string) => void;
+}
+
+export interface SipChatServer {
+  readonly relay: Relay;
+  readonly chat: ChatFocus;
+  close(): Promise<void>;
+}
+
+/** An INVITE dialog: one participant. */
+interface CallDialog {
+  kind: 'call';
+  callId: string;
+  localTag: string;
+  localUri: string;
+  remote: NameAddr;
+  remoteTarget: string;
+  cseq: number;
+  room: Room;
+  participant: Participant;
+  sdpAnswer: string;
+}
+
+/** A SUBSCRIBE dialog of the conference event package. */
+interface Subscription {
+  kind: 'subscription';
+  callId: string;
+  localTag: string;
+  localUri: string;
+  remote: NameAddr;
+  remoteTarget: string;
+  cseq: number;
+  room: Room;
+  version: number;
+  expiresAt: number;
+  timer: NodeJS.Timeout;
+  onRoster: () => void;
+}
+
+type Dialog = CallDialog | Subscription;
+
+const ALLOW = 'INVITE, ACK, BYE, CANCEL, SUBSCRIBE, OPTIONS';
+const MAX_EXPIRES = 3600;
+
+/** SIP bodies go out as ASCII: other characters become XML character references. */
+function asciiXml(xml: string): string {
+  return xml.replace(/[^\x00-\x7f]/gu, (c) => `&#x${c.codePointAt(0)!.toString(16)};`);
+}
+
+function uriOf(a: NameAddr | undefined): string {
+  if (a === undefined) return '';
+  return typeof a.uri === 'string' ? a.uri : sip.stringifyUri(a.uri);
+}
+
+function header(rq: SipMessage, name: string): string | undefined {
+  const v = rq.headers[name];
+  return typeof v === 'string' ? v : v === undefined ? undefined : String(v);
+}
+
+export async function startSipChatServer(o: SipChatServerOptions): Promise<SipChatServer> {
+  const log = o.log ?? (() => {});
+  const chat = new ChatFocus(o.chat ?? {});
+  const relay = await createRelay({
+    hostname: o.msrp.hostname,
+    listen: [{ transport: 'tcp', host: o.msrp.host, port: o.msrp.port, insecureAuth: true }],
+    plugins: [['auth-memory', { users: o.users }], ['domain-map', { default: o.domain }], chat],
+  });
+  await relay.listen();
+
+  const dialogs = new Map<string, Dialog>();
+  const byParticipant = new Map<Participant, CallDialog>();
+  const watched = new WeakSet<Room>();
+  const contact = `sip:chat@${o.sip.address}:${o.sip.port}`;
+  const newTag = () => randomBytes(8).toString('hex');
+  const key = (callId: string, localTag: string) => `${callId};${localTag}`;
+
+  const stack: SipStack = sip.create({ address: o.sip.address, port: o.sip.port, logger: { error: (e) => log(`sip: ${String(e)}`) } }, (rq) => {
+    void onRequest(rq).catch((e: unknown) => {
+      log(`sip: ${rq.method} failed: ${(e as Error).message}`);
+      if (rq.method !== 'ACK') respond(rq, 500, 'Server Internal Error');
+    });
+  });
+
+  /** The Contact of a room's dialogs: the room's user at this server (RFC 4579 adds isfocus). */
+  const focusContact = (roomUri: string): NameAddr => ({ uri: `sip:${roomUri.slice(4, roomUri.lastIndexOf('@'))}@${o.sip.address}:${o.sip.port}`, params: { isfocus: null } });
+
+  function respond(rq: SipMessage, status: number, reason: string, extra: { tag?: string; headers?: Record<string, unknown>; content?: string } = {}): void {
+    const rs = sip.makeResponse(rq, status, reason);
+    if (extra.tag !== undefined) rs.headers.to = { ...rs.headers.to, params: { ...rs.headers.to.params, tag: extra.tag } };
+    Object.assign(rs.headers, extra.headers ?? {});
+    if (extra.content !== undefined) rs.content = extra.content;
+    stack.send(rs);
+  }
+
+  /** A request of ours inside a dialog (BYE, NOTIFY). */
+  function request(d: Dialog, method: string, headers: Record<string, unknown> = {}, content?: string): void {
+    const m: SipMessage = {
+      method,
+      uri: d.remoteTarget,
+      headers: {
+        to: { ...d.remote, params: { ...d.remote.params } },
+        from: { uri: d.localUri, params: { tag: d.localTag } },
+        'call-id': d.callId,
+        cseq: { method, seq: ++d.cseq },
+        contact: [{ uri: contact, params: {} }],
+        'max-forwards': '70',
+        ...headers,
+      },
+      ...(content !== undefined ? { content } : {}),
+    };
+    stack.send(m, (rs) => {
+      if ((rs.status ?? 0) >= 300) log(`sip: ${method} to ${d.remoteTarget} got ${rs.status}`);
+    });
+  }
+
+  /** The server ends a call the room dropped. */
+  function watch(room: Room): void {
+    if (watched.has(room)) return;
+    watched.add(room);
+    room.on('left', (p: Participant, reason: LeaveReason) => {
+      const d = byParticipant.get(p);
+      if (d === undefined) return;
+      byParticipant.delete(p);
+      dialogs.delete(key(d.callId, d.localTag));
+      log(`${p.identity.uri} left ${room.uri} (${reason})`);
+      if (reason !== 'left') request(d, 'BYE');
+    });
+  }
+
+  /** The room a request is for: sip:<room>@<domain>, or the same user at this server's address. */
+  function roomUriOf(rq: SipMessage): string | undefined {
+    const u = sip.parseUri(rq.uri!);
+    if (u === undefined || u.user === undefined) return undefined;
+    const host = u.host.toLowerCase();
+    if (host !== o.domain.toLowerCase() && host !== o.sip.address) return undefined;
+    return `sip:${u.user}@${o.domain}`;
+  }
+
+  function inDialog(rq: SipMessage): Dialog | undefined {
+    const tag = rq.headers.to.params.tag;
+    return typeof tag === 'string' ? dialogs.get(key(rq.headers['call-id'], tag)) : undefined;
+  }
+
+  async function onRequest(rq: SipMessage): Promise<void> {
+    switch (rq.method) {
+      case 'ACK':
+        return;
+      case 'INVITE':
+        return invite(rq);
+      case 'BYE': {
+        const d = inDialog(rq);
+        if (d?.kind !== 'call') return respond(rq, 481, 'Call/Transaction Does Not Exist');
+        dialogs.delete(key(d.callId, d.localTag));
+        byParticipant.delete(d.participant);
+        d.room.leave(d.participant);
+        return respond(rq, 200, 'OK');
+      }
+      case 'CANCEL':
+        return respond(rq, 200, 'OK');
+      case 'SUBSCRIBE':
+        return subscribe(rq);
+      case 'OPTIONS':
+        return respond(rq, 200, 'OK', { headers: { allow: ALLOW, accept: 'application/sdp' } });
+      case 'MESSAGE':
+        // The room speaks MSRP; a page-mode message has no session to answer on.
+        return respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
+      default:
+        return respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
+    }
+  }
+
+  async function invite(rq: SipMessage): Promise<void> {
+    const again = inDialog(rq);
+    if (again !== undefined) {
+      // A re-INVITE: the session is the same; so is the answer.
+      if (again.kind !== 'call') return respond(rq, 481, 'Call/Transaction Does Not Exist');
+      return respond(rq, 200, 'OK', { headers: { contact: [focusContact(again.localUri)], 'content-type': 'application/sdp' }, content: again.sdpAnswer });
+    }
+    const roomUri = roomUriOf(rq);
+    if (roomUri === undefined) return respond(rq, 404, 'Not Found');
+    if (header(rq, 'content-type')?.toLowerCase() !== 'application/sdp' || rq.content === undefined) return respond(rq, 488, 'Not Acceptable Here');
+    const room = chat.rooms.get(roomUri) ?? (await chat.rooms.create(roomUri));
+    watch(room);
+    const from = rq.headers.from;
+    let joined: { sdpAnswer: string; participant: Participant };
+    try {
+      joined = await room.join({ sdpOffer: rq.content, identity: { uri: uriOf(from), ...(from.name !== undefined ? { displayName: from.name.replace(/^"|"$/g, '') } : {}) } });
+    } catch (e) {
+      if (e instanceof ChatError) return respond(rq, e.sipStatus, e.message);
+      throw e;
+    }
+    const localTag = newTag();
+    const d: CallDialog = {
+      kind: 'call',
+      callId: rq.headers['call-id'],
+      localTag,
+      localUri: roomUri,
+      remote: from,
+      remoteTarget: Array.isArray(rq.headers.contact) && rq.headers.contact[0] !== undefined ? uriOf(rq.headers.contact[0]) : uriOf(from),
+      cseq: 0,
+      room,
+      participant: joined.participant,
+      sdpAnswer: joined.sdpAnswer,
+    };
+    dialogs.set(key(d.callId, localTag), d);
+    byParticipant.set(joined.participant, d);
+    log(`${uriOf(from)} joined ${roomUri}`);
+    respond(rq, 200, 'OK', {
+      tag: localTag,
+      // RFC 4579: the Contact of a focus carries isfocus.
+      headers: { contact: [focusContact(roomUri)], 'content-type': 'application/sdp', allow: ALLOW },
+      content: joined.sdpAnswer,
+    });
+  }
+
+  function notify(s: Subscription, state: 'active' | 'terminated'): void {
+    const left = Math.max(0, Math.round((s.expiresAt - Date.now()) / 1000));
+    request(
+      s,
+      'NOTIFY',
+      { event: 'conference', 'subscription-state': state === 'active' ? `active;expires=${left}` : 'terminated;reason=timeout', 'content-type': CONFERENCE_INFO_TYPE },
+      asciiXml(s.room.conferenceInfo({ version: ++s.version })),
+    );
+  }
+
+  function endSubscription(s: Subscription, sendLast: boolean): void {
+    clearTimeout(s.timer);
+    s.room.off('roster', s.onRoster);
+    dialogs.delete(key(s.callId, s.localTag));
+    if (sendLast) notify(s, 'terminated');
+  }
+
+  function subscribe(rq: SipMessage): void {
+    const event = header(rq, 'event')?.split(';')[0]?.trim().toLowerCase();
+    if (event !== 'conference') return respond(rq, 489, 'Bad Event', { headers: { 'allow-events': 'conference' } });
+    const expires = Math.min(MAX_EXPIRES, Number(header(rq, 'expires') ?? MAX_EXPIRES));
+    const existing = inDialog(rq);
+    if (existing !== undefined) {
+      if (existing.kind !== 'subscription') return respond(rq, 481, 'Call/Transaction Does Not Exist');
+      respond(rq, 200, 'OK', { headers: { expires: String(expires), contact: [{ uri: contact, params: {} }] } });
+      if (expires === 0) return endSubscription(existing, true);
+      existing.expiresAt = Date.now() + expires * 1000;
+      clearTimeout(existing.timer);
+      existing.timer = setTimeout(() => endSubscription(existing, true), expires * 1000).unref();
+      return notify(existing, 'active');
+    }
+    const roomUri = roomUriOf(rq);
+    const room = roomUri !== undefined ? chat.rooms.get(roomUri) : undefined;
+    if (room === undefined || roomUri === undefined) return respond(rq, 404, 'Not Found');
+    const localTag = newTag();
+    const s: Subscription = {
+      kind: 'subscription',
+      callId: rq.headers['call-id'],
+      localTag,
+      localUri: roomUri,
+      remote: rq.headers.from,
+      remoteTarget: Array.isArray(rq.headers.contact) && rq.headers.contact[0] !== undefined ? uriOf(rq.headers.contact[0]) : uriOf(rq.headers.from),
+      cseq: 0,
+      room,
+      version: 0,
+      expiresAt: Date.now() + expires * 1000,
+      timer: setTimeout(() => endSubscription(s, true), expires * 1000).unref(),
+      onRoster: () => notify(s, 'active'),
+    };
+    respond(rq, 200, 'OK', { tag: localTag, headers: { expires: String(expires), contact: [{ uri: contact, params: {} }] } });
+    if (expires === 0) {
+      clearTimeout(s.timer);
+      return notify(s, 'terminated');
+    }
+    dialogs.set(key(s.callId, localTag), s);
+    room.on('roster', s.onRoster);
+    notify(s, 'active');
+  }
+
+  return {
+    relay,
+    chat,
+    async close() {
+      for (const d of dialogs.values()) if (d.kind === 'subscription') endSubscription(d, false);
+      stack.destroy();
+      await relay.close();
+    },
+  };
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const users = ['alice', 'bob', 'carol'].map((username) => ({ username, domain: 'example.com', password: 'secret' }));
+  const server = await startSipChatServer({
+    domain: 'example.com',
+    sip: { address: '127.0.0.1', port: 5070 },
+    msrp: { hostname: '127.0.0.1', host: '127.0.0.1', port: 2859 },
+    users,
+    chat: { store: { driver: 'sqlite3', filename: './data/chat.db' } },
+    log: (l) => console.log(l),
+  });
+  console.log('SIP on 127.0.0.1:5070 (UDP and TCP), MSRP on msrp://127.0.0.1:2859;tcp; rooms sip:<name>@example.com');
+  process.once('SIGINT', () => void server.close().then(() => process.exit(0)));
+}

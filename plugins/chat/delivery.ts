@@ -1,0 +1,181 @@
+/**
+ * One message on its way to one participant session: a new SEND of the focus on the
+ * recipient's session, with a new transaction id and Message-ID (C-1), its body read from the
+ * message's spool at the pace of that session's connection (relay.originate's back-pressure:
+ * write() false → wait for onWritable), so recipients never wait for one another (C-16).
+ */
+
+import { randomBytes } from 'node:crypto';
+import type { OriginateResult, OutgoingRequest, PluginHost, SessionInfo, ConnectionContext } from '../../core/index.ts';
+import type { EndFlag } from '../../core/protocol/index.ts';
+import type { Spool, SpoolCursor } from './spool.ts';
+
+/** Where a participant's copies go: relay.originate's target and paths. */
+export interface Route {
+  readonly target: SessionInfo | ConnectionContext;
+  readonly toPath: readonly string[];
+  readonly fromPath: readonly string[];
+}
+
+/**
+ * What a copy is: a regular message of the room (dropped for a congested recipient, C-16), a
+ * private one (C-11), a status message of the focus, a replayed history message.
+ */
+export type DeliveryKind = 'regular' | 'private' | 'status' | 'history';
+
+/** What the delivery tells its participant. */
+export interface DeliveryOwner {
+  blocked(d: Delivery): void;
+  unblocked(d: Delivery): void;
+  finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void;
+}
+
+const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** A Message-ID of the focus: 20 base62 characters (119 random bits; RFC 4975 ident). */
+export function newMessageId(): string {
+  const b = randomBytes(20);
+  let s = '';
+  for (const x of b) s += BASE62[x % 62];
+  return s;
+}
+
+export class Delivery {
+  state: 'pending' | 'active' | 'done' = 'pending';
+  /** Its last write() returned false and no onWritable came yet. */
+  blocked = false;
+  readonly messageId = newMessageId();
+  private readonly cursor: SpoolCursor;
+  private out: OutgoingRequest | undefined;
+  private pumping = false;
+  private waiting = false;
+
+  constructor(
+    readonly owner: DeliveryOwner,
+    readonly spool: Spool,
+    readonly kind: DeliveryKind,
+    /** Body bytes in all, when known (-1: not known yet). */
+    readonly total: number,
+  ) {
+    this.cursor = spool.cursor();
+  }
+
+  /** Bytes of the message not yet written to the recipient. */
+  get backlog(): number {
+    return (this.total >= 0 ? this.total : this.spool.length) - this.cursor.pos;
+  }
+
+  /** Bytes written so far. */
+  get written(): number {
+    return this.cursor.pos;
+  }
+
+  start(relay: PluginHost, route: Route): void {
+    if (this.state !== 'pending') return;
+    this.state = 'active';
+    const t = this.total;
+    // An exact range only for a small body already whole; else open-ended (R-67: interruptible).
+    const whole = this.spool.ended === '$' && this.spool.length === t;
+    const range = whole && t <= 2048 ? `1-${t}/${t}` : `1-*/${t >= 0 ? t : '*'}`;
+    try {
+      this.out = relay.originate(route.target, {
+        method: 'SEND',
+        toPath: route.toPath,
+        fromPath: route.fromPath,
+        headers: [
+          ['Message-ID', this.messageId],
+          ['Byte-Range', range],
+        ],
+        contentType: 'message/cpim',
+      });
+    } catch {
+      // The route's connection is gone: nothing was sent.
+      this.done('failed');
+      return;
+    }
+    this.out.onWritable = () => {
+      if (this.blocked) {
+        this.blocked = false;
+        this.owner.unblocked(this);
+      }
+      this.pump();
+    };
+    void this.out.result.then((r) => {
+      // An error answer (413 from the recipient, 481 from its relay) or none: stop here.
+      if (r.status !== 200 && r.status !== 0 && this.state === 'active') this.finish('#', 'failed', r);
+    });
+    this.pump();
+  }
+
+  /** Ends the copy with `#` (R-69) if it started, or forgets it. */
+  abort(): void {
+    if (this.state === 'done') return;
+    if (this.state === 'active') this.finish('#', 'aborted');
+    else this.done('aborted');
+  }
+
+  private pump(): void {
+    if (this.pumping || this.state !== 'active' || this.blocked) return;
+    this.pumping = true;
+    for (;;) {
+      const r = this.cursor.read();
+      if (r === null) {
+        this.pumping = false;
+        if (this.spool.ended !== undefined) this.finish(this.spool.ended, this.spool.ended === '$' ? 'sent' : 'aborted');
+        else if (!this.waiting) {
+          this.waiting = true;
+          this.spool.notify(() => {
+            this.waiting = false;
+            this.pump();
+          });
+        }
+        return;
+      }
+      if (r instanceof Promise) {
+        r.then(
+          (b) => {
+            this.pumping = false;
+            if (this.state === 'active' && this.write(b)) this.pump();
+          },
+          () => {
+            this.pumping = false;
+            this.finish('#', 'failed');
+          },
+        );
+        return;
+      }
+      if (!this.write(r)) {
+        this.pumping = false;
+        return;
+      }
+    }
+  }
+
+  /** Writes bytes at the cursor; false when the recipient's connection is full. */
+  private write(b: Buffer): boolean {
+    const ok = this.out!.write(b);
+    this.cursor.advance(b.length);
+    if (!ok) {
+      this.blocked = true;
+      this.owner.blocked(this);
+    }
+    return ok;
+  }
+
+  private finish(flag: EndFlag, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void {
+    if (this.state !== 'active') return;
+    this.out!.end(flag);
+    this.done(result, r);
+  }
+
+  private done(result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.cursor.close();
+    if (this.blocked) {
+      this.blocked = false;
+      this.owner.unblocked(this);
+    }
+    this.owner.finished(this, result, r);
+  }
+}

@@ -1,0 +1,258 @@
+/**
+ * A message a participant sends to the focus, chunk by chunk (one LocalReceiver per SEND
+ * chunk, one InboundMessage per Message-ID):
+ *
+ * - the body is held only until the CPIM headers and the content headers are in; then the room
+ *   decides (From C-4, To C-5, private C-11, types C-7) and the copies start (C-8 fast
+ *   forwarding), to the recipients fixed now: later chunks go to them only;
+ * - the copies carry the original bytes with the focus's header lines inserted (C-6);
+ * - a chunk reception timer runs from chunk to chunk (C-9): when it fires, the copies end
+ *   with `#` and the state goes; an abort `#` or the sender's vanishing does the same;
+ * - a refused message keeps its answer for its later chunks;
+ * - a short text/plain message to the room that starts with `/` is held whole to see whether it
+ *   is a command (commands.ts).
+ */
+
+import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
+import type { EndFlag, MsrpRequestHead } from '../../core/protocol/index.ts';
+import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
+import { MAX_COMMAND_BYTES } from './commands.ts';
+import { Delivery } from './delivery.ts';
+import type { Participant } from './participant.ts';
+import type { Room, RouteDecision } from './room.ts';
+import { Spool } from './spool.ts';
+
+const PROBLEM_STATUS = { malformed: 400, from: 403, to: 403 } as const;
+
+export class InboundMessage {
+  readonly messageId: string;
+  /** Body octets of the message received so far. */
+  received = 0;
+  /** The total its first chunk announced; -1 for `*`. */
+  readonly total: number;
+  readonly successReport: boolean;
+  readonly receivedAt = new Date();
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private cpim: CpimMessage | undefined;
+  private decision: Extract<RouteDecision, { kind: 'deliver' }> | undefined;
+  private spool: Spool | undefined;
+  private commandBody: Buffer[] | undefined;
+  private history: Buffer[] | undefined;
+  private historyBytes = 0;
+  private rejection: LocalResponse | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private armedAt = 0;
+  private finished = false;
+
+  constructor(
+    readonly room: Room,
+    readonly sender: Participant,
+    first: MsrpRequestHead,
+  ) {
+    this.messageId = first.messageId!;
+    this.total = first.byteRange?.total ?? -1;
+    this.successReport = first.successReport === 'yes';
+    sender.inbound.set(this.messageId, this);
+    this.arm();
+  }
+
+  /** The receiver of one chunk of this message; a Rejection when the chunk does not continue it. */
+  chunk(req: MsrpRequestHead): LocalReceiver | LocalResponse {
+    const start = req.byteRange?.start ?? 1;
+    let skip = this.received - (start - 1);
+    if (skip < 0) {
+      // A gap: bytes are missing. The message cannot be passed on whole (RFC 4975 §10.5: 413 stops it).
+      const answer = { status: 413, comment: 'Stop-sending-message' };
+      this.fail(answer);
+      this.cleanup();
+      return answer;
+    }
+    this.arm();
+    return {
+      onBody: (data, delivery) => {
+        if (skip > 0) {
+          // A chunk that repeats bytes already received (RFC 4975 §7.3.1): they count once.
+          if (data.length <= skip) {
+            skip -= data.length;
+            return true;
+          }
+          data = data.subarray(skip);
+          skip = 0;
+        }
+        const more = this.feed(data);
+        if (!more) this.spool!.onRoom(() => delivery.resume());
+        return more;
+      },
+      onEnd: (flag) => this.end(flag),
+      onAbort: () => this.abort(),
+    };
+  }
+
+  /** C-9: the chunk reception timer, restarted at every chunk. */
+  private arm(): void {
+    this.armedAt = Date.now();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.abort(), this.room.focus.options.chunkTimeout * 1000).unref();
+  }
+
+  private feed(data: Buffer): boolean {
+    if (this.rejection !== undefined || this.finished) return true;
+    // A long chunk still arriving is not an abandoned message (C-9).
+    if (Date.now() - this.armedAt > 1000) this.arm();
+    this.received += data.length;
+    if (this.received > this.room.maxMessageSize || (this.total >= 0 && this.received > this.total)) {
+      this.fail({ status: 413, comment: 'Stop-sending-message' });
+      return true;
+    }
+    if (this.head !== undefined) {
+      this.head = this.head.length === 0 ? Buffer.from(data) : Buffer.concat([this.head, data]);
+      this.decide(false);
+      return true;
+    }
+    if (this.commandBody !== undefined) {
+      this.commandBody.push(Buffer.from(data));
+      return true;
+    }
+    this.keep(data);
+    return this.spool === undefined ? true : this.spool.append(data);
+  }
+
+  /** Scans the headers held so far; once they are in, the room decides and the copies start. */
+  private decide(complete: boolean): void {
+    const buf = this.head!;
+    let m: CpimMessage | typeof INCOMPLETE;
+    try {
+      m = scanCpim(buf, complete, { maxHeaderBytes: this.room.focus.options.limits.maxHeaderBytes });
+    } catch (e) {
+      if (!(e instanceof CpimError)) throw e;
+      this.fail({ status: PROBLEM_STATUS[e.problem], comment: e.problem === 'malformed' ? 'Unintelligible' : 'Action-not-allowed' });
+      return;
+    }
+    if (m === INCOMPLETE) return;
+    const maybeCommand = m.mediaType === 'text/plain' && this.total >= 0 && this.total <= MAX_COMMAND_BYTES;
+    // A command is told by its first content byte: wait for it.
+    if (maybeCommand && !complete && buf.length <= m.contentStart) return;
+    this.head = undefined;
+    this.cpim = m;
+    const d = this.room.decide(this.sender, m);
+    if (d.kind === 'reject') {
+      this.fail({ status: d.status, comment: d.comment });
+      return;
+    }
+    this.decision = d;
+    if (maybeCommand && !d.private && buf[m.contentStart] === 0x2f /* '/' */) {
+      this.commandBody = [buf];
+      return;
+    }
+    this.startCopies(buf, complete);
+  }
+
+  private startCopies(buf: Buffer, complete: boolean): void {
+    const m = this.cpim!;
+    const d = this.decision!;
+    const lines = this.room.focusLines(this.sender, m, this.receivedAt, false);
+    const prefix = insertHeaderLines(buf, m, lines);
+    const total = this.total >= 0 ? this.total + Buffer.byteLength(lines) : -1;
+    const spool = new Spool(this.room.focus.options.spool);
+    this.spool = spool;
+    const kind = d.private ? 'private' : 'regular';
+    // Cursors before bytes: a spool keeps nothing nobody reads.
+    const copies = d.recipients.map((r) => ({ r, delivery: new Delivery(r, spool, kind, total) }));
+    if (d.store && (this.total < 0 || this.total <= this.room.focus.options.history.maxMessageSize)) {
+      this.history = [];
+      this.keep(buf);
+    }
+    spool.append(prefix);
+    if (complete) spool.end('$');
+    for (const { r, delivery } of copies) r.deliver(delivery);
+    if (copies.length === 0) spool.destroy();
+  }
+
+  private keep(data: Buffer): void {
+    if (this.history === undefined) return;
+    this.historyBytes += data.length;
+    if (this.historyBytes > this.room.focus.options.history.maxMessageSize) this.history = undefined;
+    else this.history.push(Buffer.from(data));
+  }
+
+  private end(flag: EndFlag): LocalResponse | undefined {
+    if (this.rejection !== undefined) {
+      const r = this.rejection;
+      this.cleanup();
+      return r;
+    }
+    if (this.finished) return { status: 200 };
+    if (this.head !== undefined) {
+      if (flag === '+') return { status: 200 };
+      if (flag === '#') {
+        this.cleanup();
+        return { status: 200 };
+      }
+      this.decide(true);
+      if (this.rejection !== undefined) return this.end(flag);
+    }
+    if (flag === '+') return { status: 200 };
+    if (this.commandBody !== undefined) {
+      const body = Buffer.concat(this.commandBody);
+      this.commandBody = undefined;
+      if (flag === '#') {
+        this.cleanup();
+        return { status: 200 };
+      }
+      const text = body.subarray(this.cpim!.contentStart).toString('utf8');
+      if (this.room.runCommand(this.sender, text)) {
+        this.sender.stats.received++;
+        this.cleanup();
+        return { status: 200 };
+      }
+      this.startCopies(body, true);
+    }
+    this.spool?.end(flag);
+    if (flag === '$') this.completed();
+    this.cleanup();
+    return { status: 200 };
+  }
+
+  private completed(): void {
+    this.sender.stats.received++;
+    const m = this.cpim!;
+    const d = this.decision!;
+    const body = this.history !== undefined ? Buffer.concat(this.history) : undefined;
+    if (body !== undefined) this.room.remember(this.sender, this.messageId, m, this.receivedAt, body);
+    if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received, m, d.private);
+    this.room.emit('message', {
+      participant: this.sender,
+      messageId: this.messageId,
+      cpim: m,
+      private: d.private,
+      recipients: d.recipients,
+      receivedAt: this.receivedAt,
+      body,
+    });
+  }
+
+  private fail(answer: LocalResponse): void {
+    if (this.rejection !== undefined) return;
+    this.rejection = answer;
+    this.sender.refuse(this.messageId, answer);
+    this.spool?.end('#');
+    this.history = undefined;
+    this.commandBody = undefined;
+    this.head = undefined;
+  }
+
+  /** The sender went away mid-chunk, the C-9 timer fired, or the sender left: copies end with `#`. */
+  abort(): void {
+    if (this.finished) return;
+    this.spool?.end('#');
+    this.cleanup();
+  }
+
+  private cleanup(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.sender.inbound.get(this.messageId) === this) this.sender.inbound.delete(this.messageId);
+  }
+}

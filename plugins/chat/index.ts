@@ -1,0 +1,291 @@
+/**
+ * chat: an RFC 7701 multi-party chat focus ("MSRP switch") inside the relay, on the local
+ * endpoint seam (claimRequest, relay.originate). Each participant's session is a local endpoint
+ * of this relay with a URI of its own (C-1); the application's SIP stack hands over SDP offers
+ * and identities and gets SDP answers (room.join), so any Node SIP application can embed it.
+ *
+ * ```ts
+ * const chat = new ChatFocus({ store: { driver: 'sqlite3', filename: './chat.db' } });
+ * const relay = await createRelay({ ...config, plugins: [chat] });
+ * await relay.listen();
+ * const room = chat.rooms.get('sip:lobby@example.com') ?? (await chat.rooms.create('sip:lobby@example.com', { subject: 'Lobby' }));
+ * const { sdpAnswer, participant } = await room.join({ sdpOffer, identity: { uri: 'sip:alice@example.com' } });
+ * ```
+ *
+ * docs/plugins/chat.md has the options, the rules (C-1 … C-18) and what each answer means.
+ */
+
+import { EventEmitter } from 'node:events';
+import tapable from 'tapable';
+import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalRequest, type Logger, type MsrpErrorCode, type PluginHost, type RelayPlugin, type Rejection, type SessionInfo } from '../../core/index.ts';
+import { tryParseUri } from '../../core/protocol/index.ts';
+import type { Route } from './delivery.ts';
+import { ChatError } from './errors.ts';
+import type { ChatHooks, FocusCore } from './focus-core.ts';
+import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } from './options.ts';
+import type { Participant } from './participant.ts';
+import { Room, hashPassword, sameMsrpUri, type JoinDecision, type JoinRequest, type RoomOptions, type RoomSettings } from './room.ts';
+import type { MsrpMedia } from './sdp.ts';
+import { createStore, type ChatStore, type Role, type RoomRecord } from './store.ts';
+import { userKey } from './user-uri.ts';
+
+const { AsyncSeriesBailHook } = tapable;
+
+export { ChatError } from './errors.ts';
+export { Room } from './room.ts';
+export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
+export { Participant } from './participant.ts';
+export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
+export type { ChatOptions, ChatOptionsInput } from './options.ts';
+export type { ChatStore, HistoryRecord, RoomRecord, Role } from './store.ts';
+export type { ChatHooks } from './focus-core.ts';
+export * from './sdp.ts';
+export * from './cpim.ts';
+export * from './nickname.ts';
+export * from './conference-info.ts';
+
+const STATUS_CODES: Record<number, MsrpErrorCode> = {
+  400: 'MSRP_ERR_BAD_REQUEST',
+  403: 'MSRP_ERR_FORBIDDEN',
+  404: 'MSRP_ERR_UNKNOWN_RECIPIENT',
+  413: 'MSRP_ERR_MESSAGE_TOO_LARGE',
+  415: 'MSRP_ERR_MEDIA_TYPE',
+  501: 'MSRP_ERR_METHOD_NOT_UNDERSTOOD',
+};
+
+/** The rooms of a focus. Events: created(room), deleted(room). */
+export class Rooms extends EventEmitter {
+  private readonly byKey = new Map<string, Room>();
+
+  constructor(private readonly focus: ChatFocus) {
+    super();
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  /** The room of a URI (sip:, sips: and im: name the same room). */
+  get(uri: string): Room | undefined {
+    const k = userKey(uri);
+    return k === undefined ? undefined : this.byKey.get(k);
+  }
+
+  list(): Room[] {
+    return [...this.byKey.values()];
+  }
+
+  /** Creates a room; ChatError room-exists when there is one, full past limits.maxRooms. */
+  async create(uri: string, o: RoomOptions = {}): Promise<Room> {
+    const key = userKey(uri);
+    if (key === undefined || !key.includes('@')) throw new TypeError(`rooms.create(): ${JSON.stringify(uri)} is not a user URI`);
+    if (this.byKey.has(key)) throw new ChatError('room-exists', `the room ${uri} exists`);
+    if (this.byKey.size >= this.focus.options.limits.maxRooms) throw new ChatError('full', 'too many rooms');
+    const d = this.focus.options.rooms;
+    const settings: RoomSettings = {
+      persistent: o.persistent ?? d.persistent,
+      nicknames: o.nicknames ?? d.nicknames,
+      privateMessages: o.privateMessages ?? d.privateMessages,
+      ...(o.maxMembers !== undefined ? { maxMembers: o.maxMembers } : {}),
+      ...(o.maxMessageSize !== undefined ? { maxMessageSize: o.maxMessageSize } : {}),
+      ...(o.password !== undefined ? { password: hashPassword(o.password) } : {}),
+      ...(o.acl !== undefined ? { acl: o.acl } : {}),
+      ...(o.history !== undefined ? { history: o.history } : {}),
+      ...(o.reservedNicknames !== undefined ? { reservedNicknames: o.reservedNicknames } : {}),
+    };
+    const roles: Record<string, Role> = {};
+    for (const m of o.moderators ?? []) roles[userKey(m) ?? m] = 'moderator';
+    for (const m of o.owners ?? []) roles[userKey(m) ?? m] = 'owner';
+    const record: RoomRecord = { key, uri, subject: o.subject ?? '', settings: { ...settings }, roles, muted: [], createdAt: new Date() };
+    const room = this.adopt(record);
+    if (settings.persistent) await this.focus.store.saveRoom(record);
+    this.emit('created', room);
+    return room;
+  }
+
+  /** Closes the room (everyone leaves) and forgets it and its history. */
+  async delete(room: Room | string): Promise<void> {
+    const r = typeof room === 'string' ? this.get(room) : room;
+    if (r === undefined || this.byKey.get(r.key) !== r) return;
+    r.close('closed');
+    this.byKey.delete(r.key);
+    await this.focus.storeWork(r, (s) => s.deleteRoom(r.key));
+    this.emit('deleted', r);
+  }
+
+  /** @internal a room as the store keeps it. */
+  adopt(record: RoomRecord): Room {
+    const room = new Room(this.focus, record);
+    this.byKey.set(record.key, room);
+    return room;
+  }
+}
+
+export default class ChatFocus implements RelayPlugin, FocusCore {
+  static readonly schema = CHAT_SCHEMA;
+  readonly name = 'chat';
+  readonly options: ChatOptions;
+  readonly hooks: ChatHooks = Object.freeze({ authorizeJoin: new AsyncSeriesBailHook<[JoinRequest], JoinDecision | undefined>(['request']) });
+  readonly rooms: Rooms;
+  private host: PluginHost | undefined;
+  private storeImpl: ChatStore | undefined;
+  private readonly bySession = new Map<string, Participant>();
+  private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
+  private readonly queues = new Map<Room, Promise<void>>();
+  private readonly routeTimers = new Map<Participant, NodeJS.Timeout>();
+
+  constructor(options: ChatOptionsInput = {}) {
+    this.options = resolveOptions(options);
+    this.rooms = new Rooms(this);
+  }
+
+  get relay(): PluginHost {
+    if (this.host === undefined) throw new Error('chat: the plugin is not applied to a relay yet');
+    return this.host;
+  }
+
+  get store(): ChatStore {
+    if (this.storeImpl === undefined) throw new Error('chat: the plugin is not applied to a relay yet');
+    return this.storeImpl;
+  }
+
+  get log(): Logger {
+    return this.relay.log;
+  }
+
+  async apply(relay: PluginHost): Promise<void> {
+    const first = this.host === undefined;
+    this.host = relay;
+    if (first) {
+      const store = await createStore(this.options.store);
+      await store.open();
+      this.storeImpl = store;
+      // Rooms survive a restart: their subject, settings, roles and bans.
+      for (const rec of await store.loadRooms()) this.rooms.adopt(rec);
+    }
+    // On a reload the same instance taps the new hooks; rooms and participants stay.
+    relay.hooks.claimRequest.tapPromise(this.name, async (lr) => this.claim(lr));
+    relay.hooks.sessionClosed.tap(this.name, (s) => this.routeGone(s));
+    relay.hooks.connectionClosed.tap(this.name, (c) => this.routeGone(c));
+  }
+
+  async close(): Promise<void> {
+    for (const room of this.rooms.list()) room.close('closed');
+    for (const t of this.routeTimers.values()) clearTimeout(t);
+    this.routeTimers.clear();
+    await Promise.all([...this.queues.values()]);
+    await this.storeImpl?.close();
+  }
+
+  // ------------------------------------------------------------------ the seam
+
+  private claim(lr: LocalRequest): LocalReceiver | Rejection | undefined {
+    const id = lr.uri.sessionId;
+    if (id === undefined) return undefined;
+    const p = this.bySession.get(id);
+    if (p === undefined) return undefined;
+    // The first request shows the way back (a participant through another relay, or connected straight).
+    if (p.route === undefined) this.bindRoute(p, { target: lr.session ?? lr.connection, toPath: lr.reply.toPath, fromPath: lr.reply.fromPath });
+    const r = p.room.receive(p, lr.request);
+    if ('onEnd' in r) return r;
+    return { reject: new MsrpError(STATUS_CODES[r.status] ?? 'MSRP_ERR_FORBIDDEN', r.comment ?? '', { status: r.status }) };
+  }
+
+  private routeGone(target: SessionInfo | ConnectionContext): void {
+    const ps = this.byTarget.get(target);
+    if (ps === undefined) return;
+    this.byTarget.delete(target);
+    for (const p of [...ps]) p.room.leave(p, 'disconnected');
+  }
+
+  // ------------------------------------------------------------------ FocusCore
+
+  focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number } {
+    const ls = this.relay.listeners;
+    const tls = ls.find((l) => l.transport === 'tls');
+    const tcp = ls.find((l) => l.transport === 'tcp');
+    const t = this.options.transport;
+    const l = t === 'tls' ? (tls ?? tcp) : t === 'tcp' ? (tcp ?? tls) : media.path[0]!.startsWith('msrps:') ? (tls ?? tcp) : (tcp ?? tls);
+    if (l === undefined) throw new ChatError('closed', 'the relay has no TCP or TLS listener for the focus');
+    const host = this.relay.hostname;
+    const uriHost = host.includes(':') ? `[${host}]` : host;
+    return { uri: `${l.scheme}://${uriHost}:${l.port}/${sessionId};tcp`, host, port: l.port };
+  }
+
+  routeFromPath(path: readonly string[], focusUri: string): Route | undefined {
+    if (path.length < 2) return undefined;
+    const u = tryParseUri(path[0]!);
+    if (u?.sessionId === undefined) return undefined;
+    const s = this.relay.sessions.get(u.sessionId);
+    if (s === undefined || !sameMsrpUri(s.uri, path[0]!)) return undefined;
+    // As the relay would hand it to its client: To-Path without the token, From-Path token then focus (R-58).
+    return { target: s, toPath: path.slice(1), fromPath: [path[0]!, focusUri] };
+  }
+
+  register(p: Participant): void {
+    this.bySession.set(p.sessionId, p);
+  }
+
+  unregister(p: Participant): void {
+    if (this.bySession.get(p.sessionId) === p) this.bySession.delete(p.sessionId);
+    const t = this.routeTimers.get(p);
+    if (t !== undefined) clearTimeout(t);
+    this.routeTimers.delete(p);
+    if (p.route !== undefined) {
+      const set = this.byTarget.get(p.route.target);
+      set?.delete(p);
+      if (set?.size === 0) this.byTarget.delete(p.route.target);
+    }
+  }
+
+  bindRoute(p: Participant, route: Route): void {
+    if (p.route !== undefined || p.left !== undefined) return;
+    const t = this.routeTimers.get(p);
+    if (t !== undefined) clearTimeout(t);
+    this.routeTimers.delete(p);
+    let set = this.byTarget.get(route.target);
+    if (set === undefined) this.byTarget.set(route.target, (set = new Set()));
+    set.add(p);
+    p.setRoute(route);
+  }
+
+  awaitRoute(p: Participant): void {
+    const t = setTimeout(() => {
+      this.routeTimers.delete(p);
+      if (p.route === undefined && p.left === undefined) p.room.leave(p, 'no-connection');
+    }, this.options.connectTimeout * 1000).unref();
+    this.routeTimers.set(p, t);
+  }
+
+  persist(room: Room): void {
+    if (!room.settings.persistent || room.isClosed) return;
+    const rec = room.toRecord();
+    this.queue(room, (s) => s.saveRoom(rec));
+  }
+
+  queue(room: Room, op: (store: ChatStore) => Promise<void>): void {
+    void this.storeWork(room, op);
+  }
+
+  /** @internal store work of a room, in order, failures logged. */
+  storeWork(room: Room, op: (store: ChatStore) => Promise<void>): Promise<void> {
+    const prev = this.queues.get(room) ?? Promise.resolve();
+    const next = prev.then(() => op(this.store)).catch((e: unknown) => this.log.warn('chat: store failed', { room: room.uri, error: (e as Error).message }));
+    this.queues.set(room, next);
+    void next.then(() => {
+      if (this.queues.get(room) === next) this.queues.delete(room);
+    });
+    return next;
+  }
+
+  async deleteRoom(room: Room): Promise<void> {
+    await this.rooms.delete(room);
+  }
+
+  /** Participants by their session on the focus, for tests and the status of an application. */
+  get participantCount(): number {
+    return this.bySession.size;
+  }
+}
+
+export { ChatFocus };

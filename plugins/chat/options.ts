@@ -1,0 +1,194 @@
+/**
+ * The chat plugin's options: a JSON schema with every default (ajv fills them in, also for an
+ * instance an application constructs itself), and the resolved shape the code reads.
+ * Times are in seconds, as in the relay's own config.
+ */
+
+import AjvModule from 'ajv';
+import { tmpdir } from 'node:os';
+
+type AjvClass = typeof AjvModule.default;
+const Ajv: AjvClass = (AjvModule as unknown as { default?: AjvClass }).default ?? (AjvModule as unknown as AjvClass);
+
+const seconds = (d: number) => ({ type: 'number', minimum: 0, default: d }) as const;
+const count = (d: number, min = 0) => ({ type: 'integer', minimum: min, default: d }) as const;
+
+export const CHAT_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    /** The namespace of the CPIM headers the focus adds (timestamp, nickname, history, status): C-6. */
+    namespace: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        prefix: { type: 'string', pattern: "^[A-Za-z0-9!#$%&'*+^_`|~-]+$", default: 'Chat' },
+        uri: { type: 'string', minLength: 1, default: 'urn:msrprelay:chat' },
+      },
+    },
+    /** Which listener the participants' focus URIs name: the first TLS one, the first TCP one, or TLS when the offer's path is msrps (auto). */
+    transport: { enum: ['auto', 'tcp', 'tls'], default: 'auto' },
+    /** a=accept-wrapped-types of the SDP answer (C-2). */
+    acceptWrappedTypes: { type: 'array', items: { type: 'string' }, default: ['*'] },
+    store: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        driver: { enum: ['sqlite3', 'pg', 'memory'], default: 'sqlite3' },
+        /** sqlite3: the database file. */
+        filename: { type: 'string', default: 'chat.db' },
+        /** The tables are <tablePrefix>rooms and <tablePrefix>messages. */
+        tablePrefix: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,40}$', default: 'chat_' },
+        /** pg: a connection URL, or host, port, user, password, database. */
+        url: { type: 'string' },
+        host: { type: 'string' },
+        port: { type: 'integer' },
+        user: { type: 'string' },
+        password: { type: 'string' },
+        database: { type: 'string' },
+        poolSize: count(4, 1),
+        queryTimeout: seconds(5),
+      },
+    },
+    history: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        /** Messages replayed to a joiner (0: none). */
+        replay: count(50),
+        /** Only messages younger than this are replayed (0: any age). */
+        maxAge: seconds(0),
+        /** Messages kept per room in the store. */
+        keep: count(1000),
+        /** Messages larger than this (CPIM bytes) are not kept. */
+        maxMessageSize: count(64 * 1024),
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        /** Largest message a participant may send (413, C-17). */
+        maxMessageSize: count(32 * 2 ** 20),
+        /** Sessions in a room. */
+        maxMembers: count(500, 1),
+        /** Sessions of one user in one room (C-10). */
+        maxSessionsPerUser: count(5, 1),
+        /** Rooms in all. */
+        maxRooms: count(10000, 1),
+        /** Messages a session may send per window (403 beyond, C-17). */
+        rate: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: { messages: count(50, 1), seconds: { type: 'number', exclusiveMinimum: 0, default: 10 } },
+        },
+        /** CPIM and content headers must end within this many bytes. */
+        maxHeaderBytes: count(16384, 256),
+      },
+    },
+    congestion: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        /** Congested once this many bytes wait for it (C-16). */
+        backlogBytes: count(2 ** 20, 1),
+        /** Congested once its output has stayed blocked this long. */
+        markAfter: seconds(5),
+        /** Dropped from the room once congested this long. */
+        dropAfter: seconds(120),
+        /** Messages waiting for one session at most; more are dropped and counted. */
+        maxQueued: count(500, 1),
+      },
+    },
+    /** C-9: a message whose next chunk does not come within this is aborted. */
+    chunkTimeout: seconds(540),
+    /** A participant that has not connected (no request, no relay session) within this is dropped. */
+    connectTimeout: seconds(30),
+    spool: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        dir: { type: 'string', default: tmpdir() },
+        /** Bytes of one message kept in memory for recipients that are behind; the rest goes to a file. */
+        memoryBytes: count(2 ** 20, 1024),
+      },
+    },
+    /** C-17: who gets a welcome with the roster: participants without a=chatroom, all, or none. */
+    welcome: { enum: ['non-chat-aware', 'all', 'none'], default: 'non-chat-aware' },
+    /** C-17: participants without a=chatroom are told of joins, leaves and nickname changes. */
+    announce: { type: 'boolean', default: true },
+    /** Nicknames nobody may take (425, C-13), compared by their key. */
+    reservedNicknames: { type: 'array', items: { type: 'string' }, default: [] },
+    /** What a room has unless its own options say otherwise. */
+    rooms: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        persistent: { type: 'boolean', default: true },
+        nicknames: { type: 'boolean', default: true },
+        privateMessages: { type: 'boolean', default: true },
+      },
+    },
+  },
+} as const;
+
+export interface ChatOptions {
+  namespace: { prefix: string; uri: string };
+  transport: 'auto' | 'tcp' | 'tls';
+  acceptWrappedTypes: string[];
+  store: {
+    driver: 'sqlite3' | 'pg' | 'memory';
+    filename: string;
+    tablePrefix: string;
+    url?: string;
+    host?: string;
+    port?: number;
+    user?: string;
+    password?: string;
+    database?: string;
+    poolSize: number;
+    queryTimeout: number;
+  };
+  history: { replay: number; maxAge: number; keep: number; maxMessageSize: number };
+  limits: {
+    maxMessageSize: number;
+    maxMembers: number;
+    maxSessionsPerUser: number;
+    maxRooms: number;
+    rate: { messages: number; seconds: number };
+    maxHeaderBytes: number;
+  };
+  congestion: { backlogBytes: number; markAfter: number; dropAfter: number; maxQueued: number };
+  chunkTimeout: number;
+  connectTimeout: number;
+  spool: { dir: string; memoryBytes: number };
+  welcome: 'non-chat-aware' | 'all' | 'none';
+  announce: boolean;
+  reservedNicknames: string[];
+  rooms: { persistent: boolean; nicknames: boolean; privateMessages: boolean };
+}
+
+/** Deep partial options, as a config or an application gives them. */
+export type ChatOptionsInput = { [K in keyof ChatOptions]?: ChatOptions[K] extends object ? (ChatOptions[K] extends unknown[] ? ChatOptions[K] : Partial<ChatOptions[K]>) : ChatOptions[K] } & {
+  limits?: Partial<Omit<ChatOptions['limits'], 'rate'>> & { rate?: Partial<ChatOptions['limits']['rate']> };
+};
+
+const validate = new Ajv({ allErrors: true, useDefaults: true, strict: false }).compile(CHAT_SCHEMA);
+
+/** Options with every default filled in; throws naming what is wrong. */
+export function resolveOptions(input: ChatOptionsInput = {}): ChatOptions {
+  const copy = structuredClone(input) as Record<string, unknown>;
+  if (!validate(copy)) {
+    const why = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ');
+    throw new Error(`chat: bad options: ${why}`);
+  }
+  return copy as unknown as ChatOptions;
+}

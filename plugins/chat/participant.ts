@@ -1,0 +1,262 @@
+/**
+ * A participant: one MSRP session of one user in one room (C-1: the focus is its endpoint,
+ * reached at `uri`, a URI of this relay whose session-id is random and secret). It holds what
+ * its SDP said it can take (C-7, C-11, C-15, C-17), its nickname (C-13, C-14), where its copies
+ * go, and its outgoing lane: the copies on their way to it, and whether it is congested (C-16).
+ */
+
+import { randomUUID } from 'node:crypto';
+import type { OriginateResult } from '../../core/index.ts';
+import type { LocalResponse } from '../../core/index.ts';
+import type { Delivery, DeliveryOwner, Route } from './delivery.ts';
+import type { InboundMessage } from './inbound.ts';
+import type { Room } from './room.ts';
+import type { Role } from './store.ts';
+
+/** Who joins: the user's URI (its SIP AOR), as the application authenticated it. */
+export interface ParticipantIdentity {
+  readonly uri: string;
+  readonly displayName?: string;
+  /** Other URIs the CPIM From may carry for this user (C-4). */
+  readonly aliases?: readonly string[];
+}
+
+/** What the participant's SDP said (C-7, C-11, C-15, C-17). */
+export interface Capabilities {
+  /** It sent a=chatroom (RFC 7701 §8): it knows it is in a room. */
+  readonly chatAware: boolean;
+  readonly nicknames: boolean;
+  readonly privateMessages: boolean;
+  /** Media types it takes inside CPIM (sdp.ts wrappedTypesOf). */
+  readonly wrappedTypes: readonly string[];
+  /** Its a=max-size, if any. */
+  readonly maxSize: number | undefined;
+}
+
+export interface ParticipantStats {
+  /** Messages it sent that the focus took. */
+  received: number;
+  /** Copies sent to it whole. */
+  delivered: number;
+  /** Copies not sent to it: congested, or its queue full (C-16). */
+  dropped: number;
+  /** Body bytes written to it. */
+  bytesOut: number;
+}
+
+export type LeaveReason = 'left' | 'kicked' | 'banned' | 'congested' | 'disconnected' | 'no-connection' | 'closed';
+
+/** At most this many copies are written to one session at once; the others wait their turn. */
+const MAX_ACTIVE = 4;
+
+export class Participant implements DeliveryOwner {
+  /** A public id (the roster's endpoint entity is `urn:uuid:<id>`); not the secret session id. */
+  readonly id = randomUUID();
+  /** The session-id of `uri` (secret: whoever has it speaks as this participant). */
+  readonly sessionId: string;
+  /** The focus's URI for this participant: the a=path of the SDP answer. */
+  readonly uri: string;
+  readonly identity: ParticipantIdentity;
+  /** The user's key (user-uri.ts): one per user, shared by its sessions (C-10). */
+  readonly user: string;
+  readonly caps: Capabilities;
+  /** The offer's a=path (the participant's side of the session). */
+  readonly path: readonly string[];
+  readonly joinedAt = new Date();
+  readonly stats: ParticipantStats = { received: 0, delivered: 0, dropped: 0, bytesOut: 0 };
+  nickname: string | undefined;
+  nicknameKey: string | undefined;
+  route: Route | undefined;
+  left: LeaveReason | undefined;
+  congested = false;
+  congestedSince: Date | undefined;
+  /** Messages being received from it, by Message-ID (C-8, C-9). */
+  readonly inbound = new Map<string, InboundMessage>();
+  private readonly refusedIds = new Map<string, LocalResponse>();
+  private readonly pending: Delivery[] = [];
+  private readonly active = new Set<Delivery>();
+  private blockedCount = 0;
+  /** Copies wait until the route is known and the welcome and history are queued. */
+  private held = true;
+  private markTimer: NodeJS.Timeout | undefined;
+  private dropTimer: NodeJS.Timeout | undefined;
+  private tokens: number;
+  private refilledAt = Date.now();
+
+  constructor(
+    readonly room: Room,
+    o: { sessionId: string; uri: string; identity: ParticipantIdentity; user: string; caps: Capabilities; path: readonly string[] },
+  ) {
+    this.sessionId = o.sessionId;
+    this.uri = o.uri;
+    this.identity = o.identity;
+    this.user = o.user;
+    this.caps = o.caps;
+    this.path = o.path;
+    this.tokens = room.focus.options.limits.rate.messages;
+  }
+
+  get role(): Role {
+    return this.room.roleOf(this.user);
+  }
+
+  /** What the roster shows for it: its nickname, its display name, or its URI. */
+  get name(): string {
+    return this.nickname ?? (this.identity.displayName !== undefined && this.identity.displayName !== '' ? this.identity.displayName : this.identity.uri);
+  }
+
+  /** Copies queued or being written. */
+  get queued(): number {
+    return this.pending.length + this.active.size;
+  }
+
+  /** Body bytes written to it so far, copies on their way included. */
+  get bytesWritten(): number {
+    let n = this.stats.bytesOut;
+    for (const d of this.active) n += d.written;
+    return n;
+  }
+
+  /** Bytes waiting to be written to it (C-16). */
+  get backlog(): number {
+    let n = 0;
+    for (const d of this.active) n += d.backlog;
+    for (const d of this.pending) n += d.backlog;
+    return n;
+  }
+
+  // ------------------------------------------------------------------ limits
+
+  /** C-17: one message of the rate (a token bucket of limits.rate). */
+  takeRateToken(now = Date.now()): boolean {
+    const { messages, seconds } = this.room.focus.options.limits.rate;
+    this.tokens = Math.min(messages, this.tokens + ((now - this.refilledAt) / 1000) * (messages / seconds));
+    this.refilledAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** The answer a refused message got, for its later chunks (C-8). */
+  refused(messageId: string): LocalResponse | undefined {
+    return this.refusedIds.get(messageId);
+  }
+
+  refuse(messageId: string, answer: LocalResponse): void {
+    if (this.refusedIds.size >= 64) this.refusedIds.delete(this.refusedIds.keys().next().value!);
+    this.refusedIds.set(messageId, answer);
+  }
+
+  // ------------------------------------------------------------------ the lane
+
+  /** Queues a copy; false when it was dropped (C-16: congested, or the queue is full). */
+  deliver(d: Delivery): boolean {
+    if (this.left !== undefined || (this.congested && (d.kind === 'regular' || d.kind === 'status')) || this.pending.length >= this.room.focus.options.congestion.maxQueued) {
+      this.stats.dropped++;
+      d.abort();
+      return false;
+    }
+    if (this.held || this.route === undefined || this.active.size >= MAX_ACTIVE) this.pending.push(d);
+    else this.startDelivery(d);
+    this.checkCongestion();
+    return true;
+  }
+
+  /** The route is known (the first request came, or the SDP named a session of this relay). */
+  setRoute(route: Route): void {
+    if (this.route !== undefined) return;
+    this.route = route;
+    this.flush();
+  }
+
+  /** Lets queued copies go once the welcome and history are queued (they go first). */
+  release(): void {
+    this.held = false;
+    this.flush();
+  }
+
+  private flush(): void {
+    if (this.held || this.route === undefined) return;
+    while (this.active.size < MAX_ACTIVE && this.pending.length > 0) this.startDelivery(this.pending.shift()!);
+  }
+
+  private startDelivery(d: Delivery): void {
+    this.active.add(d);
+    d.start(this.room.focus.relay, this.route!);
+  }
+
+  blocked(_d: Delivery): void {
+    this.blockedCount++;
+    if (this.blockedCount === 1 && !this.congested && this.markTimer === undefined) {
+      const ms = this.room.focus.options.congestion.markAfter * 1000;
+      this.markTimer = setTimeout(() => {
+        this.markTimer = undefined;
+        if (this.blockedCount > 0) this.setCongested(true);
+      }, ms).unref();
+    }
+  }
+
+  unblocked(_d: Delivery): void {
+    this.blockedCount--;
+    if (this.blockedCount === 0 && this.markTimer !== undefined) {
+      clearTimeout(this.markTimer);
+      this.markTimer = undefined;
+    }
+    this.checkCongestion();
+  }
+
+  finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', _r?: OriginateResult): void {
+    this.stats.bytesOut += d.written;
+    if (result === 'sent') this.stats.delivered++;
+    if (!this.active.delete(d)) {
+      const i = this.pending.indexOf(d);
+      if (i >= 0) this.pending.splice(i, 1);
+    }
+    if (this.left === undefined) {
+      this.flush();
+      this.checkCongestion();
+    }
+  }
+
+  /** C-16: congested past backlogBytes (or blocked markAfter, see blocked()); free again below half of it. */
+  private checkCongestion(): void {
+    if (this.left !== undefined || this.route === undefined) return;
+    const limit = this.room.focus.options.congestion.backlogBytes;
+    if (!this.congested) {
+      if (this.backlog > limit) this.setCongested(true);
+    } else if (this.blockedCount === 0 && this.backlog <= limit / 2) {
+      this.setCongested(false);
+    }
+  }
+
+  private setCongested(on: boolean): void {
+    if (this.congested === on || this.left !== undefined) return;
+    this.congested = on;
+    if (on) {
+      this.congestedSince = new Date();
+      const ms = this.room.focus.options.congestion.dropAfter * 1000;
+      this.dropTimer = setTimeout(() => {
+        this.dropTimer = undefined;
+        if (this.congested) this.room.leave(this, 'congested');
+      }, ms).unref();
+    } else {
+      this.congestedSince = undefined;
+      if (this.dropTimer !== undefined) clearTimeout(this.dropTimer);
+      this.dropTimer = undefined;
+    }
+    this.room.emit(on ? 'congested' : 'decongested', this);
+  }
+
+  /** Leaving: every copy to it ends with `#`, every message from it is aborted; timers stop. */
+  close(reason: LeaveReason): void {
+    if (this.left !== undefined) return;
+    this.left = reason;
+    for (const t of [this.markTimer, this.dropTimer]) if (t !== undefined) clearTimeout(t);
+    this.markTimer = this.dropTimer = undefined;
+    for (const d of [...this.pending, ...this.active]) d.abort();
+    this.pending.length = 0;
+    this.active.clear();
+    for (const m of [...this.inbound.values()]) m.abort();
+    this.inbound.clear();
+  }
+}

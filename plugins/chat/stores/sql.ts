@@ -1,0 +1,127 @@
+/**
+ * The SQL both database stores share: two tables, `<prefix>rooms` and `<prefix>messages`,
+ * written through a two-call connection (all, run) so that SQLite and PostgreSQL differ only in
+ * placeholders, column types and how a driver talks to its server.
+ */
+
+import type { ChatStore, HistoryQuery, HistoryRecord, Role, RoomRecord } from '../store.ts';
+
+export type Row = Record<string, unknown>;
+
+export interface SqlConnection {
+  readonly dialect: 'sqlite' | 'postgres';
+  all(sql: string, params: readonly unknown[]): Promise<Row[]>;
+  run(sql: string, params: readonly unknown[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A table prefix: letters, digits and `_`, so it can be written into SQL. */
+export function checkPrefix(prefix: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,40}$/.test(prefix)) throw new Error(`chat: store.tablePrefix ${JSON.stringify(prefix)} is not letters, digits and _`);
+  return prefix;
+}
+
+export class SqlStore implements ChatStore {
+  private readonly rooms: string;
+  private readonly messages: string;
+
+  constructor(
+    private readonly db: SqlConnection,
+    prefix: string,
+  ) {
+    this.rooms = `${checkPrefix(prefix)}rooms`;
+    this.messages = `${prefix}messages`;
+  }
+
+  /** `?` placeholders become `$1, $2, …` for PostgreSQL. */
+  private q(sql: string): string {
+    if (this.db.dialect === 'sqlite') return sql;
+    let i = 0;
+    return sql.replace(/\?/g, () => `$${++i}`);
+  }
+
+  async open(): Promise<void> {
+    const pg = this.db.dialect === 'postgres';
+    const json = pg ? 'JSONB' : 'TEXT';
+    await this.db.run(
+      `CREATE TABLE IF NOT EXISTS ${this.rooms} (room_key TEXT PRIMARY KEY, uri TEXT NOT NULL, subject TEXT NOT NULL, settings ${json} NOT NULL, roles ${json} NOT NULL, muted ${json} NOT NULL, created_at BIGINT NOT NULL)`,
+      [],
+    );
+    await this.db.run(
+      `CREATE TABLE IF NOT EXISTS ${this.messages} (id ${pg ? 'BIGSERIAL PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT'}, room_key TEXT NOT NULL, message_id TEXT NOT NULL, sender TEXT NOT NULL, nickname TEXT, received_at BIGINT NOT NULL, content_type TEXT NOT NULL, body ${pg ? 'BYTEA' : 'BLOB'} NOT NULL)`,
+      [],
+    );
+    await this.db.run(`CREATE INDEX IF NOT EXISTS ${this.messages}_by_room ON ${this.messages} (room_key, id)`, []);
+  }
+
+  async loadRooms(): Promise<RoomRecord[]> {
+    const rows = await this.db.all(`SELECT room_key, uri, subject, settings, roles, muted, created_at FROM ${this.rooms}`, []);
+    return rows.map((r) => ({
+      key: String(r.room_key),
+      uri: String(r.uri),
+      subject: String(r.subject),
+      settings: parseJson(r.settings) as Record<string, unknown>,
+      roles: parseJson(r.roles) as Record<string, Role>,
+      muted: parseJson(r.muted) as string[],
+      createdAt: new Date(Number(r.created_at)),
+    }));
+  }
+
+  async saveRoom(room: RoomRecord): Promise<void> {
+    const values = [room.key, room.uri, room.subject, JSON.stringify(room.settings), JSON.stringify(room.roles), JSON.stringify(room.muted), room.createdAt.getTime()];
+    await this.db.run(
+      this.q(
+        `INSERT INTO ${this.rooms} (room_key, uri, subject, settings, roles, muted, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ` +
+          'ON CONFLICT (room_key) DO UPDATE SET uri = excluded.uri, subject = excluded.subject, settings = excluded.settings, roles = excluded.roles, muted = excluded.muted',
+      ),
+      values,
+    );
+  }
+
+  async deleteRoom(key: string): Promise<void> {
+    await this.db.run(this.q(`DELETE FROM ${this.messages} WHERE room_key = ?`), [key]);
+    await this.db.run(this.q(`DELETE FROM ${this.rooms} WHERE room_key = ?`), [key]);
+  }
+
+  async appendMessage(m: HistoryRecord): Promise<void> {
+    await this.db.run(
+      this.q(`INSERT INTO ${this.messages} (room_key, message_id, sender, nickname, received_at, content_type, body) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      [m.room, m.messageId, m.sender, m.nickname ?? null, m.receivedAt.getTime(), m.contentType, m.body],
+    );
+  }
+
+  async history(room: string, q: HistoryQuery): Promise<HistoryRecord[]> {
+    if (q.limit <= 0) return [];
+    const since = q.since !== undefined ? ' AND received_at > ?' : '';
+    const params: unknown[] = [room, ...(q.since !== undefined ? [q.since.getTime()] : []), q.limit];
+    const rows = await this.db.all(
+      this.q(`SELECT message_id, sender, nickname, received_at, content_type, body FROM ${this.messages} WHERE room_key = ?${since} ORDER BY id DESC LIMIT ?`),
+      params,
+    );
+    return rows.reverse().map((r) => ({
+      room,
+      messageId: String(r.message_id),
+      sender: String(r.sender),
+      nickname: r.nickname === null || r.nickname === undefined ? undefined : String(r.nickname),
+      receivedAt: new Date(Number(r.received_at)),
+      contentType: String(r.content_type),
+      body: Buffer.isBuffer(r.body) ? r.body : Buffer.from(r.body as Uint8Array),
+    }));
+  }
+
+  async prune(room: string, keep: number): Promise<void> {
+    await this.db.run(
+      this.q(`DELETE FROM ${this.messages} WHERE room_key = ? AND id <= (SELECT id FROM ${this.messages} WHERE room_key = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`),
+      [room, room, keep],
+    );
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+function parseJson(v: unknown): unknown {
+  // PostgreSQL hands JSONB over parsed; SQLite keeps text.
+  return typeof v === 'string' ? JSON.parse(v) : v;
+}

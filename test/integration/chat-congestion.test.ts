@@ -1,0 +1,131 @@
+/**
+ * C-16 through a real relay: a 20 MiB file sent to a room arrives whole at every member while
+ * one member does not read at all (it is marked congested; regular messages to it are dropped
+ * and counted) and the others are not held back; a member that stays congested is dropped from
+ * the room. C-8: the file is forwarded chunk by chunk as it arrives.
+ */
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { hashSource, seededSource, startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+import ChatFocus, { type Participant, type Room } from '../../plugins/chat/index.ts';
+import { ChatClient, USERS, next, readCopy } from '../support/chat.ts';
+
+const MiB = 2 ** 20;
+
+/** A Message/CPIM body of `size` content bytes from a seeded source, for streamMessage. */
+function cpimFile(from: string, to: string, size: number, seed: number) {
+  const head = Buffer.from(`From: <${from}>\r\nTo: <${to}>\r\nDateTime: 2024-05-01T10:00:00Z\r\n\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="big.bin"\r\n\r\n`);
+  const content = seededSource(seed);
+  const source = (off: number, len: number): Buffer => {
+    const parts: Buffer[] = [];
+    if (off < head.length) parts.push(head.subarray(off, Math.min(head.length, off + len)));
+    const cStart = Math.max(0, off - head.length);
+    const cLen = off + len - head.length - cStart;
+    if (cLen > 0) parts.push(content(cStart, cLen));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  };
+  return { size: head.length + size, source, contentHash: hashSource(size, content) };
+}
+
+function congestedEvent(room: Room, who: Participant, event: 'congested' | 'decongested' = 'congested'): Promise<void> {
+  if ((event === 'congested') === who.congested) return Promise.resolve();
+  return new Promise((resolve) => {
+    const on = (p: Participant) => {
+      if (p !== who) return;
+      room.off(event, on);
+      resolve();
+    };
+    room.on(event, on);
+  });
+}
+
+describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  before(async () => {
+    chat = new ChatFocus({
+      store: { driver: 'memory' },
+      limits: { maxMessageSize: 32 * MiB },
+      congestion: { backlogBytes: MiB, dropAfter: 600 },
+      spool: { memoryBytes: MiB },
+    });
+    t = await startTestRelay({ users: USERS, plugins: [chat], limits: { maxMessageSize: 64 * MiB } });
+  });
+  after(() => t.close());
+
+  it('reaches every member whole; the member that reads nothing is congested and does not hold back the others', async () => {
+    const room = await chat.rooms.create('sip:files@example.com');
+    const alice = await (await ChatClient.connect(t, 'alice', { timeoutMs: 120_000 })).join(room);
+    const bob = await (await ChatClient.connect(t, 'bob', { timeoutMs: 120_000 })).join(room);
+    const dave = await (await ChatClient.connect(t, 'dave', { timeoutMs: 120_000 })).join(room);
+    const carol = await (await ChatClient.connect(t, 'carol', { timeoutMs: 120_000 })).join(room);
+    carol.c.pauseReading();
+    const congested = congestedEvent(room, carol.participant);
+
+    const file = cpimFile(alice.sip, room.uri, 20 * MiB, 7);
+    const sending = alice.c.streamMessage({ toPath: alice.toPath, size: file.size, source: file.source, contentType: 'message/cpim', chunkSize: MiB });
+    await congested;
+    assert.equal(carol.participant.congested, true);
+
+    // The sender and the members who read are done while carol has read nothing.
+    const sent = await sending;
+    assert.ok(sent.responses.every((r) => r.status === 200));
+    const isFile = (f: { method: string; flag: string; header(n: string): string | undefined }) => f.method === 'SEND' && f.flag === '$' && Number(f.header('Byte-Range')?.split('/')[1]) > 20 * MiB;
+    for (const member of [bob, dave]) {
+      const last = await member.c.waitFor(isFile, 120_000);
+      const whole = await member.c.waitForMessage(last.header('Message-ID')!, 120_000);
+      assert.equal(whole.complete, true);
+      const copy = readCopy({ ...last, body: whole.body! });
+      assert.equal(copy.cpim.from.uri, alice.sip);
+      assert.equal(createHash('sha256').update(whole.body!.subarray(copy.cpim.contentStart)).digest('hex'), file.contentHash);
+    }
+    assert.equal(carol.c.frames.some(isFile), false);
+    assert.equal(carol.participant.congested, true);
+
+    // A regular message while carol is congested: dropped for her and counted, delivered to the others.
+    const dropped = carol.participant.stats.dropped;
+    await alice.say('while carol is congested');
+    await bob.received('while carol is congested');
+    assert.equal(carol.participant.stats.dropped, dropped + 1);
+
+    // Carol reads again: the whole file arrives, she is free again, later messages reach her.
+    const free = congestedEvent(room, carol.participant, 'decongested');
+    carol.c.resumeReading();
+    const last = await carol.c.waitFor(isFile, 120_000);
+    const whole = await carol.c.waitForMessage(last.header('Message-ID')!, 120_000);
+    const copy = readCopy({ ...last, body: whole.body! });
+    assert.equal(createHash('sha256').update(whole.body!.subarray(copy.cpim.contentStart)).digest('hex'), file.contentHash);
+    await free;
+    await alice.say('carol is back');
+    await carol.received('carol is back');
+    assert.equal(carol.copies('while carol is congested').length, 0);
+    for (const c of [alice, bob, dave, carol]) await c.close();
+  });
+
+  it('a member whose output stays blocked is marked congested, then dropped from the room after dropAfter', async () => {
+    const quick = new ChatFocus({ store: { driver: 'memory' }, limits: { maxMessageSize: 32 * MiB }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.05, dropAfter: 0.2 } });
+    const t2 = await startTestRelay({ users: USERS, plugins: [quick], limits: { maxMessageSize: 64 * MiB } });
+    try {
+      const room = await quick.rooms.create('sip:stuck@example.com');
+      const alice = await (await ChatClient.connect(t2, 'alice', { timeoutMs: 60_000 })).join(room);
+      const erin = await (await ChatClient.connect(t2, 'erin', { timeoutMs: 60_000, storeBodies: false })).join(room);
+      erin.c.pauseReading();
+      const marked = congestedEvent(room, erin.participant);
+      const left = next(room, 'left');
+      const file = cpimFile(alice.sip, room.uri, 16 * MiB, 9);
+      const sending = alice.c.streamMessage({ toPath: alice.toPath, size: file.size, source: file.source, contentType: 'message/cpim', chunkSize: MiB });
+      await marked;
+      const [who, reason] = await left;
+      assert.equal(who, erin.participant);
+      assert.equal(reason, 'congested');
+      assert.ok((await sending).responses.every((r) => r.status === 200), 'the sender never waited for erin');
+      assert.equal(room.participants.length, 1);
+      erin.c.destroy();
+      await alice.close();
+    } finally {
+      await t2.close();
+    }
+  });
+});
