@@ -11,7 +11,7 @@ export type { Logger, PluginHost, RelayPlugin, RelayPluginClass, SessionsView, P
 export type * from './types.ts';
 export type { RelayConfig, RelayConfigInput, ListenConfig, PluginEntry } from './config/schema.ts';
 // The transport seam (DESIGN.md §3a, docs/reference/transports.md).
-export { describeEntry, type MsrpStream, type TransportProvider, type TransportContext, type TransportListener, type AdoptOptions } from './transport/stream.ts';
+export { describeEntry, type Admission, type MsrpStream, type TransportProvider, type TransportContext, type TransportListener, type AdoptOptions } from './transport/stream.ts';
 export type { Transports } from './transport/registry.ts';
 // A config read as `msrprelay` reads it, for plugin commands and other tools (docs/guides/writing-a-plugin.md).
 export { loadConfig, type LoadedConfig } from './config/load.ts';

@@ -20,7 +20,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { describeEntry, type ListenConfig, type ListenerInfo, type PluginHost, type TransportContext, type TransportListener, type TransportProvider } from '../../core/index.ts';
+import { describeEntry, type Admission, type ListenConfig, type ListenerInfo, type PluginHost, type TransportContext, type TransportListener, type TransportProvider } from '../../core/index.ts';
 import { AddressSet, clientAddress, isLoopback, OriginList, plainAddress } from './addresses.ts';
 import { WebSocketStats, type HandshakeFailure } from './stats.ts';
 import { WsStream } from './stream.ts';
@@ -104,6 +104,8 @@ export class WebSocketTransport implements TransportProvider {
   private readonly listeners = new Set<OpenListener>();
   /** Every open WebSocket of this relay (for the keep-alive). */
   private readonly streams = new Set<WsStream>();
+  /** Places under the caps taken at the TCP accept, by `address:port`, until the upgrade adopts them. */
+  private readonly admissions = new Map<string, { admission: Admission; timer: NodeJS.Timeout }>();
   private pingTimer: NodeJS.Timeout | undefined;
   private pingEvery = 0;
   /** `ws` servers by maxPayload (a reload may change it; the server's options are fixed). */
@@ -171,6 +173,31 @@ export class WebSocketTransport implements TransportProvider {
     });
     server.on('clientError', (_e: Error, socket: Socket) => socket.destroy());
     if (secure) (server as HttpsServer).on('tlsClientError', (_e: Error, socket: TLSSocket) => socket.destroy());
+    // R-88: the TCP connection takes its place under the relay's caps when it is accepted, not
+    // when its TLS handshake and HTTP upgrade are over (a peer that never finishes either would
+    // be outside every cap), and both must be done within timeouts.tlsHandshake.
+    server.on('connection', (raw: Socket) => {
+      const peer = plainAddress(raw.remoteAddress ?? '');
+      // A declared proxy stands for many clients: each is counted at its upgrade, by the
+      // address the proxy forwards (X-Forwarded-For).
+      if (this.view().proxies.has(peer)) return;
+      const admission = ctx.admit(peer);
+      if (admission === undefined) {
+        raw.on('error', () => {});
+        raw.destroy();
+        return;
+      }
+      const key = socketKey(raw);
+      const pending = { admission, timer: setTimeout(() => raw.destroy(), ctx.config().timeouts.tlsHandshake * 1000) };
+      pending.timer.unref();
+      this.admissions.set(key, pending);
+      raw.once('close', () => {
+        if (this.admissions.get(key) !== pending) return;
+        this.admissions.delete(key);
+        clearTimeout(pending.timer);
+        admission.release();
+      });
+    });
 
     return new Promise((resolve, reject) => {
       const onError = (e: NodeJS.ErrnoException) => {
@@ -360,8 +387,17 @@ export class WebSocketTransport implements TransportProvider {
       this.streams.delete(stream);
       if (this.streams.size === 0) this.stopPings();
     });
+    // The place taken at the TCP accept (keyed by the socket's address and port: for wss the
+    // upgrade's socket is the TLS one over it) moves to the connection.
+    const key = socketKey(socket);
+    const pending = this.admissions.get(key);
+    if (pending !== undefined) {
+      this.admissions.delete(key);
+      clearTimeout(pending.timer);
+    }
     const conn = ctx.adopt(stream, {
       listener: l.info,
+      ...(pending !== undefined ? { admission: pending.admission } : {}),
       peer: { remoteAddress: a.remoteAddress, remotePort: a.remotePort, localAddress: stream.localAddress ?? '', localPort: stream.localPort ?? 0 },
       encrypted: a.encrypted,
     });
@@ -476,4 +512,9 @@ class UpgradeRequestOf implements UpgradeRequest {
     if (this.controller === undefined) this.controller = new AbortController();
     this.controller.abort(e);
   }
+}
+
+/** A live TCP connection's key: its remote address and port (the same for a TLS socket over it). */
+function socketKey(s: Socket): string {
+  return `${s.remoteAddress ?? ''}:${s.remotePort ?? 0}`;
 }

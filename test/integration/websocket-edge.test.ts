@@ -290,3 +290,41 @@ describe('websocket: msrprelay --workers 2', () => {
     }
   });
 });
+
+describe('websocket: the caps from the TCP accept (R-88)', () => {
+  it('a WebSocket counts from its TCP accept; an upgrade that never comes is cut at timeouts.tlsHandshake', async () => {
+    const { connect } = await import('node:net');
+    const t = await startTestRelay({
+      users: [{ username: 'alice', domain: 'example.com', password: 'secret' }],
+      listen: [{ transport: 'ws', host: '127.0.0.1', port: 0, path: '/msrp', insecureAuth: true }],
+      limits: { maxConnectionsPerIp: 3 },
+      timeouts: { tlsHandshake: 0.5 },
+    });
+    try {
+      const port = t.relay.listeners.find((l) => l.transport === 'ws')!.port;
+      const counted = () => t.relay.counts.perIp.get('127.0.0.1') ?? 0;
+      const closed: Array<Promise<unknown>> = [];
+      for (let i = 0; i < 3; i++) {
+        const s = connect({ host: '127.0.0.1', port });
+        s.on('error', () => {});
+        closed.push(new Promise((r) => s.once('close', r)));
+      }
+      for (let i = 0; i < 1000 && counted() < 3; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(counted(), 3);
+      // A fourth TCP connection from the address is refused before any HTTP.
+      const fourth = connect({ host: '127.0.0.1', port });
+      fourth.on('error', () => {});
+      await new Promise((r) => fourth.once('close', r));
+      // None of the three upgrades: cut, places given back; a real client then gets in.
+      await Promise.all(closed);
+      for (let i = 0; i < 1000 && counted() > 0; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(counted(), 0);
+      const w = await connectWs(`ws://127.0.0.1:${port}/msrp`);
+      assert.equal((await w.client.auth({ relayUri: `msrp://example.com:${port};ws`, username: 'alice', password: 'secret', digestUri: 'include' })).status, 200);
+      assert.equal(counted(), 1);
+      await w.client.close();
+    } finally {
+      await t.close();
+    }
+  });
+});
