@@ -94,6 +94,8 @@ export class Connection implements ConnectionContext {
   /** @internal the router's state for this peer */
   readonly handler: ConnectionHandler;
   private readonly maxBuffered: number;
+  /** The stream carries one frame per transport message (W-3): read once, not per read. */
+  private readonly messageMode: boolean;
   private readonly onClosing: ((conn: Connection) => void) | undefined;
   /** When reading stopped because the peer does not take its output (0: it has not). */
   private outputBlockedSince = 0;
@@ -140,6 +142,7 @@ export class Connection implements ConnectionContext {
     if (o.peer?.localAddress !== undefined) this.local = { address: o.peer.localAddress, port: o.peer.localPort ?? 0 };
     this.handler = o.handler(this);
     this.maxBuffered = o.maxBuffered ?? 0;
+    this.messageMode = o.socket.messageMode !== undefined;
     this.onClosing = o.onClosing;
     this.timeouts = o.timeouts;
     this.writer = new Writer(o.socket);
@@ -360,7 +363,7 @@ export class Connection implements ConnectionContext {
 
   private onData(d: Buffer): void {
     if (this.closing) return;
-    if (this.socket.messageMode !== undefined) {
+    if (this.messageMode) {
       (this.messages ??= []).push(d);
       try {
         this.deliverMessages();
