@@ -7,6 +7,7 @@
  */
 
 import assert from 'node:assert/strict';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
@@ -14,6 +15,68 @@ import { Redis } from 'ioredis';
 import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { formatUseNickname, type Room } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS } from '../support/chat.ts';
+
+/** A relay in a process of its own (test/support/chat-node.ts), asked over IPC. */
+class ProcessNode {
+  private next = 0;
+  private readonly waiting = new Map<number, (m: Record<string, unknown>) => void>();
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly t: TestRelay,
+  ) {
+    child.on('message', (m: Record<string, unknown>) => {
+      const id = m.id as number | undefined;
+      if (id !== undefined) this.waiting.get(id)?.(m);
+      if (id !== undefined) this.waiting.delete(id);
+    });
+  }
+
+  static async start(prefix: string, nodeId: string): Promise<ProcessNode> {
+    const child = fork(new URL('../support/chat-node.ts', import.meta.url), [], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, CHAT_NODE: JSON.stringify({ redisUrl: `redis://${REDIS.host}:${REDIS.port}`, keyPrefix: prefix, nodeId, room: ROOM }) },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
+    const ready = await new Promise<{ tcpPort: number }>((resolve, reject) => {
+      child.once('message', (m: { ready?: { tcpPort: number } }) => (m.ready !== undefined ? resolve(m.ready) : reject(new Error('no ready'))));
+      child.once('exit', (code) => reject(new Error(`the node exited (${code})`)));
+    });
+    return new ProcessNode(child, { tcpPort: ready.tcpPort } as TestRelay);
+  }
+
+  ask(q: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = ++this.next;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.child.send({ id, ...q });
+    });
+  }
+
+  /** What ChatClient.join needs of a room: join() through the other process. */
+  get room(): Room {
+    return {
+      uri: ROOM,
+      join: async (o: { sdpOffer: string; identity: { uri: string } }) => {
+        const r = await this.ask({ join: o });
+        if (typeof r.error === 'string') throw new Error(r.error);
+        return { sdpAnswer: r.sdpAnswer as string, participant: undefined };
+      },
+    } as unknown as Room;
+  }
+
+  async sees(user: string): Promise<boolean> {
+    return (await this.ask({ sees: user })).sees === true;
+  }
+
+  kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve();
+    return new Promise((r) => {
+      this.child.once('exit', () => r());
+      this.child.kill('SIGKILL');
+    });
+  }
+}
 
 const REDIS = { host: '127.0.0.1', port: 6379 };
 const ROOM = 'sip:across@example.com';
@@ -267,6 +330,42 @@ describe('chat: rooms across nodes on Redis', () => {
       await n1.t.close();
       await n2.t.close();
       await proxy.close();
+    }
+  });
+
+  it('two relay processes: both see each other’s messages once; a killed one leaves the roster within rosterTtl + heartbeat', async () => {
+    const prefix = newPrefix();
+    const p1 = await ProcessNode.start(prefix, 'proc-one');
+    const p2 = await ProcessNode.start(prefix, 'proc-two');
+    const clients: ChatClient[] = [];
+    try {
+      const alice = await (await ChatClient.connect(p1.t, 'alice')).join(p1.room);
+      const bob = await (await ChatClient.connect(p2.t, 'bob')).join(p2.room);
+      clients.push(alice, bob);
+      for (let i = 0; !((await p1.sees('bob@example.com')) && (await p2.sees('alice@example.com'))); i++) {
+        assert.ok(i < 200, 'the nodes see each other');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal((await alice.say('from process one')).status, 200);
+      await bob.received('from process one');
+      assert.equal((await bob.say('from process two')).status, 200);
+      await alice.received('from process two');
+      assert.equal((await bob.say('private to alice', { to: alice.sip })).status, 200);
+      await alice.received('private to alice');
+      await settle();
+      assert.equal(bob.copies('from process one').length, 1);
+      assert.equal(alice.copies('from process two').length, 1);
+      assert.equal(alice.copies('private to alice').length, 1);
+      // A node that dies (no clean close): its participants go within rosterTtl + heartbeat.
+      await p2.kill();
+      for (let i = 0; await p1.sees('bob@example.com'); i++) {
+        assert.ok(i < ((ROSTER_TTL + HEARTBEAT) * 1000 + 3000) / 50, 'bob leaves the roster of process one');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      for (const c of clients) await c.close().catch(() => undefined);
+      await p1.kill();
+      await p2.kill();
     }
   });
 
