@@ -9,6 +9,7 @@
  *   joined(participant)          left(participant, reason)       roster()  after any roster change
  *   nickname(participant, old, new)                               subject(subject, by)
  *   role(userUri, role, by)      message(ChatMessageEvent)        congested / decongested(participant)
+ *   remote-message(ClusterMessage, recipients)   a message of another node (the cluster option), handed to this node's sessions
  */
 
 import { EventEmitter } from 'node:events';
@@ -245,9 +246,15 @@ export class Room extends EventEmitter {
     }
     if (role !== undefined && this.roleOf(user) === 'member') this.roles.set(user, role);
     const history = await this.historyFor(p);
-    if (this.closed) throw new ChatError('closed', 'the room is closed');
-    // Checked again: others may have joined while the history was read.
-    this.admit(user, o);
+    try {
+      if (this.closed) throw new ChatError('closed', 'the room is closed');
+      // Checked again: others may have joined while the history was read.
+      this.admit(user, o);
+    } catch (e) {
+      // A nickname claimed across nodes for a joiner that does not come in is let go.
+      if (p.nicknameKey !== undefined) this.focus.cluster?.releaseNickname(this, p.user, p.nicknameKey);
+      throw e;
+    }
 
     const sdpAnswer = buildAnswer({
       offer,
@@ -541,6 +548,7 @@ export class Room extends EventEmitter {
         ? this.members.filter(takes)
         : this.members.filter((r) => (r.user === m.to || (r.user === m.from && r.user !== m.to)) && r.caps.privateMessages && takes(r));
     for (const r of recipients) this.deliverWhole(r, m.body, m.kind);
+    this.emit('remote-message', m, recipients);
   }
 
   /** Sends a whole body to one session. */

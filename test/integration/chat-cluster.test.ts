@@ -14,7 +14,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { formatUseNickname, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS } from '../support/chat.ts';
+import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
 
 /** A relay in a process of its own (test/support/chat-node.ts), asked over IPC. */
 class ProcessNode {
@@ -139,10 +139,16 @@ interface Node {
   room: Room;
 }
 
-async function startNode(prefix: string, nodeId: string, port = REDIS.port): Promise<Node> {
+async function startNode(prefix: string, nodeId: string, port = REDIS.port, maxMessageSize?: number): Promise<Node> {
   const chat = new ChatFocus({
     store: { driver: 'memory' },
-    cluster: { redis: { url: `redis://${REDIS.host}:${port}`, keyPrefix: prefix, commandTimeout: 1, connectTimeout: 2 }, nodeId, heartbeat: HEARTBEAT, rosterTtl: ROSTER_TTL },
+    cluster: {
+      redis: { url: `redis://${REDIS.host}:${port}`, keyPrefix: prefix, commandTimeout: 1, connectTimeout: 2 },
+      nodeId,
+      heartbeat: HEARTBEAT,
+      rosterTtl: ROSTER_TTL,
+      ...(maxMessageSize !== undefined ? { maxMessageSize } : {}),
+    },
   });
   const t = await startTestRelay({ users: USERS, plugins: [chat] });
   const room = await chat.rooms.create(ROOM, { subject: 'Across' });
@@ -330,6 +336,42 @@ describe('chat: rooms across nodes on Redis', () => {
       await n1.t.close();
       await n2.t.close();
       await proxy.close();
+    }
+  });
+
+  it('a message larger than cluster.maxMessageSize stays on its node, counted; an entry read twice is delivered once', async () => {
+    const prefix = newPrefix();
+    const n1 = await startNode(prefix, 'one', REDIS.port, 600);
+    const n2 = await startNode(prefix, 'two', REDIS.port, 600);
+    const clients: ChatClient[] = [];
+    try {
+      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
+      const carol = await (await ChatClient.connect(n1.t, 'carol')).join(n1.room);
+      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
+      clients.push(alice, carol, bob);
+      const big = 'x'.repeat(1000);
+      assert.equal((await alice.say(big)).status, 200);
+      await carol.received(big);
+      assert.equal(n1.chat.cluster!.stats.tooLarge, 1);
+      assert.equal((await alice.say('small')).status, 200);
+      await bob.received('small');
+
+      // The same entry twice (an append retried after a timeout that had succeeded): once.
+      const r = new Redis(REDIS.port, REDIS.host);
+      const fields = ['n', 'ghost', 'u', 'ghost:1', 'k', 'regular', 'f', 'erin@example.com', 'to', '', 'ty', 'text/plain', 'b', cpimBody({ from: 'sip:erin@example.com', to: ROOM, text: 'twice?' })];
+      await r.xadd(`${prefix}room:${n2.room.key}:stream`, '*', ...fields);
+      await r.xadd(`${prefix}room:${n2.room.key}:stream`, '*', ...fields);
+      await r.quit();
+      await bob.received('twice?');
+      await settle();
+      assert.equal(bob.copies(big).length, 0, 'the large message stayed on node one');
+      assert.equal(bob.copies('twice?').length, 1);
+      assert.equal(alice.copies('twice?').length, 1);
+      assert.ok(n2.chat.cluster!.stats.duplicates >= 1);
+    } finally {
+      for (const c of clients) await c.close();
+      await n1.t.close();
+      await n2.t.close();
     }
   });
 
