@@ -102,6 +102,7 @@ export class ChatCluster {
   /** Redis's clock minus this node's (stream ids are Redis's milliseconds). */
   private skew = 0;
   private startedAt = Date.now();
+  private ticking = false;
 
   constructor(
     readonly options: ClusterOptions,
@@ -340,16 +341,24 @@ export class ChatCluster {
     return { node: this.nodeId, user: p.user, uri: p.identity.uri, nickname: p.nickname, nicknameKey: p.nicknameKey, privateMessages: p.caps.privateMessages };
   }
 
-  /** The heartbeat: this node's key, queued appends, and every room's roster. */
+  /** The heartbeat: this node's key, queued appends, and every room's roster (one at a time). */
   private async tick(): Promise<void> {
-    if (this.redis === undefined || this.redis.status !== 'ready') return;
+    if (this.ticking || this.redis === undefined || this.redis.status !== 'ready') return;
+    this.ticking = true;
     try {
       await this.redis.set(`${this.prefix}node:${this.nodeId}`, '1', 'PX', Math.round(this.options.rosterTtl * 1000));
+      await this.flush();
+      const rooms = this.host.rooms();
+      // Rooms this node no longer has: their reading and remote rosters go.
+      const keys = new Set(rooms.map((r) => r.key));
+      for (const k of [...this.lastIds.keys()]) if (!keys.has(k)) this.lastIds.delete(k);
+      for (const k of [...this.remote.keys()]) if (!keys.has(k)) this.remote.delete(k);
+      for (const room of rooms) await this.sweepRoom(room).catch(() => undefined);
     } catch {
-      return;
+      // Redis went away meanwhile: the next heartbeat tries again.
+    } finally {
+      this.ticking = false;
     }
-    await this.flush();
-    for (const room of this.host.rooms()) await this.sweepRoom(room).catch(() => undefined);
   }
 
   /** Writes this node's entries, removes its stale ones and those of dead nodes, and reads the others. */
@@ -367,7 +376,12 @@ export class ChatCluster {
     const mine = this.rosterOf(room);
     if (mine.size > 0) await this.redis.hset(rk, Object.fromEntries(mine));
     // After an outage: the local nicknames are claimed again (a clash then is left as it is).
-    for (const p of room.participants) if (p.nicknameKey !== undefined) await this.redis.hsetnx(nk, p.nicknameKey, `${p.user}\n${this.nodeId}`);
+    const claims = room.participants.filter((p) => p.nicknameKey !== undefined);
+    if (claims.length > 0) {
+      const m = this.redis.pipeline();
+      for (const p of claims) m.hsetnx(nk, p.nicknameKey!, `${p.user}\n${this.nodeId}`);
+      await m.exec();
+    }
     const all = await this.redis.hgetall(rk);
     const nodes = new Map<string, boolean>();
     const others = new Map<string, RemoteSession>();
