@@ -139,7 +139,7 @@ interface Node {
   room: Room;
 }
 
-async function startNode(prefix: string, nodeId: string, port = REDIS.port, maxMessageSize?: number): Promise<Node> {
+async function startNode(prefix: string, nodeId: string, port = REDIS.port, extra: { maxMessageSize?: number; queue?: number } = {}): Promise<Node> {
   const chat = new ChatFocus({
     store: { driver: 'memory' },
     cluster: {
@@ -147,7 +147,7 @@ async function startNode(prefix: string, nodeId: string, port = REDIS.port, maxM
       nodeId,
       heartbeat: HEARTBEAT,
       rosterTtl: ROSTER_TTL,
-      ...(maxMessageSize !== undefined ? { maxMessageSize } : {}),
+      ...extra,
     },
   });
   const t = await startTestRelay({ users: USERS, plugins: [chat] });
@@ -339,10 +339,38 @@ describe('chat: rooms across nodes on Redis', () => {
     }
   });
 
+  it('while Redis is away at most cluster.queue appends wait; the oldest go beyond, counted', async () => {
+    const prefix = newPrefix();
+    const proxy = await new CutProxy().start();
+    const n1 = await startNode(prefix, 'one');
+    const n2 = await startNode(prefix, 'two', proxy.port, { queue: 2 });
+    const clients: ChatClient[] = [];
+    try {
+      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
+      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
+      clients.push(alice, bob);
+      await proxy.cut();
+      await until('node two knows Redis is away', () => !n2.chat.cluster!.connected);
+      for (const text of ['q1', 'q2', 'q3']) assert.equal((await bob.say(text)).status, 200);
+      assert.equal(n2.chat.cluster!.queued, 2);
+      assert.equal(n2.chat.cluster!.stats.dropped, 1);
+      await proxy.restore();
+      await alice.received('q2');
+      await alice.received('q3');
+      await settle();
+      assert.equal(alice.copies('q1').length, 0, 'the oldest was dropped');
+    } finally {
+      for (const c of clients) await c.close();
+      await n1.t.close();
+      await n2.t.close();
+      await proxy.close();
+    }
+  });
+
   it('a message larger than cluster.maxMessageSize stays on its node, counted; an entry read twice is delivered once', async () => {
     const prefix = newPrefix();
-    const n1 = await startNode(prefix, 'one', REDIS.port, 600);
-    const n2 = await startNode(prefix, 'two', REDIS.port, 600);
+    const n1 = await startNode(prefix, 'one', REDIS.port, { maxMessageSize: 600 });
+    const n2 = await startNode(prefix, 'two', REDIS.port, { maxMessageSize: 600 });
     const clients: ChatClient[] = [];
     try {
       const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
