@@ -3,11 +3,13 @@
  * Redis. Each node keeps its own participants as it does alone; what crosses nodes is:
  *
  * - messages: a regular or private message complete on a node (up to cluster.maxMessageSize
- *   octets, the focus's lines included) is appended to the room's stream
+ *   octets, as the sender sent them; each node adds its focus's lines) is appended to the room's stream
  *   (`<prefix>room:<key>:stream`, XADD MAXLEN ~ streamMaxLen) with the node id; every node reads
  *   its rooms' streams in one XREAD BLOCK loop, from the last id it saw per room, and hands the
  *   entries of other nodes to its own participants (the C-7, C-10, C-11 choice of recipients is
- *   made there, for its sessions; the sender's node decided 403/404/428 already);
+ *   made there, for its sessions; the sender's node decided 403/404/428 already); a joiner's
+ *   history comes from the stream too (every node's regular messages), the store answering
+ *   only while Redis is away;
  * - the roster: `<prefix>room:<key>:roster`, a hash session → JSON of node, user, URI, nickname
  *   and capabilities; a node rewrites its own entries at every heartbeat and keeps
  *   `<prefix>node:<id>` alive with a TTL of rosterTtl; entries of a node whose key expired are
@@ -30,6 +32,7 @@ import type { Logger } from '../../core/index.ts';
 import type { ChatOptions } from './options.ts';
 import type { Participant } from './participant.ts';
 import type { Room } from './room.ts';
+import type { HistoryRecord } from './store.ts';
 
 export type ClusterOptions = NonNullable<ChatOptions['cluster']>;
 
@@ -46,15 +49,27 @@ export interface RemoteSession {
 
 /** A message of another node, for this node's participants. */
 export interface ClusterMessage {
+  /** The entry's id in the room's stream. */
+  readonly id: string;
   readonly node: string;
   readonly kind: 'regular' | 'private';
+  /** The sender's Message-ID. */
+  readonly messageId: string;
   /** The sender's user key. */
   readonly from: string;
+  /** The sender's URI (its identity in the room). */
+  readonly fromUri: string;
+  /** The sender's nickname when it was sent. */
+  readonly nickname: string | undefined;
+  /** When the sender's node received it (the copies' Timestamp). */
+  readonly receivedAt: Date;
+  /** A regular message the history keeps (not a typing notice). */
+  readonly history: boolean;
   /** The private message's recipient (user key). */
   readonly to: string | undefined;
   /** The wrapped content's media type (C-7). */
   readonly mediaType: string;
-  /** The copy as the sender's node made it (its CPIM bytes with the focus's lines). */
+  /** The CPIM bytes as the sender sent them (each node adds its focus's lines, C-6). */
   readonly body: Buffer;
 }
 
@@ -189,12 +204,25 @@ export class ChatCluster {
   // ------------------------------------------------------------------ messages
 
   /** A message complete on this node goes to the room's stream (or waits for Redis). */
-  publish(room: Room, m: Omit<ClusterMessage, 'node'>): void {
+  publish(room: Room, m: Omit<ClusterMessage, 'node' | 'id'>): void {
     if (m.body.length > this.options.maxMessageSize) {
       this.stats.tooLarge++;
       return;
     }
-    const fields: Entry = ['n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, 'k', m.kind, 'f', m.from, 'to', m.to ?? '', 'ty', m.mediaType, 'b', m.body];
+    const fields: Entry = [
+      'n', this.nodeId,
+      'u', `${this.nodeId}:${++this.counter}`,
+      'k', m.kind,
+      'id', m.messageId,
+      'f', m.from,
+      'fu', m.fromUri,
+      'nk', m.nickname ?? '',
+      'at', m.receivedAt.toISOString(),
+      'h', m.history ? '1' : '0',
+      'to', m.to ?? '',
+      'ty', m.mediaType,
+      'b', m.body,
+    ];
     this.queue.push({ key: this.key(room, 'stream'), fields });
     while (this.queue.length > this.options.queue) {
       this.queue.shift();
@@ -247,7 +275,7 @@ export class ChatCluster {
         if (room === undefined) continue;
         for (const [id, raw] of entries) {
           this.lastIds.set(room.key, id.toString());
-          this.take(room, raw);
+          this.take(room, id.toString(), raw);
         }
       }
     }
@@ -263,7 +291,7 @@ export class ChatCluster {
     return id;
   }
 
-  private take(room: Room, raw: Buffer[]): void {
+  private take(room: Room, id: string, raw: Buffer[]): void {
     const f = new Map<string, Buffer>();
     for (let i = 0; i + 1 < raw.length; i += 2) f.set(raw[i]!.toString(), raw[i + 1]!);
     const node = f.get('n')?.toString();
@@ -275,15 +303,41 @@ export class ChatCluster {
     }
     this.seen.add(uid);
     if (this.seen.size > SEEN_KEEP) this.seen.delete(this.seen.values().next().value!);
-    const kind = f.get('k')?.toString();
-    if (kind !== 'regular' && kind !== 'private') return;
-    const to = f.get('to')?.toString();
+    const m = parseEntry(id, f);
+    if (m === undefined) return;
     this.stats.received++;
     try {
-      this.host.deliver(room, { node, kind, from: f.get('f')?.toString() ?? '', to: to === '' ? undefined : to, mediaType: f.get('ty')?.toString() ?? '', body: f.get('b') ?? Buffer.alloc(0) });
+      this.host.deliver(room, m);
     } catch (e) {
       this.host.log.warn('chat: a message of another node could not be delivered', { room: room.uri, error: (e as Error).message });
     }
+  }
+
+  /**
+   * The room's recent regular messages from its stream, all nodes' (oldest first), for a joiner's
+   * history; undefined when Redis is away (the local store answers then). Looks at the last
+   * 4 × limit entries (private messages and typing notices are there too and are skipped).
+   */
+  async history(room: Room, limit: number, since: Date | undefined): Promise<{ records: HistoryRecord[]; upTo: string | undefined } | undefined> {
+    if (this.redis.status !== 'ready') return undefined;
+    let raw: Array<[Buffer, Buffer[]]>;
+    try {
+      raw = await this.redis.xrevrangeBuffer(this.key(room, 'stream'), '+', '-', 'COUNT', Math.min(this.options.streamMaxLen, limit * 4));
+    } catch {
+      return undefined;
+    }
+    const out: HistoryRecord[] = [];
+    const upTo = raw[0]?.[0].toString();
+    for (const [id, fields] of raw) {
+      if (out.length >= limit) break;
+      const f = new Map<string, Buffer>();
+      for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!.toString(), fields[i + 1]!);
+      const m = parseEntry(id.toString(), f);
+      if (m === undefined || m.kind !== 'regular' || !m.history) continue;
+      if (since !== undefined && m.receivedAt < since) continue;
+      out.push({ room: room.key, messageId: m.messageId, sender: m.fromUri, nickname: m.nickname, receivedAt: m.receivedAt, contentType: m.mediaType, body: m.body });
+    }
+    return { records: out.reverse(), upTo };
   }
 
   // ------------------------------------------------------------------ roster
@@ -421,6 +475,34 @@ export class ChatCluster {
   private key(room: Room, what: 'stream' | 'roster' | 'nick'): string {
     return `${this.prefix}room:${room.key}:${what}`;
   }
+}
+
+/** a > b for stream ids (`ms-seq`). */
+export function streamIdAfter(a: string, b: string): boolean {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am > bm || (am === bm && as > bs);
+}
+
+function parseEntry(id: string, f: Map<string, Buffer>): ClusterMessage | undefined {
+  const s = (k: string): string => f.get(k)?.toString() ?? '';
+  const kind = s('k');
+  if (kind !== 'regular' && kind !== 'private') return undefined;
+  const at = new Date(s('at'));
+  return {
+    id,
+    node: s('n'),
+    kind,
+    messageId: s('id'),
+    from: s('f'),
+    fromUri: s('fu'),
+    nickname: s('nk') === '' ? undefined : s('nk'),
+    receivedAt: Number.isNaN(at.getTime()) ? new Date() : at,
+    history: s('h') === '1',
+    to: s('to') === '' ? undefined : s('to'),
+    mediaType: s('ty'),
+    body: f.get('b') ?? Buffer.alloc(0),
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -167,8 +167,9 @@ export class InboundMessage {
       this.keep(buf);
     }
     if (this.room.focus.cluster !== undefined) {
+      // The sender's bytes: each node adds its focus's lines, live or as history.
       this.carried = [];
-      this.carry(prefix);
+      this.carry(buf);
     }
     spool.append(prefix);
     if (complete) spool.end('$');
@@ -238,7 +239,18 @@ export class InboundMessage {
     const body = this.history !== undefined ? Buffer.concat(this.history) : undefined;
     if (body !== undefined) this.room.remember(this.sender, this.messageId, m, this.receivedAt, body);
     if (this.carried !== undefined && d.nowhere !== true) {
-      this.room.focus.cluster?.publish(this.room, { kind: d.private ? 'private' : 'regular', from: this.sender.user, to: d.to, mediaType: m.mediaType, body: Buffer.concat(this.carried) });
+      this.room.focus.cluster?.publish(this.room, {
+        kind: d.private ? 'private' : 'regular',
+        messageId: this.messageId,
+        from: this.sender.user,
+        fromUri: this.sender.identity.uri,
+        nickname: this.sender.nickname,
+        receivedAt: this.receivedAt,
+        to: d.to,
+        mediaType: m.mediaType,
+        history: d.store,
+        body: Buffer.concat(this.carried),
+      });
       this.carried = undefined;
     }
     if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received, m, d.private);

@@ -17,7 +17,7 @@ import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
 import { HELP_TEXT, parseCommand } from './commands.ts';
-import type { ClusterMessage } from './cluster.ts';
+import { streamIdAfter, type ClusterMessage } from './cluster.ts';
 import { buildConferenceInfo, type ConferenceUser } from './conference-info.ts';
 import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
@@ -512,6 +512,12 @@ export class Room extends EventEmitter {
     const h = { ...this.focus.options.history, ...this.settings.history };
     if (h.replay <= 0) return [];
     const since = h.maxAge > 0 ? new Date(Date.now() - h.maxAge * 1000) : undefined;
+    // Across nodes, the room's stream holds every node's recent messages.
+    const shared = await this.focus.cluster?.history(this, h.replay, since);
+    if (shared !== undefined) {
+      p.streamSeen = shared.upTo;
+      return shared.records;
+    }
     try {
       return await this.focus.store.history(this.key, { limit: h.replay, ...(since !== undefined ? { since } : {}) });
     } catch (e) {
@@ -542,13 +548,25 @@ export class Room extends EventEmitter {
    */
   deliverRemote(m: ClusterMessage): void {
     if (this.closed) return;
-    const takes = (r: Participant) => r.left === undefined && mediaTypeMatches(r.caps.wrappedTypes, m.mediaType);
+    // A joiner whose history replay had this entry already does not get it twice.
+    const takes = (r: Participant) => r.left === undefined && mediaTypeMatches(r.caps.wrappedTypes, m.mediaType) && (r.streamSeen === undefined || streamIdAfter(m.id, r.streamSeen));
     const recipients =
       m.kind === 'regular'
         ? this.members.filter(takes)
         : this.members.filter((r) => (r.user === m.to || (r.user === m.from && r.user !== m.to)) && r.caps.privateMessages && takes(r));
-    for (const r of recipients) this.deliverWhole(r, m.body, m.kind);
     this.emit('remote-message', m, recipients);
+    if (recipients.length === 0) return;
+    let cpim: CpimMessage;
+    try {
+      const s = scanCpim(m.body, true);
+      if (typeof s === 'symbol') return;
+      cpim = s;
+    } catch {
+      return;
+    }
+    // C-6: the sender's bytes with this focus's lines (its Timestamp is the sender's node's).
+    const body = insertHeaderLines(m.body, cpim, this.focusLines({ nickname: m.nickname }, cpim, m.receivedAt, false));
+    for (const r of recipients) this.deliverWhole(r, body, m.kind);
   }
 
   /** Sends a whole body to one session. */

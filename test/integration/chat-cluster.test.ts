@@ -213,6 +213,15 @@ describe('chat: rooms across nodes on Redis', () => {
       await alice.received('just for alice');
       assert.equal((await alice.say('to nobody', { to: 'sip:nobody@example.com' })).status, 404);
 
+      // A joiner on node two gets the history of both nodes from the stream, marked; no private ones.
+      const dave = await (await ChatClient.connect(n2.t, 'dave')).join(n2.room);
+      clients.push(dave);
+      for (const [text, from] of [['hello from one', alice.sip], ['hello from two', bob.sip]] as const) {
+        const h = await dave.received(text);
+        assert.equal(h.focus('History'), 'yes');
+        assert.equal(h.cpim.from.uri, from);
+      }
+
       await settle();
       assert.equal(bob.copies('hello from one').length, 1);
       assert.equal(carol.copies('hello from one').length, 1);
@@ -222,6 +231,8 @@ describe('chat: rooms across nodes on Redis', () => {
       assert.equal(bob.copies('just for bob').length, 1);
       assert.equal(carol.copies('just for bob').length, 0);
       assert.equal(carol.copies('just for alice').length, 0);
+      assert.equal(dave.copies('just for bob').length, 0);
+      assert.equal(dave.copies('hello from one').length, 1);
     } finally {
       for (const c of clients) await c.close();
       await n1.t.close();
