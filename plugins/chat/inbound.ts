@@ -39,6 +39,9 @@ export class InboundMessage {
   private commandBody: Buffer[] | undefined;
   private history: Buffer[] | undefined;
   private historyBytes = 0;
+  /** The copy as it goes to other nodes (cluster.ts), while it is within cluster.maxMessageSize. */
+  private carried: Buffer[] | undefined;
+  private carriedBytes = 0;
   private rejection: LocalResponse | undefined;
   private timer: NodeJS.Timeout | undefined;
   private armedAt = 0;
@@ -114,6 +117,7 @@ export class InboundMessage {
       return true;
     }
     this.keep(data);
+    this.carry(data);
     return this.spool === undefined ? true : this.spool.append(data);
   }
 
@@ -162,6 +166,11 @@ export class InboundMessage {
       this.history = [];
       this.keep(buf);
     }
+    if (this.room.focus.cluster !== undefined) {
+      // The sender's bytes: each node adds its focus's lines, live or as history.
+      this.carried = [];
+      this.carry(buf);
+    }
     spool.append(prefix);
     if (complete) spool.end('$');
     for (const { r, delivery } of copies) r.deliver(delivery);
@@ -173,6 +182,16 @@ export class InboundMessage {
     this.historyBytes += data.length;
     if (this.historyBytes > this.room.focus.options.history.maxMessageSize) this.history = undefined;
     else this.history.push(Buffer.from(data));
+  }
+
+  private carry(data: Buffer): void {
+    if (this.carried === undefined) return;
+    this.carriedBytes += data.length;
+    const cluster = this.room.focus.cluster!;
+    if (this.carriedBytes > cluster.options.maxMessageSize) {
+      this.carried = undefined;
+      cluster.stats.tooLarge++;
+    } else this.carried.push(Buffer.from(data));
   }
 
   private end(flag: EndFlag): LocalResponse | undefined {
@@ -219,6 +238,21 @@ export class InboundMessage {
     const d = this.decision!;
     const body = this.history !== undefined ? Buffer.concat(this.history) : undefined;
     if (body !== undefined) this.room.remember(this.sender, this.messageId, m, this.receivedAt, body);
+    if (this.carried !== undefined && d.nowhere !== true) {
+      this.room.focus.cluster?.publish(this.room, {
+        kind: d.private ? 'private' : 'regular',
+        messageId: this.messageId,
+        from: this.sender.user,
+        fromUri: this.sender.identity.uri,
+        nickname: this.sender.nickname,
+        receivedAt: this.receivedAt,
+        to: d.to,
+        mediaType: m.mediaType,
+        history: d.store,
+        body: Buffer.concat(this.carried),
+      });
+      this.carried = undefined;
+    }
     if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received, m, d.private);
     this.room.emit('message', {
       participant: this.sender,
@@ -237,6 +271,7 @@ export class InboundMessage {
     this.sender.refuse(this.messageId, answer);
     this.spool?.end('#');
     this.history = undefined;
+    this.carried = undefined;
     this.commandBody = undefined;
     this.head = undefined;
   }

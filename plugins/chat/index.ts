@@ -19,6 +19,7 @@ import { EventEmitter } from 'node:events';
 import tapable from 'tapable';
 import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalRequest, type Logger, type MsrpErrorCode, type PluginHost, type RelayPlugin, type Rejection, type SessionInfo } from '../../core/index.ts';
 import { tryParseUri } from '../../core/protocol/index.ts';
+import { ChatCluster } from './cluster.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { ChatHooks, FocusCore } from './focus-core.ts';
@@ -33,6 +34,8 @@ const { AsyncSeriesBailHook } = tapable;
 
 export { ChatError } from './errors.ts';
 export { Room } from './room.ts';
+export { ChatCluster } from './cluster.ts';
+export type { ClusterMessage, ClusterStats, RemoteSession } from './cluster.ts';
 export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
 export { Participant } from './participant.ts';
 export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
@@ -129,6 +132,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   readonly rooms: Rooms;
   private host: PluginHost | undefined;
   private storeImpl: ChatStore | undefined;
+  private clusterImpl: ChatCluster | undefined;
   private readonly bySession = new Map<string, Participant>();
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
@@ -149,6 +153,11 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     return this.storeImpl;
   }
 
+  /** Rooms across nodes, when the cluster option is given. */
+  get cluster(): ChatCluster | undefined {
+    return this.clusterImpl;
+  }
+
   get log(): Logger {
     return this.relay.log;
   }
@@ -162,6 +171,12 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       this.storeImpl = store;
       // Rooms survive a restart: their subject, settings, roles and bans.
       for (const rec of await store.loadRooms()) this.rooms.adopt(rec);
+      const c = this.options.cluster;
+      if (c !== undefined) {
+        const cluster = new ChatCluster(c, { log: relay.log, rooms: () => this.rooms.list(), deliver: (room, m) => room.deliverRemote(m) });
+        await cluster.start();
+        this.clusterImpl = cluster;
+      }
     }
     // On a reload the same instance taps the new hooks; rooms and participants stay.
     relay.hooks.claimRequest.tapPromise(this.name, async (lr) => this.claim(lr));
@@ -174,6 +189,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     for (const t of this.routeTimers.values()) clearTimeout(t);
     this.routeTimers.clear();
     await Promise.all([...this.queues.values()]);
+    await this.clusterImpl?.close();
     await this.storeImpl?.close();
   }
 

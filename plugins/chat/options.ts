@@ -126,6 +126,38 @@ export const CHAT_SCHEMA = {
     announce: { type: 'boolean', default: true },
     /** Nicknames nobody may take (425, C-13), compared by their key. */
     reservedNicknames: { type: 'array', items: { type: 'string' }, default: [] },
+    /** Rooms across nodes on Redis (cluster.ts); absent: the rooms are this node's alone. */
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['redis'],
+      properties: {
+        redis: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url'],
+          properties: {
+            url: { type: 'string', minLength: 1 },
+            /** Every key of the cluster starts with it (several clusters may share one Redis). */
+            keyPrefix: { type: 'string', default: 'msrprelay:chat:' },
+            commandTimeout: { type: 'number', exclusiveMinimum: 0, default: 2 },
+            connectTimeout: { type: 'number', exclusiveMinimum: 0, default: 5 },
+          },
+        },
+        /** This node's name in the shared roster and the streams (default: host-pid-random). */
+        nodeId: { type: 'string', minLength: 1, pattern: '^[^\\n]+$' },
+        /** Seconds between heartbeats (node key renewed, rosters written and swept). */
+        heartbeat: { type: 'number', exclusiveMinimum: 0, default: 2 },
+        /** A node silent this long is gone: its participants leave the others' rosters within rosterTtl + heartbeat. */
+        rosterTtl: { type: 'number', exclusiveMinimum: 0, default: 6 },
+        /** Entries kept per room stream (XADD MAXLEN ~). */
+        streamMaxLen: count(1000, 1),
+        /** Larger messages (CPIM bytes with the focus's lines) stay on their node, counted. */
+        maxMessageSize: count(2 ** 20, 1),
+        /** Appends held in memory while Redis is away; the oldest go beyond. */
+        queue: count(1000, 1),
+      },
+    },
     /** What a room has unless its own options say otherwise. */
     rooms: {
       type: 'object',
@@ -174,11 +206,21 @@ export interface ChatOptions {
   announce: boolean;
   reservedNicknames: string[];
   rooms: { persistent: boolean; nicknames: boolean; privateMessages: boolean };
+  cluster?: {
+    redis: { url: string; keyPrefix: string; commandTimeout: number; connectTimeout: number };
+    nodeId?: string;
+    heartbeat: number;
+    rosterTtl: number;
+    streamMaxLen: number;
+    maxMessageSize: number;
+    queue: number;
+  };
 }
 
 /** Deep partial options, as a config or an application gives them. */
-export type ChatOptionsInput = { [K in keyof ChatOptions]?: ChatOptions[K] extends object ? (ChatOptions[K] extends unknown[] ? ChatOptions[K] : Partial<ChatOptions[K]>) : ChatOptions[K] } & {
+export type ChatOptionsInput = { [K in Exclude<keyof ChatOptions, 'cluster'>]?: ChatOptions[K] extends object ? (ChatOptions[K] extends unknown[] ? ChatOptions[K] : Partial<ChatOptions[K]>) : ChatOptions[K] } & {
   limits?: Partial<Omit<ChatOptions['limits'], 'rate'>> & { rate?: Partial<ChatOptions['limits']['rate']> };
+  cluster?: Partial<Omit<NonNullable<ChatOptions['cluster']>, 'redis'>> & { redis: Partial<NonNullable<ChatOptions['cluster']>['redis']> & { url: string } };
 };
 
 const validate = new Ajv({ allErrors: true, useDefaults: true, strict: false }).compile(CHAT_SCHEMA);
@@ -190,5 +232,7 @@ export function resolveOptions(input: ChatOptionsInput = {}): ChatOptions {
     const why = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`).join('; ');
     throw new Error(`chat: bad options: ${why}`);
   }
-  return copy as unknown as ChatOptions;
+  const o = copy as unknown as ChatOptions;
+  if (o.cluster !== undefined && o.cluster.rosterTtl <= o.cluster.heartbeat) throw new Error('chat: bad options: /cluster/rosterTtl must be longer than /cluster/heartbeat');
+  return o;
 }

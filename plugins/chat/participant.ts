@@ -66,6 +66,8 @@ export class Participant implements DeliveryOwner {
   readonly stats: ParticipantStats = { received: 0, delivered: 0, dropped: 0, bytesOut: 0 };
   nickname: string | undefined;
   nicknameKey: string | undefined;
+  /** The last stream id of its room (cluster.ts) its history replay covered: those entries are not sent again. */
+  streamSeen: string | undefined;
   route: Route | undefined;
   left: LeaveReason | undefined;
   congested = false;

@@ -9,6 +9,7 @@
  *   joined(participant)          left(participant, reason)       roster()  after any roster change
  *   nickname(participant, old, new)                               subject(subject, by)
  *   role(userUri, role, by)      message(ChatMessageEvent)        congested / decongested(participant)
+ *   remote-message(ClusterMessage, recipients)   a message of another node (the cluster option), handed to this node's sessions
  */
 
 import { EventEmitter } from 'node:events';
@@ -16,6 +17,7 @@ import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
 import { HELP_TEXT, parseCommand } from './commands.ts';
+import { streamIdAfter, type ClusterMessage } from './cluster.ts';
 import { buildConferenceInfo, type ConferenceUser } from './conference-info.ts';
 import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
@@ -95,7 +97,7 @@ export type JoinDecision = { readonly reject: string } | { readonly role: Exclud
 
 export type RouteDecision =
   | { readonly kind: 'reject'; readonly status: number; readonly comment: string }
-  | { readonly kind: 'deliver'; readonly private: boolean; readonly recipients: readonly Participant[]; readonly store: boolean };
+  | { readonly kind: 'deliver'; readonly private: boolean; readonly recipients: readonly Participant[]; readonly store: boolean; readonly to?: string; readonly nowhere?: true };
 
 export interface ChatMessageEvent {
   readonly participant: Participant;
@@ -239,14 +241,20 @@ export class Room extends EventEmitter {
       },
     });
     if (o.nickname !== undefined) {
-      const answer = this.nicknameAnswer(p, o.nickname);
+      const answer = await this.sharedNicknameAnswer(p, o.nickname);
       if (answer.status !== 200) throw new ChatError('nickname', `nickname ${JSON.stringify(o.nickname)}: ${answer.comment}`);
     }
     if (role !== undefined && this.roleOf(user) === 'member') this.roles.set(user, role);
     const history = await this.historyFor(p);
-    if (this.closed) throw new ChatError('closed', 'the room is closed');
-    // Checked again: others may have joined while the history was read.
-    this.admit(user, o);
+    try {
+      if (this.closed) throw new ChatError('closed', 'the room is closed');
+      // Checked again: others may have joined while the history was read.
+      this.admit(user, o);
+    } catch (e) {
+      // A nickname claimed across nodes for a joiner that does not come in is let go.
+      if (p.nicknameKey !== undefined) this.focus.cluster?.releaseNickname(this, p.user, p.nicknameKey);
+      throw e;
+    }
 
     const sdpAnswer = buildAnswer({
       offer,
@@ -262,6 +270,7 @@ export class Room extends EventEmitter {
     });
     this.members.push(p);
     this.focus.register(p);
+    this.focus.cluster?.rosterChanged(this);
     if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
     else this.focus.awaitRoute(p);
     // The welcome and the history go first; then what is said from now on (C-17).
@@ -315,6 +324,10 @@ export class Room extends EventEmitter {
     p.close(reason);
     this.members.splice(i, 1);
     this.focus.unregister(p);
+    if (this.focus.cluster !== undefined) {
+      if (p.nicknameKey !== undefined) this.focus.cluster.releaseNickname(this, p.user, p.nicknameKey);
+      this.focus.cluster.rosterChanged(this);
+    }
     this.announce(`${p.name} left${reason === 'left' || reason === 'disconnected' ? '' : ` (${reason})`}`, p);
     this.emit('left', p, reason);
     this.emit('roster');
@@ -431,7 +444,7 @@ export class Room extends EventEmitter {
     if (sameUser(to.uri, this.uri)) {
       if (this.isMuted(p.user) || this.roleOf(p.user) === 'banned') {
         // A muted user's typing notices go nowhere; its messages are refused.
-        if (composing) return { kind: 'deliver', private: false, recipients: [], store: false };
+        if (composing) return { kind: 'deliver', private: false, recipients: [], store: false, nowhere: true };
         return reject(403, 'Muted');
       }
       // C-6, C-10: everyone but the sending session, its user's other sessions included; C-7.
@@ -441,12 +454,14 @@ export class Room extends EventEmitter {
     if (!this.settings.privateMessages) return reject(403, 'No private messages in this room');
     const target = userKey(to.uri);
     const sessions = this.members.filter((r) => r.user === target);
-    if (sessions.length === 0) return reject(404, 'Failure to resolve recipient URI');
+    // With the cluster option, the recipient may be on another node (its shared roster).
+    const elsewhere = this.focus.cluster?.remoteSessions(this).filter((r) => r.user === target) ?? [];
+    if (sessions.length === 0 && elsewhere.length === 0) return reject(404, 'Failure to resolve recipient URI');
     const capable = sessions.filter((r) => r.caps.privateMessages);
-    if (capable.length === 0) return reject(428, 'Private messages not supported');
+    if (capable.length === 0 && !elsewhere.some((r) => r.privateMessages)) return reject(428, 'Private messages not supported');
     // The sender's other sessions get it too, so every device of the user shows the conversation (C-10).
     const own = this.members.filter((r) => r.user === p.user && r !== p && r.caps.privateMessages && r.user !== target);
-    return { kind: 'deliver', private: true, recipients: [...capable, ...own].filter((r) => r !== p && takes(r)), store: false };
+    return { kind: 'deliver', private: true, recipients: [...capable, ...own].filter((r) => r !== p && takes(r)), store: false, ...(target !== undefined ? { to: target } : {}) };
   }
 
   /** The header lines the focus inserts into a copy (C-6): its timestamp, the sender's nickname, a history mark. */
@@ -497,6 +512,12 @@ export class Room extends EventEmitter {
     const h = { ...this.focus.options.history, ...this.settings.history };
     if (h.replay <= 0) return [];
     const since = h.maxAge > 0 ? new Date(Date.now() - h.maxAge * 1000) : undefined;
+    // Across nodes, the room's stream holds every node's recent messages.
+    const shared = await this.focus.cluster?.history(this, h.replay, since);
+    if (shared !== undefined) {
+      p.streamSeen = shared.upTo;
+      return shared.records;
+    }
     try {
       return await this.focus.store.history(this.key, { limit: h.replay, ...(since !== undefined ? { since } : {}) });
     } catch (e) {
@@ -518,6 +539,34 @@ export class Room extends EventEmitter {
     if (!mediaTypeMatches(p.caps.wrappedTypes, m.mediaType)) return;
     const body = insertHeaderLines(h.body, m, this.focusLines({ nickname: h.nickname }, m, h.receivedAt, true));
     this.deliverWhole(p, body, 'history');
+  }
+
+  /**
+   * A message another node accepted (cluster.ts), to this node's sessions: regular ones to all
+   * that take its type (C-6, C-7), private ones to the recipient's sessions that take private
+   * messages and the sender's own other sessions (C-10, C-11).
+   */
+  deliverRemote(m: ClusterMessage): void {
+    if (this.closed) return;
+    // A joiner whose history replay had this entry already does not get it twice.
+    const takes = (r: Participant) => r.left === undefined && mediaTypeMatches(r.caps.wrappedTypes, m.mediaType) && (r.streamSeen === undefined || streamIdAfter(m.id, r.streamSeen));
+    const recipients =
+      m.kind === 'regular'
+        ? this.members.filter(takes)
+        : this.members.filter((r) => (r.user === m.to || (r.user === m.from && r.user !== m.to)) && r.caps.privateMessages && takes(r));
+    this.emit('remote-message', m, recipients);
+    if (recipients.length === 0) return;
+    let cpim: CpimMessage;
+    try {
+      const s = scanCpim(m.body, true);
+      if (typeof s === 'symbol') return;
+      cpim = s;
+    } catch {
+      return;
+    }
+    // C-6: the sender's bytes with this focus's lines (its Timestamp is the sender's node's).
+    const body = insertHeaderLines(m.body, cpim, this.focusLines({ nickname: m.nickname }, cpim, m.receivedAt, false));
+    for (const r of recipients) this.deliverWhole(r, body, m.kind);
   }
 
   /** Sends a whole body to one session. */
@@ -564,7 +613,7 @@ export class Room extends EventEmitter {
 
   // ================================================================== NICKNAME (C-13, C-14)
 
-  private nickname(p: Participant, req: MsrpRequestHead): LocalResponse {
+  private nickname(p: Participant, req: MsrpRequestHead): LocalResponse | Promise<LocalResponse> {
     // RFC 7701 §7.1: a NICKNAME carries no report headers (C-13).
     if (req.headers.some(([n]) => /^(success|failure)-report$/i.test(n))) return { status: 400, comment: 'Unintelligible' };
     const values = getHeaders(req.headers, 'Use-Nickname');
@@ -575,15 +624,37 @@ export class Room extends EventEmitter {
     } catch {
       return { status: 424, comment: 'Malformed nickname' };
     }
-    return this.nicknameAnswer(p, wanted);
+    return this.sharedNicknameAnswer(p, wanted);
+  }
+
+  /** nicknameAnswer, the nickname claimed across nodes first when the cluster option is on (425 when another user holds it). */
+  async sharedNicknameAnswer(p: Participant, wanted: string): Promise<{ status: number; comment: string }> {
+    const cluster = this.focus.cluster;
+    if (cluster === undefined || wanted === '' || !this.settings.nicknames) return this.nicknameAnswer(p, wanted, cluster);
+    let key: string;
+    try {
+      key = prepareNickname(wanted).key;
+    } catch (e) {
+      if (e instanceof NicknameError) return { status: 424, comment: 'Malformed nickname' };
+      throw e;
+    }
+    if (key !== p.nicknameKey && !(await cluster.claimNickname(this, p.user, key))) return { status: 425, comment: 'Nickname reserved or already in use' };
+    const answer = this.nicknameAnswer(p, wanted, cluster);
+    if (answer.status !== 200) cluster.releaseNickname(this, p.user, key);
+    return answer;
   }
 
   /** Sets (or with '' removes) a nickname: 200, 403, 424 or 425; a failed change keeps the old one (C-14). */
-  nicknameAnswer(p: Participant, wanted: string): { status: number; comment: string } {
+  nicknameAnswer(p: Participant, wanted: string, cluster = this.focus.cluster): { status: number; comment: string } {
     if (!this.settings.nicknames) return { status: 403, comment: 'Action-not-allowed' };
     const old = p.nickname;
+    const oldKey = p.nicknameKey;
+    const released = (): void => {
+      if (oldKey !== undefined && oldKey !== p.nicknameKey) cluster?.releaseNickname(this, p.user, oldKey);
+    };
     if (wanted === '') {
       p.nickname = p.nicknameKey = undefined;
+      released();
       if (old !== undefined) this.nicknameChanged(p, old);
       return { status: 200, comment: 'OK' };
     }
@@ -600,12 +671,14 @@ export class Room extends EventEmitter {
     if (this.members.some((m) => m.user !== p.user && m.nicknameKey === prepared.key)) return { status: 425, comment: 'Nickname reserved or already in use' };
     p.nickname = prepared.nickname;
     p.nicknameKey = prepared.key;
+    released();
     if (old !== prepared.nickname && p.left === undefined && this.members.includes(p)) this.nicknameChanged(p, old);
     return { status: 200, comment: 'OK' };
   }
 
   private nicknameChanged(p: Participant, old: string | undefined): void {
     this.announce(old === undefined ? `${p.identity.uri} is now ${p.name}` : `${old} is now ${p.name}`, p);
+    this.focus.cluster?.rosterChanged(this);
     this.emit('nickname', p, old, p.nickname);
     this.emit('roster');
   }
