@@ -1,7 +1,7 @@
 /**
  * Where rooms and their history survive a restart: a small interface, three drivers
- * (stores/memory.ts for tests and throw-away rooms, stores/sqlite3.ts the embedded default,
- * stores/pg.ts for PostgreSQL). A driver's package is imported only when it is configured.
+ * (stores/memory.ts for tests and throw-away rooms, stores/sql.ts on the project's SQL drivers:
+ * SQLite, the embedded default, or PostgreSQL). A driver's package is imported only when it is configured.
  */
 
 import type { ChatOptions } from './options.ts';
@@ -69,8 +69,7 @@ export async function createStore(o: ChatOptions['store']): Promise<ChatStore> {
     case 'memory':
       return new (await import('./stores/memory.ts')).MemoryStore();
     case 'sqlite3':
-      return new (await import('./stores/sqlite3.ts')).Sqlite3Store(o);
     case 'pg':
-      return new (await import('./stores/pg.ts')).PgStore(o);
+      return (await import('./stores/sql.ts')).openSqlStore(o.driver, o);
   }
 }

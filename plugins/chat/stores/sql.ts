@@ -1,18 +1,35 @@
 /**
- * The SQL both database stores share: two tables, `<prefix>rooms` and `<prefix>messages`,
- * written through a two-call connection (all, run) so that SQLite and PostgreSQL differ only in
- * placeholders, column types and how a driver talks to its server.
+ * The chat history in SQL: two tables, `<prefix>rooms` and `<prefix>messages`, written
+ * through the project's SQL drivers (the ones auth-sql reads accounts with: SQLite by
+ * default, PostgreSQL), so SQLite and PostgreSQL differ only in placeholders and column types.
  */
 
+import type { DriverName, SqlDriver } from '../../auth-sql/driver.ts';
+import { createDriver } from '../../auth-sql/load-driver.ts';
+import type { ChatOptions } from '../options.ts';
 import type { ChatStore, HistoryQuery, HistoryRecord, Role, RoomRecord } from '../store.ts';
 
-export type Row = Record<string, unknown>;
-
-export interface SqlConnection {
-  readonly dialect: 'sqlite' | 'postgres';
-  all(sql: string, params: readonly unknown[]): Promise<Row[]>;
-  run(sql: string, params: readonly unknown[]): Promise<void>;
-  close(): Promise<void>;
+/** A store on the configured driver: no connection is opened until the first query. */
+export async function openSqlStore(driver: DriverName, o: ChatOptions['store']): Promise<SqlStore> {
+  const ms = o.queryTimeout * 1000;
+  const db = await createDriver(
+    driver,
+    {
+      filename: o.filename,
+      ...(o.url !== undefined ? { url: o.url } : {}),
+      ...(o.host !== undefined ? { host: o.host } : {}),
+      ...(o.port !== undefined ? { port: o.port } : {}),
+      ...(o.user !== undefined ? { user: o.user } : {}),
+      ...(o.password !== undefined ? { password: o.password } : {}),
+      ...(o.database !== undefined ? { database: o.database } : {}),
+      poolSize: o.poolSize,
+      create: true,
+      connectTimeoutMs: ms,
+      queryTimeoutMs: ms,
+    },
+    'chat',
+  );
+  return new SqlStore(db, o.tablePrefix);
 }
 
 /** A table prefix: letters, digits and `_`, so it can be written into SQL. */
@@ -26,22 +43,24 @@ export class SqlStore implements ChatStore {
   private readonly messages: string;
 
   constructor(
-    private readonly db: SqlConnection,
+    private readonly db: SqlDriver,
     prefix: string,
   ) {
     this.rooms = `${checkPrefix(prefix)}rooms`;
     this.messages = `${prefix}messages`;
   }
 
-  /** `?` placeholders become `$1, $2, …` for PostgreSQL. */
+  /** `?` placeholders become the driver's (`$1, $2, …` for PostgreSQL). */
   private q(sql: string): string {
     if (this.db.dialect === 'sqlite') return sql;
     let i = 0;
-    return sql.replace(/\?/g, () => `$${++i}`);
+    return sql.replace(/\?/g, () => this.db.placeholder(i++));
   }
 
   async open(): Promise<void> {
     const pg = this.db.dialect === 'postgres';
+    // SQLite: readers (a joiner's history) do not wait behind the writer of the room's messages.
+    if (!pg) await this.db.all('PRAGMA journal_mode=WAL', []);
     const json = pg ? 'JSONB' : 'TEXT';
     await this.db.run(
       `CREATE TABLE IF NOT EXISTS ${this.rooms} (room_key TEXT PRIMARY KEY, uri TEXT NOT NULL, subject TEXT NOT NULL, settings ${json} NOT NULL, roles ${json} NOT NULL, muted ${json} NOT NULL, created_at BIGINT NOT NULL)`,
