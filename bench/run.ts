@@ -8,11 +8,12 @@
  * report gives medians over the repetitions.
  */
 
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { auth } from './scenarios/auth.ts';
 import { bulk } from './scenarios/bulk.ts';
 import { idle } from './scenarios/idle.ts';
@@ -26,6 +27,7 @@ import { directTarget, rawPipeTarget } from './targets/raw-pipe.ts';
 import type { RunningTarget, TargetSpec } from './targets/target.ts';
 import { chart, summarise, table, type RunRecord } from './report.ts';
 import { summariseProfile } from './profile-summary.ts';
+import { callgrindWrapper, countInstructions } from './instructions.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SCENARIOS: Scenario[] = [bulk, rate, auth, idle, latency];
@@ -52,11 +54,19 @@ const HELP = `usage: npm run bench -- [options]
   --profile            instead of comparing: run this relay under node --cpu-prof for
                        bulk 64K, rate and auth (or --scenarios, --chunks), and print the
                        top self-time functions
+  --instructions       instead of timing: run this relay (and --baseline's) under valgrind's
+                       callgrind and count the instructions of each measured run per KiB
+                       (bulk, 64K unless --chunks), per message (rate), per AUTH (auth), or
+                       --scenarios: repeatable on a busy machine, for A/B of the hot path
+  --pin R:G            run every target's processes on CPUs R and the load generator on
+                       CPUs G (taskset lists, e.g. 1:0 on two cores): steadier numbers
+                       when the two would otherwise share cores
   --baseline DIR       also run the relay of another checkout (built with npm run build)
                        as target \`baseline\`, alternated with the others: a change against
                        main in one run (git worktree add ../base main)
   --out DIR            where results go (default bench/results)
-  --keep               keep the relay's temp dir (config, log)
+  --keep               keep the relay's temp dir (config, log); with --instructions, each
+                       measured run's callgrind file in --out
 `;
 
 function parseSize(s: string): number {
@@ -75,6 +85,7 @@ async function main(): Promise<number> {
       transports: { type: 'string' },
       reps: { type: 'string' },
       quick: { type: 'boolean' },
+      pin: { type: 'string' },
       size: { type: 'string' },
       chunks: { type: 'string' },
       'bulk-window': { type: 'string' },
@@ -90,6 +101,7 @@ async function main(): Promise<number> {
       'idle-hold': { type: 'string' },
       'round-trips': { type: 'string' },
       profile: { type: 'boolean' },
+      instructions: { type: 'boolean' },
       cold: { type: 'boolean' },
       out: { type: 'string' },
       baseline: { type: 'string' },
@@ -132,6 +144,13 @@ async function main(): Promise<number> {
     return profile({ ...o, chunks: values.chunks !== undefined ? o.chunks : [64 * 1024] }, values.scenarios?.split(','), outDir, log, legsList, needed);
   }
 
+  if (values.instructions === true) {
+    // Under callgrind the relay runs some 40 times slower: a 5 s run (and its warm-up) ends
+    // before the JIT has compiled the hot path, and the counts then measure the compiler.
+    const slow = { duration: values.duration !== undefined ? o.duration : 30, authDuration: values['auth-duration'] !== undefined ? o.authDuration : 30 };
+    return instructions({ ...o, ...slow, chunks: values.chunks !== undefined ? o.chunks : [64 * 1024] }, values.scenarios?.split(',') ?? ['bulk', 'rate', 'auth'], values.baseline, reps, legsList, needed, log, values.keep === true ? outDir : undefined);
+  }
+
   const wanted = (values.scenarios ?? SCENARIOS.map((s) => s.name).join(',')).split(',');
   const scenarios = wanted.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
   const defaultTargets = ['msrprelay', 'kamailio', 'raw', 'direct'];
@@ -144,6 +163,11 @@ async function main(): Promise<number> {
     log(`baseline runs from ${root}: ${relayRunner(root).note}`);
   }
 
+  const pin = values.pin !== undefined ? parsePin(values.pin) : undefined;
+  if (pin !== undefined) {
+    pinTo(pin.gen, [process.pid]);
+    log(`pinned: relays to CPU ${pin.relay}, the load generator to CPU ${pin.gen}`);
+  }
   const runner = relayRunner(ROOT);
   log(`msrprelay runs from ${runner.note}`);
   const started = new Date();
@@ -169,6 +193,7 @@ async function main(): Promise<number> {
         let running;
         try {
           running = await spec.start();
+          if (pin !== undefined) pinTo(pin.relay, running.pids());
         } catch (e) {
           log(`${spec.name}: ${(e as Error).message}`);
           for (const v of runnable) {
@@ -288,6 +313,38 @@ async function profile(opts: BenchOptions, names: string[] | undefined, outDir: 
       const text = summariseProfile(join(dir, f), 25, startupMs);
       if (text !== undefined) process.stdout.write(`\n== ${sc.name} (${f}, first ${startupMs} ms skipped)\n${text}\n`);
     }
+  }
+  return 0;
+}
+
+/** `--pin 1:0`: the CPUs (taskset lists) of the relay's processes and of the load generator. */
+function parsePin(text: string): { relay: string; gen: string } {
+  const m = /^([\d,-]+):([\d,-]+)$/.exec(text);
+  if (m === null) throw new Error(`--pin: RELAY_CPUS:GENERATOR_CPUS, e.g. 1:0, not "${text}"`);
+  return { relay: m[1]!, gen: m[2]! };
+}
+
+/** Every thread of these processes on `cpus` (taskset -a): the relay and the generator stop competing for one core. */
+function pinTo(cpus: string, pids: number[]): void {
+  for (const pid of pids) execFileSync('taskset', ['-a', '-cp', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/** --instructions: this relay and the baseline's under callgrind (bench/instructions.ts). */
+async function instructions(o: BenchOptions, names: string[], baseline: string | undefined, reps: number, legsList: Legs[], needed: ReadonlySet<Transport>, log: (m: string) => void, keepDir: string | undefined): Promise<number> {
+  const scenarios = names.map((n) => SCENARIOS.find((x) => x.name === n) ?? unknownScenario(n));
+  const roots: Array<{ root: string; label?: string }> = [{ root: ROOT }];
+  if (baseline !== undefined) roots.push({ root: resolve(baseline), label: 'baseline' });
+  const targets = roots.map((r) => {
+    const dir = mkdtempSync(join(tmpdir(), 'msrprelay-callgrind-'));
+    log(`${r.label ?? 'msrprelay'} runs from ${r.root}: ${relayRunner(r.root).note}`);
+    return { dir, spec: msrprelayTarget({ root: r.root, auth: 'memory', workers: 1, wrapper: callgrindWrapper(dir), transports: needed, ...(r.label !== undefined ? { label: r.label } : {}) }) };
+  });
+  try {
+    const text = await countInstructions(targets, scenarios, o, reps, legsList, over, log, keepDir);
+    if (keepDir !== undefined) log(`callgrind files of the measured runs in ${keepDir} (callgrind_annotate FILE)`);
+    process.stdout.write(`\nnpm run bench -- ${process.argv.slice(2).join(' ')}\n${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}); each relay under valgrind --tool=callgrind, counted only during measured runs\n\n${text}`);
+  } finally {
+    for (const t of targets) rmSync(t.dir, { recursive: true, force: true });
   }
   return 0;
 }

@@ -27,6 +27,8 @@ export interface MsrprelayOptions {
   workers: number;
   /** Extra node flags for the relay process (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /** A command the relay's node runs under (e.g. valgrind's callgrind, --instructions). */
+  wrapper?: string[];
   /** Keep the temp dir (config, log, profiles) after stop. */
   keep?: boolean;
   /** The target's name instead of the variant's (`baseline`: another checkout's relay, for A/B runs). */
@@ -123,10 +125,13 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
       writeFileSync(configFile, JSON.stringify(config, null, 2));
       const args = [...(o.nodeArgs ?? []), ...relayRunner(o.root).args, '--config', configFile];
       if (o.workers > 1) args.push('--workers', String(o.workers));
-      const g = spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
+      const w = o.wrapper;
+      const g = w !== undefined && w.length > 0 ? spawnGroup(w[0]!, [...w.slice(1), process.execPath, ...args], { cwd: dir, log: join(dir, 'relay.log') }) : spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
+      // Under valgrind the relay takes tens of seconds to start.
+      const startMs = w !== undefined ? 300_000 : 60_000;
       try {
-        await waitForPort(port, 60_000, () => exitedBeforeListening(g));
-        for (const e of extra) await waitForPort(e.port, 60_000, () => exitedBeforeListening(g));
+        await waitForPort(port, startMs, () => exitedBeforeListening(g));
+        for (const e of extra) await waitForPort(e.port, startMs, () => exitedBeforeListening(g));
       } catch (e) {
         await g.stop();
         throw new Error(`${name} did not start: ${(e as Error).message}\n${tail(g.log)}`);

@@ -1,0 +1,162 @@
+/**
+ * `--instructions`: the relay's CPU cost counted in machine instructions rather than timed.
+ *
+ * On a small or shared machine, throughput and CPU-seconds of two checkouts move by ±15% from
+ * run to run (the load generator shares the cores, frequency and caches change), more than the
+ * few per cent a change to the hot path costs or saves. valgrind's callgrind counts the
+ * instructions the relay process executes; for the same build and the same work that count is
+ * the same whatever else the machine does. So each relay (this checkout's and, with
+ * `--baseline DIR`, the other one, alternated) runs under callgrind with instrumentation off;
+ * it is switched on (callgrind_control) only around each measured run, after the usual
+ * unmeasured warm-up, and the count is divided by the work done: instructions per KiB
+ * relayed (bulk), per message delivered (rate), per AUTH (auth).
+ *
+ * The relay runs some 30-50 times slower under callgrind. Runs must be long enough for the JIT
+ * to have compiled the hot path during the warm-up (rate and auth run 30 s by default here):
+ * measured with 5 s runs, a third of the count was the optimizing compiler, and a build
+ * with more, smaller functions looked 9% dearer per message than it is (30 s: equal).
+ * The counts compare builds; they say nothing of latency. Scenarios whose result is a
+ * time (latency) do not apply.
+ */
+
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Legs, Scenario, Variant, BenchOptions } from './scenarios/scenario.ts';
+import type { RunningTarget, TargetSpec } from './targets/target.ts';
+
+/** What one measured run counted. */
+interface Count {
+  scenario: string;
+  variant: string;
+  target: string;
+  rep: number;
+  /** Instructions per unit of work; undefined when the run failed. */
+  perUnit: number | undefined;
+  reason?: string;
+}
+
+/** The unit of work a scenario's measured run did, from its outcome. */
+function workOf(sc: Scenario, o: BenchOptions, metrics: Record<string, number>, seconds: number): { amount: number; unit: string } | undefined {
+  if (sc.name === 'bulk') return { amount: o.size / 1024, unit: 'KiB' };
+  if (sc.name === 'rate') return metrics['delivered'] !== undefined ? { amount: metrics['delivered'], unit: 'message' } : undefined;
+  const rateKey = sc.metrics[0]!.key;
+  if (rateKey.endsWith('/s') && metrics[rateKey] !== undefined) return { amount: metrics[rateKey] * seconds, unit: rateKey.slice(0, -2) };
+  return undefined;
+}
+
+/** The valgrind command line a target's relay runs under. */
+export function callgrindWrapper(dir: string): string[] {
+  return [
+    'valgrind',
+    '--tool=callgrind',
+    '--instr-atstart=no',
+    // V8 writes and rewrites machine code in anonymous memory.
+    '--smc-check=all-non-file',
+    `--callgrind-out-file=${join(dir, 'callgrind.out.%p')}`,
+  ];
+}
+
+function control(pid: number, ...args: string[]): void {
+  execFileSync('callgrind_control', [...args, String(pid)], { stdio: 'ignore' });
+}
+
+/**
+ * The instructions counted in `pid`'s dumps in `dir` so far; the files are removed, or kept
+ * as `<keepAs>.callgrind` for callgrind_annotate.
+ */
+function collected(dir: string, pid: number, keepAs?: string): number {
+  let total = 0;
+  for (const f of readdirSync(dir)) {
+    if (!f.startsWith(`callgrind.out.${pid}.`)) continue;
+    // `totals:` is the part's count (its `summary:` line can read 0 after a zero).
+    const m = /^totals:\s+(\d+)/m.exec(readFileSync(join(dir, f), 'latin1'));
+    if (m !== null) total += Number(m[1]);
+    if (keepAs !== undefined) renameSync(join(dir, f), `${keepAs}.callgrind`);
+    else rmSync(join(dir, f), { force: true });
+  }
+  return total;
+}
+
+/** Runs the scenarios on the targets under callgrind; prints instructions per unit and the ratios to the first target. */
+export async function countInstructions(
+  targets: Array<{ spec: TargetSpec; dir: string }>,
+  scenarios: Scenario[],
+  o: BenchOptions,
+  reps: number,
+  legsList: Legs[],
+  over: (r: RunningTarget, v: Variant) => RunningTarget,
+  log: (m: string) => void,
+  /** Keep each measured run's callgrind file here (--keep). */
+  keepDir?: string,
+): Promise<string> {
+  const counts: Count[] = [];
+  for (const sc of scenarios) {
+    if (sc.name === 'latency' || sc.name === 'idle') {
+      log(`${sc.name}: a time or a memory reading, not counted in instructions`);
+      continue;
+    }
+    const variants: Variant[] = sc.variants(o).flatMap((v) => legsList.map((legs) => ({ ...v, name: legsList.length === 1 ? v.name : `${v.name} ${legs.name}`.trim(), legs })));
+    for (let rep = 1; rep <= reps; rep++) {
+      for (const { spec, dir } of targets) {
+        const runnable = variants.filter((v) => sc.notApplicable?.(v, spec, o) === undefined);
+        if (runnable.length === 0) continue;
+        const running = await spec.start();
+        try {
+          const pid = running.pids()[0]!;
+          const warm = o.cold ? undefined : sc.warmup?.(o);
+          for (const v of runnable) {
+            if (warm !== undefined) {
+              log(`${sc.name} ${v.name} on ${spec.name}: warm-up under callgrind, not counted ...`);
+              await sc.run(over(running, v), spec, v, warm);
+            }
+            log(`${sc.name} ${v.name} on ${spec.name}, rep ${rep}/${reps}: counting ...`);
+            collected(dir, pid);
+            control(pid, '--zero');
+            control(pid, '--instr=on');
+            const out = await sc.run(over(running, v), spec, v, o);
+            control(pid, '--instr=off');
+            control(pid, '--dump');
+            const ir = collected(dir, pid, keepDir !== undefined ? join(keepDir, `${sc.name}-${v.name.replace(/\W+/g, '_')}-${spec.name}-${rep}`) : undefined);
+            const work = workOf(sc, o, out.metrics, out.metered.seconds);
+            const failed = out.failures.length > 0 ? out.failures.join('; ') : work === undefined || ir === 0 ? 'nothing counted' : undefined;
+            counts.push({ scenario: sc.name, variant: v.name, target: spec.name, rep, perUnit: failed === undefined ? ir / work!.amount : undefined, ...(failed !== undefined ? { reason: failed } : {}) });
+            log(failed === undefined ? `  ${Math.round(ir / work!.amount).toLocaleString('en')} instructions per ${work!.unit} (${(ir / 1e9).toFixed(2)} G in all)` : `  FAILED: ${failed}`);
+          }
+        } finally {
+          await running.stop();
+        }
+      }
+    }
+  }
+  return table(counts, scenarios, targets.map((t) => t.spec.name));
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function table(counts: Count[], scenarios: Scenario[], names: string[]): string {
+  const unit: Record<string, string> = { bulk: 'KiB', rate: 'message', auth: 'auth' };
+  const lines = [
+    `| scenario | variant | ${names.map((n) => `${n} (instructions per unit, median)`).join(' | ')} | ${names.slice(1).map((n) => `${names[0]} / ${n}`).join(' | ')} | runs |`,
+    `|${'---|'.repeat(3 + names.length + names.length - 1)}`,
+  ];
+  for (const sc of scenarios) {
+    const variants = [...new Set(counts.filter((c) => c.scenario === sc.name).map((c) => c.variant))];
+    for (const v of variants) {
+      const per = names.map((n) => counts.filter((c) => c.scenario === sc.name && c.variant === v && c.target === n));
+      const med = per.map((cs) => {
+        const ok = cs.map((c) => c.perUnit).filter((x): x is number => x !== undefined);
+        return ok.length > 0 ? median(ok) : undefined;
+      });
+      const fmt = (x: number | undefined) => (x === undefined ? '-' : `${Math.round(x).toLocaleString('en')} / ${unit[sc.name] ?? 'unit'}`);
+      const ratios = med.slice(1).map((m) => (m === undefined || med[0] === undefined ? '-' : (med[0] / m).toFixed(3)));
+      const runs = per.map((cs) => `${cs.filter((c) => c.perUnit !== undefined).length}/${cs.length}`).join(', ');
+      lines.push(`| ${sc.name} | ${v} | ${med.map(fmt).join(' | ')} | ${ratios.join(' | ')} | ${runs} |`);
+    }
+  }
+  return `${lines.join('\n')}\n\nratios: instructions of the first target over the other's, for the same work (below 1: the first does less).\n`;
+}
