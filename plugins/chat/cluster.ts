@@ -18,6 +18,8 @@
  * - nicknames: `<prefix>room:<key>:nick`, folded key → `<user>\n<node>\n<claimed at>`, claimed
  *   with HSETNX, so two users on two nodes never hold one nickname (425); a clash made while
  *   Redis was away is settled when it is back (cluster-nicknames.ts: the earlier claim keeps it);
+ * - room state (subject, settings, roles, bans, mutes, kicks, creation and deletion): cluster-state.ts,
+ *   attached here as an extension (its `state` entries ride the room's stream).
  *
  * Redis going away: the room goes on locally; appends wait in memory (at most cluster.queue
  * entries, the oldest dropped and counted beyond) and go out in order once Redis is back; the
@@ -98,6 +100,14 @@ export interface ClusterHost {
   deliver(room: Room, m: ClusterMessage): void;
 }
 
+/** What cluster-state.ts hangs on the cluster: its stream entries and its part of each heartbeat. */
+export interface ClusterExtension {
+  /** A `state` entry of another node in the room's stream (fields as read). */
+  entry(room: Room, fields: Map<string, Buffer>): void;
+  /** After each heartbeat's sweeps, Redis being there. */
+  tick(): Promise<void>;
+}
+
 const SEEN_KEEP = 10_000;
 
 export class ChatCluster {
@@ -120,6 +130,7 @@ export class ChatCluster {
   private skew = 0;
   private startedAt = Date.now();
   private ticking = false;
+  private extension: ClusterExtension | undefined;
   /** When this node's users claimed their nicknames (`<room>\n<user>\n<key>` → ms, Redis's clock). */
   readonly claimedAt = new Map<string, number>();
 
@@ -309,6 +320,14 @@ export class ChatCluster {
     }
     this.seen.add(uid);
     if (this.seen.size > SEEN_KEEP) this.seen.delete(this.seen.values().next().value!);
+    if (f.get('k')?.toString() === 'state') {
+      try {
+        this.extension?.entry(room, f);
+      } catch (e) {
+        this.host.log.warn('chat: a room state change of another node could not be applied', { room: room.uri, error: (e as Error).message });
+      }
+      return;
+    }
     const m = parseEntry(id, f);
     if (m === undefined) return;
     this.stats.received++;
@@ -423,6 +442,7 @@ export class ChatCluster {
       for (const k of [...this.lastIds.keys()]) if (!keys.has(k)) this.lastIds.delete(k);
       for (const k of [...this.remote.keys()]) if (!keys.has(k)) this.remote.delete(k);
       for (const room of rooms) await this.sweepRoom(room).catch(() => undefined);
+      await this.extension?.tick();
     } catch {
       // Redis went away meanwhile: the next heartbeat tries again.
     } finally {
@@ -482,11 +502,16 @@ export class ChatCluster {
     if (changed) room.emit('roster');
   }
 
-  key(room: Room | string, what: 'stream' | 'roster' | 'nick'): string {
+  key(room: Room | string, what: 'stream' | 'roster' | 'nick' | 'state'): string {
     return `${this.prefix}room:${typeof room === 'string' ? room : room.key}:${what}`;
   }
 
-  // ------------------------------------------------------------------ for cluster-nicknames.ts
+  // ------------------------------------------------------------------ for cluster-state.ts and cluster-nicknames.ts
+
+  /** Hangs the room state on the cluster (before start()). */
+  attach(extension: ClusterExtension): void {
+    this.extension = extension;
+  }
 
   /** The command connection (fails fast while Redis is away). */
   get commands(): Redis {
@@ -496,6 +521,27 @@ export class ChatCluster {
   /** Now, in milliseconds of Redis's clock (as far as this node knows it). */
   now(): number {
     return Date.now() + this.skew;
+  }
+
+  /** A room this node has from now on (opened, or another node's adopted): its stream is read from now, not from its creation. */
+  follow(room: Room): void {
+    if (!this.lastIds.has(room.key)) this.lastIds.set(room.key, `${this.now() - 1}-0`);
+  }
+
+  /** The room's sessions on other nodes, read from Redis now; undefined while Redis is away. */
+  async freshRemoteSessions(room: Room): Promise<RemoteSession[] | undefined> {
+    if (!this.connected) return undefined;
+    try {
+      await this.sweepRoom(room);
+    } catch {
+      return undefined;
+    }
+    return this.connected ? this.remoteSessions(room) : undefined;
+  }
+
+  /** Appends an entry of this node to the room's stream now (throws while Redis is away). */
+  async appendNow(room: Room, fields: Array<string | Buffer>): Promise<void> {
+    await this.redis.xadd(this.key(room, 'stream'), 'MAXLEN', '~', String(this.options.streamMaxLen), '*', 'n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, ...fields);
   }
 }
 
