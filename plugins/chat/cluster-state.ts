@@ -27,7 +27,8 @@
  *   participant on any node leaves: a node whose last participant leaves keeps its empty copy
  *   while the shared roster has sessions of other nodes, and the node whose last participant
  *   leaves last deletes it everywhere (or, when that node died, the first node that sees the
- *   shared roster empty at a heartbeat).
+ *   shared roster empty at a heartbeat). A temporary room with nobody in it on a live node is
+ *   replaced by a rooms.create() of its URI.
  *
  * Redis is authoritative while it is up: a node's local store (SQLite, PostgreSQL) keeps its copy
  * for restarts, and a room loaded from it takes what Redis has at the first heartbeat; a room
@@ -83,23 +84,40 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HINCRBY', KEYS[1], 'v', 1)
 `;
 
-/** KEYS state, stream, roster, nick; ARGV room json, then field/value pairs. 0 when Redis has the room. */
+/**
+ * KEYS state, stream, roster, nick; ARGV node key prefix, room json, then field/value pairs.
+ * 0 when Redis has the room. A temporary room with nobody in it on a live node (its last node
+ * closed or died) is as good as gone, like a deleted one: the new room replaces it. The version
+ * goes on from the old one's, so a node that had the old room sees the change.
+ */
 const CREATE = `
-if redis.call('HEXISTS', KEYS[1], 'room') == 1 and redis.call('HEXISTS', KEYS[1], 'deleted') == 0 then return 0 end
-if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then
-  -- A room of a deleted one's URI starts afresh: no history, roster or nicknames of the old one.
+local v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
+local cur = redis.call('HGET', KEYS[1], 'room')
+local afresh = redis.call('HEXISTS', KEYS[1], 'deleted') == 1
+if cur and not afresh then
+  local ok, r = pcall(cjson.decode, cur)
+  if not ok or type(r.settings) ~= 'table' or r.settings.persistent ~= false then return 0 end
+  for _, e in ipairs(redis.call('HVALS', KEYS[3])) do
+    local fine, s = pcall(cjson.decode, e)
+    if fine and type(s.node) == 'string' and redis.call('EXISTS', ARGV[1] .. s.node) == 1 then return 0 end
+  end
+  afresh = true
+end
+if afresh then
+  -- A room of a gone one's URI starts afresh: no history, roster or nicknames of the old one.
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'room', ARGV[1], 'v', 1)
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'room', ARGV[2], 'v', v)
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 `;
 
 /** KEYS state, stream, roster, nick; ARGV tombstone json, ttl ms. */
 const DELETE = `
+local v = (tonumber(redis.call('HGET', KEYS[1], 'v')) or 0) + 1
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'deleted', ARGV[1], 'v', 0)
+redis.call('HSET', KEYS[1], 'deleted', ARGV[1], 'v', v)
 for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return 1
 `;
@@ -320,7 +338,7 @@ export class SharedRooms implements ClusterExtension {
   private async write(key: string, r: RoomField, fields: Array<[string, FieldValue]>): Promise<boolean> {
     const k = (what: 'state' | 'stream' | 'roster' | 'nick') => this.cluster.key(key, what);
     const args = fields.flatMap(([f, v]) => [f, JSON.stringify(v)]);
-    return Number(await this.cluster.commands.eval(CREATE, 4, k('state'), k('stream'), k('roster'), k('nick'), JSON.stringify(r), ...args)) === 1;
+    return Number(await this.cluster.commands.eval(CREATE, 4, k('state'), k('stream'), k('roster'), k('nick'), `${this.cluster.options.redis.keyPrefix}node:`, JSON.stringify(r), ...args)) === 1;
   }
 
   private async flushDeletions(): Promise<void> {

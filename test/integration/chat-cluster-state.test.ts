@@ -255,6 +255,24 @@ describe('chat: room state across nodes on Redis', () => {
     }
   });
 
+  it('a temporary room whose only node closed with people in it is no room: create() elsewhere makes a new one', async () => {
+    const prefix = newPrefix();
+    const a = await startNode(prefix, 'a');
+    const b = await startNode(prefix, 'b');
+    try {
+      const ra = await a.chat.rooms.create(ROOM, { persistent: false, subject: 'Old', privateMessages: false });
+      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
+      await a.t.close();
+      await alice.close();
+      const rb = await b.chat.rooms.create(ROOM, { persistent: false, subject: 'New' });
+      assert.equal(rb.subject, 'New');
+      assert.equal(rb.settings.privateMessages, true, 'the settings given, not the old room’s');
+    } finally {
+      await a.t.close();
+      await b.t.close();
+    }
+  });
+
   it('with Redis cut, a nickname taken on both nodes is settled when it is back: the earlier claim keeps it', async () => {
     const prefix = newPrefix();
     const proxy = await new CutProxy(REDIS).start();
@@ -299,7 +317,7 @@ describe('chat: room state across nodes on Redis', () => {
     }
   });
 
-  it('a ban and a subject made while a node has no Redis reach the other node once it is back', async () => {
+  it('changes made while a node has no Redis reach the other node once it is back; of two changes of one field the later wins', async () => {
     const prefix = newPrefix();
     const proxy = await new CutProxy(REDIS).start();
     const a = await startNode(prefix, 'a', proxy.port);
@@ -316,14 +334,23 @@ describe('chat: room state across nodes on Redis', () => {
       const banned = leaves(rb, 'carol@example.com');
       ra.ban('sip:carol@example.com');
       ra.setSubject('Offline decision');
+      ra.setSubject('Offline and early');
+      rb.mute('sip:alice@example.com');
       assert.equal(ra.roleOf('carol@example.com'), 'banned', 'applied on its node at once');
       // Meanwhile B knows nothing of it.
       assert.equal((await carol.say('still in')).status, 200);
       assert.equal(rb.roleOf('carol@example.com'), 'member');
+      // Well after A's (the nodes' clock estimates agree to a few milliseconds), B changes the subject too.
+      await new Promise((r) => setTimeout(r, 500));
+      rb.setSubject('Online and later');
 
       await proxy.restore();
       assert.equal(await banned, 'banned');
-      await until('node B has the subject', () => rb.subject === 'Offline decision');
+      // The later subject wins on both nodes; the mute made on B meanwhile reaches A.
+      await until('node A has the later subject', () => ra.subject === 'Online and later');
+      await until('node A has alice muted', () => ra.isMuted('alice@example.com'));
+      assert.equal((await alice.say('muted?')).status, 403);
+      assert.equal(rb.subject, 'Online and later');
       await assert.rejects(ChatClient.connect(b.t, 'carol').then((c) => (clients.push(c), c.join(rb))), (e: Error & { code?: string }) => e.code === 'forbidden');
     } finally {
       for (const c of clients) await c.close().catch(() => undefined);
