@@ -10,6 +10,9 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
@@ -28,9 +31,9 @@ interface Node {
   chat: ChatFocus;
 }
 
-async function startNode(prefix: string, nodeId: string, port = REDIS.port): Promise<Node> {
+async function startNode(prefix: string, nodeId: string, port = REDIS.port, store: { driver: 'memory' } | { driver: 'sqlite3'; filename: string } = { driver: 'memory' }): Promise<Node> {
   const chat = new ChatFocus({
-    store: { driver: 'memory' },
+    store,
     cluster: { redis: { url: `redis://${REDIS.host}:${port}`, keyPrefix: prefix, commandTimeout: 1, connectTimeout: 2 }, nodeId, heartbeat: HEARTBEAT, rosterTtl: ROSTER_TTL },
   });
   const t = await startTestRelay({ users: USERS, plugins: [chat] });
@@ -268,6 +271,33 @@ describe('chat: room state across nodes on Redis', () => {
       assert.equal(rb.subject, 'New');
       assert.equal(rb.settings.privateMessages, true, 'the settings given, not the old room’s');
     } finally {
+      await a.t.close();
+      await b.t.close();
+    }
+  });
+
+  it('Redis is authoritative: a node that restarts from its own store takes the state changed while it was down', async () => {
+    const prefix = newPrefix();
+    const store = { driver: 'sqlite3' as const, filename: join(mkdtempSync(join(tmpdir(), 'chat-state-')), 'chat.db') };
+    let a = await startNode(prefix, 'a', REDIS.port, store);
+    const b = await startNode(prefix, 'b');
+    const clients: ChatClient[] = [];
+    try {
+      const [, rb] = await sharedRoom(a, b, { subject: 'Before' });
+      await a.t.close();
+      rb.ban('sip:carol@example.com');
+      rb.setSubject('Decided while A was down');
+      // A comes back with the room as its SQLite file has it; Redis has the newer state.
+      a = await startNode(prefix, 'a', REDIS.port, store);
+      const ra = a.chat.rooms.get(ROOM)!;
+      assert.ok(ra !== undefined, 'the room comes back from the store');
+      await until('node A has what Redis has', () => ra.subject === 'Decided while A was down' && ra.roleOf('carol@example.com') === 'banned');
+      await assert.rejects(ChatClient.connect(a.t, 'carol').then((c) => (clients.push(c), c.join(ra))), (e: Error & { code?: string }) => e.code === 'forbidden');
+      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
+      clients.push(alice);
+      assert.match(alice.sdpAnswer, /s=Decided while A was down/);
+    } finally {
+      for (const c of clients) await c.close().catch(() => undefined);
       await a.t.close();
       await b.t.close();
     }
