@@ -15,8 +15,11 @@
  *   `<prefix>node:<id>` alive with a TTL of rosterTtl; entries of a node whose key expired are
  *   removed by the next sweep of any node: a dead node's participants are gone from the
  *   others' rosters within rosterTtl + heartbeat seconds;
- * - nicknames: `<prefix>room:<key>:nick`, folded key → `<user>\n<node>`, claimed with HSETNX, so
- *   two users on two nodes never hold one nickname (425).
+ * - nicknames: `<prefix>room:<key>:nick`, folded key → `<user>\n<node>\n<claimed at>`, claimed
+ *   with HSETNX, so two users on two nodes never hold one nickname (425); a clash made while
+ *   Redis was away is settled when it is back (cluster-nicknames.ts: the earlier claim keeps it);
+ * - room state (subject, settings, roles, bans, mutes, kicks, creation and deletion): cluster-state.ts,
+ *   attached here as an extension (its `state` entries ride the room's stream).
  *
  * Redis going away: the room goes on locally; appends wait in memory (at most cluster.queue
  * entries, the oldest dropped and counted beyond) and go out in order once Redis is back; the
@@ -33,6 +36,7 @@ import type { ChatOptions } from './options.ts';
 import type { Participant } from './participant.ts';
 import type { Room } from './room.ts';
 import type { HistoryRecord } from './store.ts';
+import { claimValue, reclaimNicknames } from './cluster-nicknames.ts';
 
 export type ClusterOptions = NonNullable<ChatOptions['cluster']>;
 
@@ -96,6 +100,14 @@ export interface ClusterHost {
   deliver(room: Room, m: ClusterMessage): void;
 }
 
+/** What cluster-state.ts hangs on the cluster: its stream entries and its part of each heartbeat. */
+export interface ClusterExtension {
+  /** A `state` entry of another node in the room's stream (fields as read). */
+  entry(room: Room, fields: Map<string, Buffer>): void;
+  /** After each heartbeat's sweeps, Redis being there. */
+  tick(): Promise<void>;
+}
+
 const SEEN_KEEP = 10_000;
 
 export class ChatCluster {
@@ -118,6 +130,9 @@ export class ChatCluster {
   private skew = 0;
   private startedAt = Date.now();
   private ticking = false;
+  private extension: ClusterExtension | undefined;
+  /** When this node's users claimed their nicknames (`<room>\n<user>\n<key>` → ms, Redis's clock). */
+  readonly claimedAt = new Map<string, number>();
 
   constructor(
     readonly options: ClusterOptions,
@@ -154,8 +169,10 @@ export class ChatCluster {
     });
     await Promise.race([new Promise((r) => this.redis.once('ready', r)), new Promise((r) => setTimeout(r, o.connectTimeout * 1000).unref())]);
     try {
+      const before = Date.now();
       const [sec, usec] = await this.redis.time();
-      this.skew = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - Date.now();
+      // Redis read its clock about halfway through the round trip.
+      this.skew = Math.round(Number(sec) * 1000 + Number(usec) / 1000 - (before + Date.now()) / 2);
     } catch {
       // Not there yet: this node's clock it is.
     }
@@ -303,6 +320,14 @@ export class ChatCluster {
     }
     this.seen.add(uid);
     if (this.seen.size > SEEN_KEEP) this.seen.delete(this.seen.values().next().value!);
+    if (f.get('k')?.toString() === 'state') {
+      try {
+        this.extension?.entry(room, f);
+      } catch (e) {
+        this.host.log.warn('chat: a room state change of another node could not be applied', { room: room.uri, error: (e as Error).message });
+      }
+      return;
+    }
     const m = parseEntry(id, f);
     if (m === undefined) return;
     this.stats.received++;
@@ -352,29 +377,38 @@ export class ChatCluster {
    * While Redis is away, nicknames are unique on this node only (true).
    */
   async claimNickname(room: Room, user: string, key: string): Promise<boolean> {
-    if (this.redis.status !== 'ready') return true;
+    const claim = `${room.key}\n${user}\n${key}`;
+    const at = this.claimedAt.get(claim) ?? this.now();
+    // Remembered even while Redis is away: the claim's time settles a clash once it is back.
+    const mine = (): true => (this.claimedAt.set(claim, at), true);
+    if (this.redis.status !== 'ready') return mine();
     try {
       const k = this.key(room, 'nick');
-      const value = `${user}\n${this.nodeId}`;
-      if ((await this.redis.hsetnx(k, key, value)) === 1) return true;
+      const value = claimValue(user, this.nodeId, at);
+      if ((await this.redis.hsetnx(k, key, value)) === 1) return mine();
       const held = await this.redis.hget(k, key);
-      if (held === null) return (await this.redis.hsetnx(k, key, value)) === 1;
-      const [holder, node] = held.split('\n');
-      if (holder === user) return true;
+      if (held === null) return (await this.redis.hsetnx(k, key, value)) === 1 && mine();
+      const [holder, node, heldAt] = held.split('\n');
+      if (holder === user) {
+        // The same user on another node (C-14): the earliest claim is the user's.
+        this.claimedAt.set(claim, Math.min(at, Number(heldAt ?? at) || at));
+        return true;
+      }
       // A claim of a node that is gone does not count.
       if (node !== undefined && node !== this.nodeId && (await this.redis.exists(`${this.prefix}node:${node}`)) === 0) {
         await this.redis.hset(k, key, value);
-        return true;
+        return mine();
       }
       return false;
     } catch {
-      return true;
+      return mine();
     }
   }
 
   /** Lets go of a nickname key the user no longer holds on this node. */
   releaseNickname(room: Room, user: string, key: string): void {
     if (room.participants.some((p) => p.user === user && p.nicknameKey === key)) return;
+    this.claimedAt.delete(`${room.key}\n${user}\n${key}`);
     // The same user may hold it on another node (C-14): then it stays.
     if (this.remoteSessions(room).some((s) => s.user === user && s.nicknameKey === key)) return;
     if (this.redis.status !== 'ready') return;
@@ -408,6 +442,7 @@ export class ChatCluster {
       for (const k of [...this.lastIds.keys()]) if (!keys.has(k)) this.lastIds.delete(k);
       for (const k of [...this.remote.keys()]) if (!keys.has(k)) this.remote.delete(k);
       for (const room of rooms) await this.sweepRoom(room).catch(() => undefined);
+      await this.extension?.tick();
     } catch {
       // Redis went away meanwhile: the next heartbeat tries again.
     } finally {
@@ -429,13 +464,8 @@ export class ChatCluster {
     const nk = this.key(room, 'nick');
     const mine = this.rosterOf(room);
     if (mine.size > 0) await this.redis.hset(rk, Object.fromEntries(mine));
-    // After an outage: the local nicknames are claimed again (a clash then is left as it is).
-    const claims = room.participants.filter((p) => p.nicknameKey !== undefined);
-    if (claims.length > 0) {
-      const m = this.redis.pipeline();
-      for (const p of claims) m.hsetnx(nk, p.nicknameKey!, `${p.user}\n${this.nodeId}`);
-      await m.exec();
-    }
+    // After an outage: the local nicknames are claimed again, a clash settled (the earlier claim keeps it).
+    await reclaimNicknames(this, room);
     const all = await this.redis.hgetall(rk);
     const nodes = new Map<string, boolean>();
     const others = new Map<string, RemoteSession>();
@@ -472,8 +502,46 @@ export class ChatCluster {
     if (changed) room.emit('roster');
   }
 
-  private key(room: Room, what: 'stream' | 'roster' | 'nick'): string {
-    return `${this.prefix}room:${room.key}:${what}`;
+  key(room: Room | string, what: 'stream' | 'roster' | 'nick' | 'state'): string {
+    return `${this.prefix}room:${typeof room === 'string' ? room : room.key}:${what}`;
+  }
+
+  // ------------------------------------------------------------------ for cluster-state.ts and cluster-nicknames.ts
+
+  /** Hangs the room state on the cluster (before start()). */
+  attach(extension: ClusterExtension): void {
+    this.extension = extension;
+  }
+
+  /** The command connection (fails fast while Redis is away). */
+  get commands(): Redis {
+    return this.redis;
+  }
+
+  /** Now, in milliseconds of Redis's clock (as far as this node knows it). */
+  now(): number {
+    return Date.now() + this.skew;
+  }
+
+  /** A room this node has from now on (opened, or another node's adopted): its stream is read from now, not from its creation. */
+  follow(room: Room): void {
+    if (!this.lastIds.has(room.key)) this.lastIds.set(room.key, `${this.now() - 1}-0`);
+  }
+
+  /** The room's sessions on other nodes, read from Redis now; undefined while Redis is away. */
+  async freshRemoteSessions(room: Room): Promise<RemoteSession[] | undefined> {
+    if (!this.connected) return undefined;
+    try {
+      await this.sweepRoom(room);
+    } catch {
+      return undefined;
+    }
+    return this.connected ? this.remoteSessions(room) : undefined;
+  }
+
+  /** Appends an entry of this node to the room's stream now (throws while Redis is away). */
+  async appendNow(room: Room, fields: Array<string | Buffer>): Promise<void> {
+    await this.redis.xadd(this.key(room, 'stream'), 'MAXLEN', '~', String(this.options.streamMaxLen), '*', 'n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, ...fields);
   }
 }
 

@@ -20,6 +20,7 @@ import tapable from 'tapable';
 import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalRequest, type Logger, type MsrpErrorCode, type PluginHost, type RelayPlugin, type Rejection, type SessionInfo } from '../../core/index.ts';
 import { tryParseUri } from '../../core/protocol/index.ts';
 import { ChatCluster } from './cluster.ts';
+import { SharedRooms } from './cluster-state.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { ChatHooks, FocusCore } from './focus-core.ts';
@@ -68,7 +69,7 @@ export class Rooms extends EventEmitter {
     return this.byKey.size;
   }
 
-  /** The room of a URI (sip:, sips: and im: name the same room). */
+  /** The room of a URI (sip:, sips: and im: name the same room), as this node has it. */
   get(uri: string): Room | undefined {
     const k = userKey(uri);
     return k === undefined ? undefined : this.byKey.get(k);
@@ -76,6 +77,24 @@ export class Rooms extends EventEmitter {
 
   list(): Room[] {
     return [...this.byKey.values()];
+  }
+
+  /**
+   * The room of a URI: this node's, or, with the cluster option, the one another node created
+   * (loaded from Redis, with that node's settings, and from now on this node's too); undefined
+   * when there is none (or Redis is away and this node has none).
+   */
+  async open(uri: string): Promise<Room | undefined> {
+    const here = this.get(uri);
+    const shared = this.focus.shared;
+    if (here !== undefined || shared === undefined) return here;
+    const key = userKey(uri);
+    if (key === undefined) return undefined;
+    const rec = await shared.load(key);
+    const meanwhile = this.byKey.get(key);
+    if (meanwhile !== undefined || rec === undefined) return meanwhile;
+    if (this.byKey.size >= this.focus.options.limits.maxRooms) throw new ChatError('full', 'too many rooms');
+    return this.opened(rec);
   }
 
   /** Creates a room; ChatError room-exists when there is one, full past limits.maxRooms. */
@@ -100,8 +119,20 @@ export class Rooms extends EventEmitter {
     for (const m of o.moderators ?? []) roles[userKey(m) ?? m] = 'moderator';
     for (const m of o.owners ?? []) roles[userKey(m) ?? m] = 'owner';
     const record: RoomRecord = { key, uri, subject: o.subject ?? '', settings: { ...settings }, roles, muted: [], createdAt: new Date() };
+    const shared = this.focus.shared;
+    if (shared !== undefined) {
+      // Across nodes: a room another node created first is this one (its settings win).
+      const theirs = await shared.create(record);
+      const meanwhile = this.byKey.get(key);
+      if (meanwhile !== undefined) return meanwhile;
+      if (theirs !== undefined) return this.opened(theirs);
+    }
+    return this.opened(record);
+  }
+
+  private async opened(record: RoomRecord): Promise<Room> {
     const room = this.adopt(record);
-    if (settings.persistent) await this.focus.store.saveRoom(record);
+    if (room.settings.persistent) await this.focus.store.saveRoom(record);
     this.emit('created', room);
     return room;
   }
@@ -112,14 +143,22 @@ export class Rooms extends EventEmitter {
     if (r === undefined || this.byKey.get(r.key) !== r) return;
     r.close('closed');
     this.byKey.delete(r.key);
+    // Across nodes: gone from every node (unless another node's deletion is what brought it here).
+    this.focus.shared?.deleted(r);
     await this.focus.storeWork(r, (s) => s.deleteRoom(r.key));
     this.emit('deleted', r);
+  }
+
+  /** @internal the room of a key. */
+  atKey(key: string): Room | undefined {
+    return this.byKey.get(key);
   }
 
   /** @internal a room as the store keeps it. */
   adopt(record: RoomRecord): Room {
     const room = new Room(this.focus, record);
     this.byKey.set(record.key, room);
+    this.focus.shared?.watch(room);
     return room;
   }
 }
@@ -133,6 +172,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private host: PluginHost | undefined;
   private storeImpl: ChatStore | undefined;
   private clusterImpl: ChatCluster | undefined;
+  private sharedImpl: SharedRooms | undefined;
   private readonly bySession = new Map<string, Participant>();
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
@@ -158,6 +198,11 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     return this.clusterImpl;
   }
 
+  /** @internal the rooms' state across nodes (cluster-state.ts), with the cluster option. */
+  get shared(): SharedRooms | undefined {
+    return this.sharedImpl;
+  }
+
   get log(): Logger {
     return this.relay.log;
   }
@@ -174,8 +219,12 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       const c = this.options.cluster;
       if (c !== undefined) {
         const cluster = new ChatCluster(c, { log: relay.log, rooms: () => this.rooms.list(), deliver: (room, m) => room.deliverRemote(m) });
-        await cluster.start();
+        const shared = new SharedRooms(cluster, { log: relay.log, rooms: () => this.rooms.list(), byKey: (k) => this.rooms.atKey(k), delete: (r) => this.rooms.delete(r) });
+        cluster.attach(shared);
+        for (const room of this.rooms.list()) shared.watch(room);
+        this.sharedImpl = shared;
         this.clusterImpl = cluster;
+        await cluster.start();
       }
     }
     // On a reload the same instance taps the new hooks; rooms and participants stay.
@@ -295,6 +344,8 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   }
 
   async deleteRoom(room: Room): Promise<void> {
+    // Across nodes a temporary room goes with its last participant on any node (cluster-state.ts).
+    if (this.sharedImpl !== undefined && !(await this.sharedImpl.lastLeft(room))) return;
     await this.rooms.delete(room);
   }
 

@@ -10,6 +10,7 @@
  *   nickname(participant, old, new)                               subject(subject, by)
  *   role(userUri, role, by)      message(ChatMessageEvent)        congested / decongested(participant)
  *   remote-message(ClusterMessage, recipients)   a message of another node (the cluster option), handed to this node's sessions
+ *   mute(userUri, muted, by)     kick(userUri, by)  (the cluster option shares them, cluster-state.ts)
  */
 
 import { EventEmitter } from 'node:events';
@@ -693,6 +694,9 @@ export class Room extends EventEmitter {
       const key = prepareNickname(trimmed).key;
       const byNick = this.members.find((m) => m.nicknameKey === key);
       if (byNick !== undefined) return { user: byNick.user, uri: byNick.identity.uri };
+      // With the cluster option, a nickname held on another node names its user too.
+      const remote = this.focus.cluster?.remoteSessions(this).find((s) => s.nicknameKey === key);
+      if (remote !== undefined) return { user: remote.user, uri: remote.uri };
     } catch {
       // not a nickname
     }
@@ -716,11 +720,14 @@ export class Room extends EventEmitter {
   /** Removes every session of the user (`left` with reason kicked). Returns how many. */
   kick(who: string | Participant, o: { by?: Participant; reason?: string } = {}): number {
     this.guard(o.by);
-    const user = typeof who === 'string' ? this.resolveUser(who)?.user : who.user;
-    if (user === undefined) return 0;
-    const sessions = this.members.filter((m) => m.user === user);
+    const u = typeof who === 'string' ? this.resolveUser(who) : { user: who.user, uri: who.identity.uri };
+    if (u === undefined) return 0;
+    const sessions = this.members.filter((m) => m.user === u.user);
     for (const s of sessions) this.leave(s, 'kicked');
-    return sessions.length;
+    // With the cluster option the other nodes remove theirs (cluster-state.ts), counted here too.
+    const elsewhere = this.focus.cluster?.remoteSessions(this).filter((s) => s.user === u.user).length ?? 0;
+    this.emit('kick', u.uri, o.by);
+    return sessions.length + elsewhere;
   }
 
   ban(who: string, o: { by?: Participant; reason?: string } = {}): string {
@@ -749,6 +756,7 @@ export class Room extends EventEmitter {
     if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
     this.mutedUsers.add(u.user);
     this.focus.persist(this);
+    this.emit('mute', u.uri, true, o.by);
     this.emit('roster');
     return u.uri;
   }
@@ -758,6 +766,7 @@ export class Room extends EventEmitter {
     const u = this.resolveUser(who);
     if (u === undefined || !this.mutedUsers.delete(u.user)) return false;
     this.focus.persist(this);
+    this.emit('mute', u.uri, false, o.by);
     this.emit('roster');
     return true;
   }
