@@ -10,7 +10,9 @@
  *   with `#` and the state goes; an abort `#` or the sender's vanishing does the same;
  * - a refused message keeps its answer for its later chunks;
  * - a short text/plain message to the room that starts with `/` is held whole to see whether it
- *   is a command (commands.ts).
+ *   is a command (commands.ts);
+ * - a file to the room (files.ts) is also written to disk as it arrives, and kept once whole.
+ *   The sender is paused while the disk lags, never for a recipient.
  */
 
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
@@ -18,6 +20,7 @@ import type { EndFlag, MsrpRequestHead } from '../../core/protocol/index.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
 import { MAX_COMMAND_BYTES } from './commands.ts';
 import { Delivery } from './delivery.ts';
+import type { FileSink } from './files.ts';
 import type { Participant } from './participant.ts';
 import type { Room, RouteDecision } from './room.ts';
 import { Spool } from './spool.ts';
@@ -42,6 +45,8 @@ export class InboundMessage {
   /** The copy as it goes to other nodes (cluster.ts), while it is within cluster.maxMessageSize. */
   private carried: Buffer[] | undefined;
   private carriedBytes = 0;
+  /** The file being kept (files.ts). */
+  private keeper: FileSink | undefined;
   private rejection: LocalResponse | undefined;
   private timer: NodeJS.Timeout | undefined;
   private armedAt = 0;
@@ -83,12 +88,24 @@ export class InboundMessage {
           skip = 0;
         }
         const more = this.feed(data);
-        if (!more) this.spool!.onRoom(() => delivery.resume());
+        if (!more) this.whenRoom(() => delivery.resume());
         return more;
       },
       onEnd: (flag) => this.end(flag),
       onAbort: () => this.abort(),
     };
+  }
+
+  /** Calls `fn` once the spool's file and the kept file have caught up. */
+  private whenRoom(fn: () => void): void {
+    let n = 2;
+    const one = (): void => {
+      if (--n === 0) fn();
+    };
+    if (this.spool !== undefined) this.spool.onRoom(one);
+    else one();
+    if (this.keeper !== undefined) this.keeper.onDrain(one);
+    else one();
   }
 
   /** C-9: the chunk reception timer, restarted at every chunk. */
@@ -118,7 +135,9 @@ export class InboundMessage {
     }
     this.keep(data);
     this.carry(data);
-    return this.spool === undefined ? true : this.spool.append(data);
+    const kept = this.keeper === undefined ? true : this.keeper.write(data);
+    const spooled = this.spool === undefined ? true : this.spool.append(data);
+    return kept && spooled;
   }
 
   /** Scans the headers held so far; once they are in, the room decides and the copies start. */
@@ -170,6 +189,12 @@ export class InboundMessage {
       // The sender's bytes: each node adds its focus's lines, live or as history.
       this.carried = [];
       this.carry(buf);
+    }
+    // A file to the room is kept as it arrives (files.ts); private messages and notices are not.
+    const files = this.room.focus.files;
+    if (files !== undefined && !d.private && d.store) {
+      this.keeper = files.begin(this.room, m, this.total, { messageId: this.messageId, sender: this.sender.identity.uri, nickname: this.sender.nickname, receivedAt: this.receivedAt });
+      this.keeper?.write(buf);
     }
     spool.append(prefix);
     if (complete) spool.end('$');
@@ -238,6 +263,9 @@ export class InboundMessage {
     const d = this.decision!;
     const body = this.history !== undefined ? Buffer.concat(this.history) : undefined;
     if (body !== undefined) this.room.remember(this.sender, this.messageId, m, this.receivedAt, body);
+    const keeper = this.keeper;
+    this.keeper = undefined;
+    if (keeper !== undefined) void keeper.finish();
     if (this.carried !== undefined && d.nowhere !== true) {
       this.room.focus.cluster?.publish(this.room, {
         kind: d.private ? 'private' : 'regular',
@@ -272,6 +300,8 @@ export class InboundMessage {
     this.spool?.end('#');
     this.history = undefined;
     this.carried = undefined;
+    this.keeper?.discard();
+    this.keeper = undefined;
     this.commandBody = undefined;
     this.head = undefined;
   }
@@ -288,6 +318,9 @@ export class InboundMessage {
     this.finished = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    // Whatever did not end with `$` is not kept.
+    this.keeper?.discard();
+    this.keeper = undefined;
     if (this.sender.inbound.get(this.messageId) === this) this.sender.inbound.delete(this.messageId);
   }
 }

@@ -20,6 +20,7 @@ import tapable from 'tapable';
 import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalRequest, type Logger, type MsrpErrorCode, type PluginHost, type RelayPlugin, type Rejection, type SessionInfo } from '../../core/index.ts';
 import { tryParseUri } from '../../core/protocol/index.ts';
 import { ChatCluster } from './cluster.ts';
+import { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { ChatHooks, FocusCore } from './focus-core.ts';
@@ -36,11 +37,13 @@ export { ChatError } from './errors.ts';
 export { Room } from './room.ts';
 export { ChatCluster } from './cluster.ts';
 export type { ClusterMessage, ClusterStats, RemoteSession } from './cluster.ts';
+export { ChatFiles, isFileMessage, selectorMatches, formatSelector } from './files.ts';
+export type { FileStats } from './files.ts';
 export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
 export { Participant } from './participant.ts';
 export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
 export type { ChatOptions, ChatOptionsInput } from './options.ts';
-export type { ChatStore, HistoryRecord, RoomRecord, Role } from './store.ts';
+export type { ChatStore, FileRecord, HistoryRecord, RoomRecord, Role } from './store.ts';
 export type { ChatHooks } from './focus-core.ts';
 export * from './sdp.ts';
 export * from './cpim.ts';
@@ -133,6 +136,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private host: PluginHost | undefined;
   private storeImpl: ChatStore | undefined;
   private clusterImpl: ChatCluster | undefined;
+  private filesImpl: ChatFiles | undefined;
   private readonly bySession = new Map<string, Participant>();
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
@@ -158,6 +162,11 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     return this.clusterImpl;
   }
 
+  /** Files kept in rooms, when `files.enabled`. */
+  get files(): ChatFiles | undefined {
+    return this.filesImpl;
+  }
+
   get log(): Logger {
     return this.relay.log;
   }
@@ -171,6 +180,12 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       this.storeImpl = store;
       // Rooms survive a restart: their subject, settings, roles and bans.
       for (const rec of await store.loadRooms()) this.rooms.adopt(rec);
+      if (this.options.files.enabled) {
+        const files = new ChatFiles(this, this.options.files);
+        await files.start();
+        this.filesImpl = files;
+        this.rooms.on('deleted', (r: Room) => void files.removeRoom(r.key).catch(() => undefined));
+      }
       const c = this.options.cluster;
       if (c !== undefined) {
         const cluster = new ChatCluster(c, { log: relay.log, rooms: () => this.rooms.list(), deliver: (room, m) => room.deliverRemote(m) });
@@ -189,6 +204,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     for (const t of this.routeTimers.values()) clearTimeout(t);
     this.routeTimers.clear();
     await Promise.all([...this.queues.values()]);
+    await this.filesImpl?.close();
     await this.clusterImpl?.close();
     await this.storeImpl?.close();
   }
