@@ -11,12 +11,15 @@
  * - a refused message keeps its answer for its later chunks;
  * - a short text/plain message to the room that starts with `/` is held whole to see whether it
  *   is a command (commands.ts);
- * - a file to the room (files.ts) is also written to disk as it arrives, and kept once whole.
- *   The sender is paused while the disk lags, never for a recipient.
+ * - a file to the room (files.ts) is also written to disk as it arrives, and kept once whole;
+ *   with the cluster option, a message over cluster.maxMessageSize crosses to the other nodes
+ *   in pieces as it arrives (cluster-files.ts). The sender is paused while the disk or Redis
+ *   lags, never for a recipient.
  */
 
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import type { EndFlag, MsrpRequestHead } from '../../core/protocol/index.ts';
+import type { CrossMeta, CrossUpload } from './cluster-files.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
 import { MAX_COMMAND_BYTES } from './commands.ts';
 import { Delivery } from './delivery.ts';
@@ -45,6 +48,8 @@ export class InboundMessage {
   /** The copy as it goes to other nodes (cluster.ts), while it is within cluster.maxMessageSize. */
   private carried: Buffer[] | undefined;
   private carriedBytes = 0;
+  /** The copy crossing to other nodes in pieces, once it outgrew cluster.maxMessageSize. */
+  private crossing: CrossUpload | undefined;
   /** The file being kept (files.ts). */
   private keeper: FileSink | undefined;
   private rejection: LocalResponse | undefined;
@@ -96,15 +101,17 @@ export class InboundMessage {
     };
   }
 
-  /** Calls `fn` once the spool's file and the kept file have caught up. */
+  /** Calls `fn` once the spool's file, the kept file and the crossing have caught up. */
   private whenRoom(fn: () => void): void {
-    let n = 2;
+    let n = 3;
     const one = (): void => {
       if (--n === 0) fn();
     };
     if (this.spool !== undefined) this.spool.onRoom(one);
     else one();
     if (this.keeper !== undefined) this.keeper.onDrain(one);
+    else one();
+    if (this.crossing !== undefined) this.crossing.onDrain(one);
     else one();
   }
 
@@ -134,10 +141,13 @@ export class InboundMessage {
       return true;
     }
     this.keep(data);
+    // A crossing that starts with these bytes has them already.
+    const crossing = this.crossing;
     this.carry(data);
     const kept = this.keeper === undefined ? true : this.keeper.write(data);
+    const crossed = crossing === undefined ? true : crossing.write(data);
     const spooled = this.spool === undefined ? true : this.spool.append(data);
-    return kept && spooled;
+    return kept && crossed && spooled;
   }
 
   /** Scans the headers held so far; once they are in, the room decides and the copies start. */
@@ -214,9 +224,28 @@ export class InboundMessage {
     this.carriedBytes += data.length;
     const cluster = this.room.focus.cluster!;
     if (this.carriedBytes > cluster.options.maxMessageSize) {
+      // Too large for one stream entry: it crosses in pieces from now on (cluster-files.ts), or stays here.
+      const first = [...this.carried, Buffer.from(data)];
       this.carried = undefined;
-      cluster.stats.tooLarge++;
+      const d = this.decision!;
+      if (d.nowhere !== true) this.crossing = this.room.focus.clusterFiles?.begin(this.room, this.crossingMeta(), first, this.total);
+      if (this.crossing === undefined) cluster.stats.tooLarge++;
     } else this.carried.push(Buffer.from(data));
+  }
+
+  private crossingMeta(): CrossMeta {
+    const d = this.decision!;
+    return {
+      kind: d.private ? 'private' : 'regular',
+      messageId: this.messageId,
+      from: this.sender.user,
+      fromUri: this.sender.identity.uri,
+      nickname: this.sender.nickname,
+      receivedAt: this.receivedAt,
+      to: d.to,
+      mediaType: this.cpim!.mediaType,
+      history: d.store,
+    };
   }
 
   private end(flag: EndFlag): LocalResponse | undefined {
@@ -266,6 +295,9 @@ export class InboundMessage {
     const keeper = this.keeper;
     this.keeper = undefined;
     if (keeper !== undefined) void keeper.finish();
+    const crossing = this.crossing;
+    this.crossing = undefined;
+    crossing?.end('$');
     if (this.carried !== undefined && d.nowhere !== true) {
       this.room.focus.cluster?.publish(this.room, {
         kind: d.private ? 'private' : 'regular',
@@ -302,6 +334,8 @@ export class InboundMessage {
     this.carried = undefined;
     this.keeper?.discard();
     this.keeper = undefined;
+    this.crossing?.end('#');
+    this.crossing = undefined;
     this.commandBody = undefined;
     this.head = undefined;
   }
@@ -318,9 +352,11 @@ export class InboundMessage {
     this.finished = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    // Whatever did not end with `$` is not kept.
+    // Whatever did not end with `$` is not kept and does not cross.
     this.keeper?.discard();
     this.keeper = undefined;
+    this.crossing?.end('#');
+    this.crossing = undefined;
     if (this.sender.inbound.get(this.messageId) === this) this.sender.inbound.delete(this.messageId);
   }
 }

@@ -20,6 +20,7 @@ import tapable from 'tapable';
 import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalRequest, type Logger, type MsrpErrorCode, type PluginHost, type RelayPlugin, type Rejection, type SessionInfo } from '../../core/index.ts';
 import { tryParseUri } from '../../core/protocol/index.ts';
 import { ChatCluster } from './cluster.ts';
+import { ClusterFiles } from './cluster-files.ts';
 import { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
@@ -39,6 +40,7 @@ export { ChatCluster } from './cluster.ts';
 export type { ClusterMessage, ClusterStats, RemoteSession } from './cluster.ts';
 export { ChatFiles, isFileMessage, selectorMatches, formatSelector } from './files.ts';
 export type { FileStats } from './files.ts';
+export type { ClusterFiles, ClusterFileStats } from './cluster-files.ts';
 export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
 export { Participant } from './participant.ts';
 export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
@@ -137,6 +139,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private storeImpl: ChatStore | undefined;
   private clusterImpl: ChatCluster | undefined;
   private filesImpl: ChatFiles | undefined;
+  private clusterFilesImpl: ClusterFiles | undefined;
   private readonly bySession = new Map<string, Participant>();
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
@@ -167,6 +170,11 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     return this.filesImpl;
   }
 
+  /** Large messages across nodes, with the cluster option. */
+  get clusterFiles(): ClusterFiles | undefined {
+    return this.clusterFilesImpl;
+  }
+
   get log(): Logger {
     return this.relay.log;
   }
@@ -188,7 +196,13 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       }
       const c = this.options.cluster;
       if (c !== undefined) {
-        const cluster = new ChatCluster(c, { log: relay.log, rooms: () => this.rooms.list(), deliver: (room, m) => room.deliverRemote(m) });
+        const cluster = new ChatCluster(c, {
+          log: relay.log,
+          rooms: () => this.rooms.list(),
+          deliver: (room, m) => room.deliverRemote(m),
+          deliverLarge: (room, id, f) => this.clusterFilesImpl?.receive(room, id, f),
+        });
+        this.clusterFilesImpl = new ClusterFiles(cluster, this);
         await cluster.start();
         this.clusterImpl = cluster;
       }
@@ -206,6 +220,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     await Promise.all([...this.queues.values()]);
     await this.filesImpl?.close();
     await this.clusterImpl?.close();
+    await this.clusterFilesImpl?.close();
     await this.storeImpl?.close();
   }
 

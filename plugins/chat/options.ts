@@ -156,6 +156,10 @@ export const CHAT_SCHEMA = {
         maxMessageSize: count(2 ** 20, 1),
         /** Appends held in memory while Redis is away; the oldest go beyond. */
         queue: count(1000, 1),
+        /** Larger messages than maxMessageSize cross in pieces up to this size (CPIM bytes); beyond it they stay on their node, counted (cluster-files.ts). */
+        maxFileSize: count(64 * 2 ** 20, 0),
+        /** Seconds the pieces of a large message stay in Redis after its last piece (the transfer window). */
+        fileTtl: { type: 'number', exclusiveMinimum: 0, default: 120 },
       },
     },
     /** Files sent to rooms, kept on disk for late joiners (files.ts); off unless enabled. */
@@ -238,6 +242,8 @@ export interface ChatOptions {
     streamMaxLen: number;
     maxMessageSize: number;
     queue: number;
+    maxFileSize: number;
+    fileTtl: number;
   };
 }
 
