@@ -3,10 +3,11 @@
  * three arrives whole at the others and is kept on disk; a late joiner lists it with /files,
  * fetches it with /get and pulls it with an RFC 5547 offer (§8.2); the limits (maxFileSize below
  * the room's maxMessageSize: fanned out, not kept; types; maxFiles; retention); an aborted file;
- * a name with `../`; the files after a restart on SQLite.
+ * a name with `../`; the files after a restart on SQLite and PostgreSQL.
  */
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -240,10 +241,24 @@ describe('chat files: retention', () => {
   });
 });
 
-describe('chat files: across a restart (sqlite3)', () => {
+const pgPrefix = `chat_f${randomBytes(4).toString('hex')}_`;
+const restartStores: Array<{ name: string; store: ChatOptionsInput['store'] }> = [
+  { name: 'sqlite3', store: { driver: 'sqlite3', filename: join(base, 'restart.db') } },
+  { name: 'pg', store: { driver: 'pg', host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test', tablePrefix: pgPrefix } },
+];
+
+after(async () => {
+  const pg = (await import('pg')).default;
+  const c = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' });
+  await c.connect();
+  await c.query(`DROP TABLE IF EXISTS ${pgPrefix}messages; DROP TABLE IF EXISTS ${pgPrefix}rooms; DROP TABLE IF EXISTS ${pgPrefix}files`);
+  await c.end();
+});
+
+for (const s of restartStores) describe(`chat files: across a restart (${s.name})`, () => {
   it('the kept file and its record survive; a joiner of the new relay lists and fetches it', async () => {
     const dir = newDir();
-    const options: ChatOptionsInput = { store: { driver: 'sqlite3', filename: join(base, 'restart.db') }, files: { enabled: true, dir } };
+    const options: ChatOptionsInput = { store: s.store, files: { enabled: true, dir } };
     const chat1 = new ChatFocus(options);
     const t1 = await startTestRelay({ users: USERS, plugins: [chat1] });
     const room1 = await chat1.rooms.create('sip:kept-files@example.com');
