@@ -20,13 +20,16 @@
  */
 
 import { createHash, randomBytes, type Hash } from 'node:crypto';
+import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
+import type { ByteRange, MsrpRequestHead } from '../../core/protocol/index.ts';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Delivery } from './delivery.ts';
 import { ChatError } from './errors.ts';
-import { focusHeaderLines, focusPrefix, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
+import { formatDateTime, focusHeaderLines, focusPrefix, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
+import { InboundMessage } from './inbound.ts';
 import type { FocusCore } from './focus-core.ts';
 import type { ChatOptions } from './options.ts';
 import { Participant } from './participant.ts';
@@ -341,6 +344,8 @@ export class ChatFiles {
   private timer: NodeJS.Timeout | undefined;
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly finishing = new Set<Promise<unknown>>();
+  /** Push sessions and the name their selector gave. */
+  private readonly pushes = new WeakMap<Participant, string | undefined>();
 
   constructor(
     private readonly focus: FocusCore,
@@ -475,7 +480,7 @@ export class ChatFiles {
       path: media.path,
       caps: { chatAware: false, nicknames: false, privateMessages: false, wrappedTypes: ['*'], maxSize: media.maxSize },
     });
-    p.pull = true;
+    p.fileSession = 'pull';
     const extra = [`file-selector:${formatSelector(f)}`];
     if (media.fileTransferId !== undefined) extra.push(`file-transfer-id:${media.fileTransferId}`);
     const sdpAnswer = buildAnswer({
@@ -496,6 +501,104 @@ export class ChatFiles {
     p.release();
     room.emit('file-pull', p, f);
     return { sdpAnswer, participant: p };
+  }
+
+  /**
+   * RFC 5547 §8.1: a push offer (a=file-selector, a=sendonly) to the room opens a session on which
+   * the client sends its file bare. The focus wraps each such message in Message/CPIM as a chat
+   * client would (From the joiner's identity, To the room, DateTime, the SEND's Content-Type and a
+   * Content-Disposition of attachment with the selector's name) and takes it as a regular message
+   * to the room: fanned out (C-6 … C-9, C-16) and kept as any file. The answer is recvonly, with
+   * the offer's selector and file-transfer-id.
+   */
+  async push(room: Room, o: JoinOptions, offer: Sdp, media: MsrpMedia, user: string): Promise<JoinResult> {
+    const sessionId = this.focus.relay.newSessionId();
+    const focus = this.focus.focusUri(sessionId, media);
+    const preRoute = this.focus.routeFromPath(media.path, focus.uri);
+    if (preRoute === undefined && media.setup === 'passive') throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), which it does not');
+    const p = new Participant(room, {
+      sessionId,
+      uri: focus.uri,
+      identity: o.identity,
+      user,
+      path: media.path,
+      caps: { chatAware: false, nicknames: false, privateMessages: false, wrappedTypes: [], maxSize: media.maxSize },
+    });
+    p.fileSession = 'push';
+    this.pushes.set(p, safeFileName(media.fileSelector?.name));
+    const extra: string[] = [];
+    const selector = attributeValue(offer, media, 'file-selector');
+    if (selector !== undefined) extra.push(`file-selector:${selector}`);
+    if (media.fileTransferId !== undefined) extra.push(`file-transfer-id:${media.fileTransferId}`);
+    const sdpAnswer = buildAnswer({
+      offer,
+      accept: media.index,
+      path: [focus.uri],
+      address: focus.host,
+      port: focus.port,
+      acceptTypes: media.acceptTypes.length > 0 ? media.acceptTypes : ['*'],
+      maxSize: room.maxMessageSize,
+      sessionName: room.subject !== '' ? room.subject : 'file',
+      extra,
+    });
+    this.focus.register(p);
+    if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
+    else this.focus.awaitRoute(p);
+    p.release();
+    room.emit('file-push', p);
+    return { sdpAnswer, participant: p };
+  }
+
+  /** A request on a push session: its SENDs carry the file bare (see push()). */
+  receivePush(p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse {
+    if (req.method === 'REPORT') return { onEnd: () => undefined };
+    if (req.method !== 'SEND') return { status: 403, comment: 'Action-not-allowed' };
+    if (!req.hasBody) return { onEnd: () => ({ status: 200 }) };
+    const id = req.messageId!;
+    const refused = p.refused(id);
+    if (refused !== undefined) return refused;
+    const ongoing = p.inbound.get(id);
+    if (ongoing !== undefined) return ongoing.chunk(shifted(req, ongoing.reportOffset, false));
+    if ((req.byteRange?.start ?? 1) !== 1) return { status: 413, comment: 'Stop-sending-message' };
+    const room = p.room;
+    const head = this.pushHead(p, req.contentType ?? 'application/octet-stream');
+    const total = req.byteRange?.total ?? -1;
+    if (total >= 0 && total + head.length > room.maxMessageSize) {
+      // C-17: too large for the room (413), like a message in the chat session.
+      p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
+      return { status: 413, comment: 'Stop-sending-message' };
+    }
+    if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
+    const first = shifted(req, head.length, true);
+    const msg = new InboundMessage(room, p, first);
+    msg.reportOffset = head.length;
+    const r = msg.chunk(first);
+    if (!('onEnd' in r)) return r;
+    let fed = false;
+    const feedHead = (delivery: { resume(): void; readonly bytes: number }): void => {
+      if (fed) return;
+      fed = true;
+      r.onBody?.(head, delivery);
+    };
+    return {
+      onBody: (data, delivery) => {
+        feedHead(delivery);
+        return r.onBody?.(data, delivery);
+      },
+      onEnd: (flag, delivery) => {
+        feedHead(delivery);
+        return r.onEnd(flag, delivery);
+      },
+      onAbort: (reason) => r.onAbort?.(reason),
+    };
+  }
+
+  /** The Message/CPIM and MIME headers the focus puts before a pushed file. */
+  private pushHead(p: Participant, contentType: string): Buffer {
+    const from = p.identity.displayName !== undefined && p.identity.displayName !== '' ? `${quoteCpimString(p.identity.displayName)} <${p.identity.uri}>` : `<${p.identity.uri}>`;
+    const name = this.pushes.get(p);
+    const disposition = name !== undefined ? `attachment; filename="${name.replace(/["\\]/g, (c) => `\\${c}`)}"` : 'attachment';
+    return Buffer.from(`From: ${from}\r\nTo: <${p.room.uri}>\r\nDateTime: ${formatDateTime(new Date())}\r\n\r\nContent-Type: ${contentType}\r\nContent-Disposition: ${disposition}\r\n\r\n`, 'utf8');
   }
 
   /** Removes every file of a room (the room was deleted). */
@@ -566,6 +669,19 @@ export class ChatFiles {
       return undefined;
     }
   }
+}
+
+/** A push chunk as the focus's wrapped message sees it: `by` octets later, Message/CPIM. */
+function shifted(req: MsrpRequestHead, by: number, first: boolean): MsrpRequestHead {
+  const br = req.byteRange;
+  const byteRange: ByteRange | undefined =
+    br === undefined ? undefined : { start: first ? 1 : br.start + by, end: br.end >= 0 ? br.end + by : br.end, total: br.total >= 0 ? br.total + by : br.total };
+  return { ...req, contentType: 'message/cpim', byteRange };
+}
+
+/** An m-line attribute's value as the offer wrote it. */
+function attributeValue(offer: Sdp, media: MsrpMedia, name: string): string | undefined {
+  return offer.media[media.index]?.attributes.find(([n]) => n.toLowerCase() === name)?.[1]?.trim();
 }
 
 /** An answer that declines every stream of the offer (port 0, RFC 3264 §6). */

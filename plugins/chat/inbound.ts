@@ -38,6 +38,8 @@ export class InboundMessage {
   readonly total: number;
   readonly successReport: boolean;
   readonly receivedAt = new Date();
+  /** Octets the focus put before the sender's (the CPIM wrapper of an RFC 5547 push, files.ts): not the sender's to count in its REPORT. */
+  reportOffset = 0;
   private head: Buffer | undefined = Buffer.alloc(0);
   private cpim: CpimMessage | undefined;
   private decision: Extract<RouteDecision, { kind: 'deliver' }> | undefined;
@@ -313,7 +315,7 @@ export class InboundMessage {
       });
       this.carried = undefined;
     }
-    if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received, m, d.private);
+    if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received - this.reportOffset, m, d.private);
     this.room.emit('message', {
       participant: this.sender,
       messageId: this.messageId,

@@ -11,6 +11,7 @@
  *   role(userUri, role, by)      message(ChatMessageEvent)        congested / decongested(participant)
  *   remote-message(ClusterMessage, recipients)   a message of another node (the cluster option), handed to this node's sessions
  *   file(FileRecord)             a file sent to the room was kept (files.ts)   file-pull(participant, FileRecord)  an RFC 5547 pull is served
+ *   file-push(participant)       an RFC 5547 push session to the room is open (files.ts)
  */
 
 import { EventEmitter } from 'node:events';
@@ -211,14 +212,14 @@ export class Room extends EventEmitter {
     const user = userKey(o.identity.uri);
     if (user === undefined) throw new TypeError(`join(): identity.uri ${JSON.stringify(o.identity.uri)} is not a URI`);
     const offer = parseSdp(o.sdpOffer);
-    // RFC 5547 §8.2: a pull offer (a=file-selector, a=recvonly) fetches a kept file (files.ts).
-    const pull = this.focus.files !== undefined ? msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector !== undefined && m.direction === 'recvonly') : undefined;
-    if (pull !== undefined) {
-      this.admit(user, o);
-      return this.focus.files!.pull(this, o, offer, pull, user);
-    }
     // C-2: the chat stream is an MSRP m-line that takes CPIM and is no file transfer.
     const media = msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector === undefined && m.acceptTypes.includes('message/cpim'));
+    // RFC 5547: an offer with no chat stream but a file stream pulls a kept file (a=recvonly, §8.2) or sends one to the room (a=sendonly, §8.1) (files.ts).
+    const file = media === undefined && this.focus.files !== undefined ? msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector !== undefined && (m.direction === 'recvonly' || m.direction === 'sendonly')) : undefined;
+    if (file !== undefined) {
+      this.admit(user, o);
+      return file.direction === 'recvonly' ? this.focus.files!.pull(this, o, offer, file, user) : this.focus.files!.push(this, o, offer, file, user);
+    }
     if (media === undefined) throw new ChatError('not-acceptable', 'the offer has no MSRP chat stream that takes message/cpim (C-2)');
     this.admit(user, o);
     const role = await this.authorize({ room: this, identity: o.identity, user, media });
@@ -326,8 +327,8 @@ export class Room extends EventEmitter {
 
   /** Leaves the room: its copies end with `#`, its messages are aborted. */
   leave(p: Participant, reason: LeaveReason = 'left'): void {
-    if (p.pull) {
-      // An RFC 5547 pull session (files.ts) is no member: it just ends.
+    if (p.fileSession !== undefined) {
+      // An RFC 5547 file session (files.ts) is no member: it just ends.
       if (p.left === undefined) p.close(reason);
       this.focus.unregister(p);
       return;
@@ -403,8 +404,9 @@ export class Room extends EventEmitter {
 
   /** A request to one of this room's participants' focus URIs (claimRequest). */
   receive(p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse {
-    // A pull session only receives its file (RFC 5547 §8.2: the focus's side is sendonly).
-    if (p.pull && req.method !== 'REPORT' && (req.method !== 'SEND' || req.hasBody)) return { status: 403, comment: 'Action-not-allowed' };
+    // A pull session only receives its file (RFC 5547 §8.2: the focus's side is sendonly); a push sends one (files.ts).
+    if (p.fileSession === 'pull' && req.method !== 'REPORT' && (req.method !== 'SEND' || req.hasBody)) return { status: 403, comment: 'Action-not-allowed' };
+    if (p.fileSession === 'push') return this.focus.files!.receivePush(p, req);
     switch (req.method) {
       case 'SEND':
         return this.receiveSend(p, req);

@@ -130,6 +130,35 @@ describe('chat files: kept, listed, fetched, pulled', () => {
     assert.match(e.sdpAnswer!, /\r\nm=message 0 TCP\/MSRP \*\r\n/);
   });
 
+  it('an RFC 5547 push offer (file-selector, sendonly) sends a file to the room: wrapped, fanned out, kept', async () => {
+    const [alice, bob] = open as [ChatClient, ChatClient];
+    const pusher = await client('carol');
+    const offer = offerSdp({ path: [...pusher.usePath, pusher.c.uri], chatroom: null, acceptTypes: 'image/png', acceptWrappedTypes: null })
+      .replace('a=sendrecv', 'a=sendonly')
+      .replace('a=setup:active', 'a=setup:active\r\na=file-selector:name:"chart.png" type:image/png size:5000\r\na=file-transfer-id:push-1');
+    const r = await room.join({ sdpOffer: offer, identity: { uri: pusher.sip, displayName: 'Carol' } });
+    assert.match(r.sdpAnswer, /\r\na=recvonly\r\n/);
+    assert.match(r.sdpAnswer, /\r\na=file-selector:name:"chart\.png" type:image\/png size:5000\r\n/);
+    assert.equal(room.participants.includes(r.participant), false);
+    const answerPath = r.sdpAnswer.match(/a=path:(\S+)/)![1]!;
+    const png = cpimFile({ from: pusher.sip, to: room.uri, size: 5000, seed: 9 }).content(0, 5000);
+    const keptEvent = next<[FileRecord]>(room, 'file');
+    const sent = await pusher.c.sendMessage({ toPath: [...pusher.usePath, answerPath], body: png, contentType: 'image/png', chunkSize: 2000 });
+    assert.deepEqual([...new Set(sent.responses.map((x) => x.status))], [200]);
+    for (const member of [alice, bob]) {
+      const copy = await wholeCopy(member.c, (_f, m) => m?.mediaType === 'image/png');
+      assert.deepEqual(copy.content, png);
+      assert.equal(copy.cpim!.from.uri, pusher.sip);
+      assert.equal(copy.cpim!.from.displayName, 'Carol');
+      assert.deepEqual(copy.cpim!.contentHeaders.find(([n]) => n === 'Content-Disposition'), ['Content-Disposition', 'attachment; filename="chart.png"']);
+    }
+    const [rec] = await keptEvent;
+    assert.equal(rec.name, 'chart.png');
+    assert.equal(rec.size, 5000);
+    assert.equal(rec.sha256, sha256(png).toUpperCase());
+    room.leave(r.participant);
+  });
+
   it('a name with ../ is shown as its last segment and nothing leaves the folder', async () => {
     const alice = open[0]!;
     const evil = cpimFile({ from: alice.sip, to: room.uri, size: 2000, seed: 5, name: '../../escape.txt', type: 'text/plain' });
