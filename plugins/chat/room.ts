@@ -218,6 +218,9 @@ export class Room extends EventEmitter {
     const file = media === undefined && this.focus.files !== undefined ? msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector !== undefined && (m.direction === 'recvonly' || m.direction === 'sendonly')) : undefined;
     if (file !== undefined) {
       this.admit(user, o);
+      // The application's hook decides on file sessions as on joins (its role is not used).
+      await this.authorize({ room: this, identity: o.identity, user, media: file });
+      if (this.closed) throw new ChatError('closed', 'the room is closed');
       return file.direction === 'recvonly' ? this.focus.files!.pull(this, o, offer, file, user) : this.focus.files!.push(this, o, offer, file, user);
     }
     if (media === undefined) throw new ChatError('not-acceptable', 'the offer has no MSRP chat stream that takes message/cpim (C-2)');

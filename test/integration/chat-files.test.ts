@@ -159,6 +159,22 @@ describe('chat files: kept, listed, fetched, pulled', () => {
     room.leave(r.participant);
   });
 
+  it('an offer with a chat stream and a file stream joins the chat; the file stream is declined; the join hook sees pulls', async () => {
+    const frank = await client('frank');
+    const both = `${frank.offer()}m=message 2855 TCP/MSRP *\r\na=path:${[...frank.usePath, frank.c.uri].join(' ')}\r\na=accept-types:*\r\na=file-selector:name:"photo.jpg"\r\na=recvonly\r\n`;
+    const r = await room.join({ sdpOffer: both, identity: { uri: frank.sip } });
+    assert.ok(room.participants.includes(r.participant));
+    assert.match(r.sdpAnswer, /\r\nm=message 0 TCP\/MSRP \*\r\n/);
+    room.leave(r.participant);
+    let refuse = true;
+    chat.hooks.authorizeJoin.tapPromise('test', async (q) => (refuse && q.media.fileSelector !== undefined ? { reject: 'no files for you' } : undefined));
+    try {
+      await assert.rejects(room.join({ sdpOffer: pullOffer(frank, 'name:"photo.jpg"'), identity: { uri: frank.sip } }), (e: unknown) => e instanceof ChatError && e.code === 'forbidden');
+    } finally {
+      refuse = false;
+    }
+  });
+
   it('a name with ../ is shown as its last segment and nothing leaves the folder', async () => {
     const alice = open[0]!;
     const evil = cpimFile({ from: alice.sip, to: room.uri, size: 2000, seed: 5, name: '../../escape.txt', type: 'text/plain' });
