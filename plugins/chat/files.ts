@@ -206,7 +206,8 @@ export class FileSink {
     private readonly m: CpimMessage,
     private readonly origin: FileOrigin,
   ) {
-    this.stream = createWriteStream(files.partPath(id), { flags: 'wx', mode: 0o600 });
+    // 1 MiB of writes may wait before the sender is paused: the disk's pace, without a pause per chunk.
+    this.stream = createWriteStream(files.partPath(id), { flags: 'wx', mode: 0o600, highWaterMark: 2 ** 20 });
     this.stream.on('error', (e) => {
       if (this.failed) return;
       this.failed = true;
