@@ -98,6 +98,8 @@ export interface ClusterHost {
   rooms(): readonly Room[];
   /** A message of another node for the room's local participants. */
   deliver(room: Room, m: ClusterMessage): void;
+  /** A `file` entry of another node (a message too large for one entry, cluster-files.ts). */
+  deliverLarge?(room: Room, id: string, fields: ReadonlyMap<string, Buffer>): void;
 }
 
 /** What cluster-state.ts hangs on the cluster: its stream entries and its part of each heartbeat. */
@@ -206,6 +208,26 @@ export class ChatCluster {
   /** Redis is there now. */
   get connected(): boolean {
     return this.redis?.status === 'ready';
+  }
+
+  /** @internal the command connection (cluster-files.ts writes and reads pieces on it). */
+  get client(): Redis {
+    return this.redis;
+  }
+
+  /** @internal started and not closed. */
+  get active(): boolean {
+    return this.running;
+  }
+
+  /** @internal appends an entry of another kind (cluster-files.ts) to the room's stream, with this node's id and a unique id, in order with the messages. */
+  publishEntry(room: Room, fields: Entry): void {
+    this.queue.push({ key: this.key(room, 'stream'), fields: ['n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, ...fields] });
+    while (this.queue.length > this.options.queue) {
+      this.queue.shift();
+      this.stats.dropped++;
+    }
+    void this.flush();
   }
 
   /** Appends waiting for Redis. */
@@ -326,6 +348,11 @@ export class ChatCluster {
       } catch (e) {
         this.host.log.warn('chat: a room state change of another node could not be applied', { room: room.uri, error: (e as Error).message });
       }
+      return;
+    }
+    if (f.get('k')?.toString() === 'file') {
+      this.stats.received++;
+      this.host.deliverLarge?.(room, id, f);
       return;
     }
     const m = parseEntry(id, f);

@@ -12,9 +12,11 @@
  *   /unban <uri>               lifts a ban (moderators)
  *   /mute <who>, /unmute <who> stops or allows the user's regular messages (moderators)
  *   /role <who> <role>         owner, moderator or member (moderators; owner by owners)
+ *   /files                     the files kept in the room (files.ts)
+ *   /get <id>                  sends a kept file to the session that asks
  */
 
-export type CommandName = 'help' | 'who' | 'subject' | 'kick' | 'ban' | 'unban' | 'mute' | 'unmute' | 'role';
+export type CommandName = 'help' | 'who' | 'subject' | 'kick' | 'ban' | 'unban' | 'mute' | 'unmute' | 'role' | 'files' | 'get';
 
 export interface Command {
   readonly name: CommandName;
@@ -22,7 +24,7 @@ export interface Command {
   readonly args: readonly string[];
 }
 
-const NAMES = new Set<CommandName>(['help', 'who', 'subject', 'kick', 'ban', 'unban', 'mute', 'unmute', 'role']);
+const NAMES = new Set<CommandName>(['help', 'who', 'subject', 'kick', 'ban', 'unban', 'mute', 'unmute', 'role', 'files', 'get']);
 
 /** Texts longer than this are never commands. */
 export const MAX_COMMAND_BYTES = 4096;
@@ -69,4 +71,5 @@ export const HELP_TEXT = [
   '/ban <nickname or URI> [reason], /unban <URI> (moderators)',
   '/mute <nickname or URI>, /unmute <nickname or URI> (moderators)',
   '/role <nickname or URI> owner|moderator|member (moderators; owner by owners)',
+  '/files — the files kept here; /get <id> — send me one',
 ].join('\n');

@@ -56,6 +56,8 @@ export class Delivery {
     readonly kind: DeliveryKind,
     /** Body bytes in all, when known (-1: not known yet). */
     readonly total: number,
+    /** The SEND's Content-Type: Message/CPIM in rooms; a kept file's own type on an RFC 5547 pull (files.ts). */
+    readonly contentType = 'message/cpim',
   ) {
     this.cursor = spool.cursor();
   }
@@ -86,7 +88,7 @@ export class Delivery {
           ['Message-ID', this.messageId],
           ['Byte-Range', range],
         ],
-        contentType: 'message/cpim',
+        contentType: this.contentType,
       });
     } catch {
       // The route's connection is gone: nothing was sent.

@@ -15,7 +15,9 @@ export type ChatErrorCode =
   /** A nickname given to join() is malformed or taken. */
   | 'nickname'
   /** The room or the focus is closed. */
-  | 'closed';
+  | 'closed'
+  /** An RFC 5547 pull offer whose file-selector matches no kept file (files.ts). */
+  | 'no-such-file';
 
 const SIP_STATUS: Record<ChatErrorCode, number> = {
   'not-acceptable': 488,
@@ -25,12 +27,15 @@ const SIP_STATUS: Record<ChatErrorCode, number> = {
   'room-exists': 409,
   nickname: 403,
   closed: 480,
+  'no-such-file': 404,
 };
 
 export class ChatError extends Error {
   readonly code: ChatErrorCode;
   /** The SIP status to answer with (488, 403, 486, 404, 480). */
   readonly sipStatus: number;
+  /** For a refused pull offer (no-such-file): an SDP answer declining the stream with port 0 (RFC 3264 §6, RFC 5547 §8.2). */
+  sdpAnswer?: string;
 
   constructor(code: ChatErrorCode, message: string) {
     super(message);

@@ -7,6 +7,8 @@
 import type { AsyncSeriesBailHook } from 'tapable';
 import type { Logger, PluginHost } from '../../core/index.ts';
 import type { ChatCluster } from './cluster.ts';
+import type { ClusterFiles } from './cluster-files.ts';
+import type { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import type { ChatOptions } from './options.ts';
 import type { Participant } from './participant.ts';
@@ -31,6 +33,10 @@ export interface FocusCore {
   readonly hooks: ChatHooks;
   /** Rooms across nodes (the cluster option), when configured. */
   readonly cluster: ChatCluster | undefined;
+  /** Files kept in rooms (the files option), when enabled. */
+  readonly files?: ChatFiles | undefined;
+  /** Large messages across nodes (cluster-files.ts), with the cluster option. */
+  readonly clusterFiles?: ClusterFiles | undefined;
   /** The focus's URI for a new participant, and the host and port its SDP answer names. */
   focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number };
   /** The route to a participant whose a=path starts with a session of this relay, else undefined. */

@@ -10,14 +10,20 @@
  *   with `#` and the state goes; an abort `#` or the sender's vanishing does the same;
  * - a refused message keeps its answer for its later chunks;
  * - a short text/plain message to the room that starts with `/` is held whole to see whether it
- *   is a command (commands.ts).
+ *   is a command (commands.ts);
+ * - a file to the room (files.ts) is also written to disk as it arrives, and kept once whole;
+ *   with the cluster option, a message over cluster.maxMessageSize crosses to the other nodes
+ *   in pieces as it arrives (cluster-files.ts). The sender is paused while the disk or Redis
+ *   lags, never for a recipient.
  */
 
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import type { EndFlag, MsrpRequestHead } from '../../core/protocol/index.ts';
+import type { CrossMeta, CrossUpload } from './cluster-files.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
 import { MAX_COMMAND_BYTES } from './commands.ts';
 import { Delivery } from './delivery.ts';
+import type { FileSink } from './files.ts';
 import type { Participant } from './participant.ts';
 import type { Room, RouteDecision } from './room.ts';
 import { Spool } from './spool.ts';
@@ -32,6 +38,8 @@ export class InboundMessage {
   readonly total: number;
   readonly successReport: boolean;
   readonly receivedAt = new Date();
+  /** Octets the focus put before the sender's (the CPIM wrapper of an RFC 5547 push, files.ts): not the sender's to count in its REPORT. */
+  reportOffset = 0;
   private head: Buffer | undefined = Buffer.alloc(0);
   private cpim: CpimMessage | undefined;
   private decision: Extract<RouteDecision, { kind: 'deliver' }> | undefined;
@@ -42,6 +50,10 @@ export class InboundMessage {
   /** The copy as it goes to other nodes (cluster.ts), while it is within cluster.maxMessageSize. */
   private carried: Buffer[] | undefined;
   private carriedBytes = 0;
+  /** The copy crossing to other nodes in pieces, once it outgrew cluster.maxMessageSize. */
+  private crossing: CrossUpload | undefined;
+  /** The file being kept (files.ts). */
+  private keeper: FileSink | undefined;
   private rejection: LocalResponse | undefined;
   private timer: NodeJS.Timeout | undefined;
   private armedAt = 0;
@@ -83,12 +95,26 @@ export class InboundMessage {
           skip = 0;
         }
         const more = this.feed(data);
-        if (!more) this.spool!.onRoom(() => delivery.resume());
+        if (!more) this.whenRoom(() => delivery.resume());
         return more;
       },
       onEnd: (flag) => this.end(flag),
       onAbort: () => this.abort(),
     };
+  }
+
+  /** Calls `fn` once the spool's file, the kept file and the crossing have caught up. */
+  private whenRoom(fn: () => void): void {
+    let n = 3;
+    const one = (): void => {
+      if (--n === 0) fn();
+    };
+    if (this.spool !== undefined) this.spool.onRoom(one);
+    else one();
+    if (this.keeper !== undefined) this.keeper.onDrain(one);
+    else one();
+    if (this.crossing !== undefined) this.crossing.onDrain(one);
+    else one();
   }
 
   /** C-9: the chunk reception timer, restarted at every chunk. */
@@ -117,8 +143,13 @@ export class InboundMessage {
       return true;
     }
     this.keep(data);
+    // A crossing that starts with these bytes has them already.
+    const crossing = this.crossing;
     this.carry(data);
-    return this.spool === undefined ? true : this.spool.append(data);
+    const kept = this.keeper === undefined ? true : this.keeper.write(data);
+    const crossed = crossing === undefined ? true : crossing.write(data);
+    const spooled = this.spool === undefined ? true : this.spool.append(data);
+    return kept && crossed && spooled;
   }
 
   /** Scans the headers held so far; once they are in, the room decides and the copies start. */
@@ -171,6 +202,12 @@ export class InboundMessage {
       this.carried = [];
       this.carry(buf);
     }
+    // A file to the room is kept as it arrives (files.ts); private messages and notices are not.
+    const files = this.room.focus.files;
+    if (files !== undefined && !d.private && d.store) {
+      this.keeper = files.begin(this.room, m, this.total, { messageId: this.messageId, sender: this.sender.identity.uri, nickname: this.sender.nickname, receivedAt: this.receivedAt });
+      this.keeper?.write(buf);
+    }
     spool.append(prefix);
     if (complete) spool.end('$');
     for (const { r, delivery } of copies) r.deliver(delivery);
@@ -189,9 +226,28 @@ export class InboundMessage {
     this.carriedBytes += data.length;
     const cluster = this.room.focus.cluster!;
     if (this.carriedBytes > cluster.options.maxMessageSize) {
+      // Too large for one stream entry: it crosses in pieces from now on (cluster-files.ts), or stays here.
+      const first = [...this.carried, Buffer.from(data)];
       this.carried = undefined;
-      cluster.stats.tooLarge++;
+      const d = this.decision!;
+      if (d.nowhere !== true) this.crossing = this.room.focus.clusterFiles?.begin(this.room, this.crossingMeta(), first, this.total);
+      if (this.crossing === undefined) cluster.stats.tooLarge++;
     } else this.carried.push(Buffer.from(data));
+  }
+
+  private crossingMeta(): CrossMeta {
+    const d = this.decision!;
+    return {
+      kind: d.private ? 'private' : 'regular',
+      messageId: this.messageId,
+      from: this.sender.user,
+      fromUri: this.sender.identity.uri,
+      nickname: this.sender.nickname,
+      receivedAt: this.receivedAt,
+      to: d.to,
+      mediaType: this.cpim!.mediaType,
+      history: d.store,
+    };
   }
 
   private end(flag: EndFlag): LocalResponse | undefined {
@@ -238,6 +294,12 @@ export class InboundMessage {
     const d = this.decision!;
     const body = this.history !== undefined ? Buffer.concat(this.history) : undefined;
     if (body !== undefined) this.room.remember(this.sender, this.messageId, m, this.receivedAt, body);
+    const keeper = this.keeper;
+    this.keeper = undefined;
+    if (keeper !== undefined) void keeper.finish();
+    const crossing = this.crossing;
+    this.crossing = undefined;
+    crossing?.end('$');
     if (this.carried !== undefined && d.nowhere !== true) {
       this.room.focus.cluster?.publish(this.room, {
         kind: d.private ? 'private' : 'regular',
@@ -253,7 +315,7 @@ export class InboundMessage {
       });
       this.carried = undefined;
     }
-    if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received, m, d.private);
+    if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received - this.reportOffset, m, d.private);
     this.room.emit('message', {
       participant: this.sender,
       messageId: this.messageId,
@@ -272,6 +334,10 @@ export class InboundMessage {
     this.spool?.end('#');
     this.history = undefined;
     this.carried = undefined;
+    this.keeper?.discard();
+    this.keeper = undefined;
+    this.crossing?.end('#');
+    this.crossing = undefined;
     this.commandBody = undefined;
     this.head = undefined;
   }
@@ -288,6 +354,11 @@ export class InboundMessage {
     this.finished = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    // Whatever did not end with `$` is not kept and does not cross.
+    this.keeper?.discard();
+    this.keeper = undefined;
+    this.crossing?.end('#');
+    this.crossing = undefined;
     if (this.sender.inbound.get(this.messageId) === this) this.sender.inbound.delete(this.messageId);
   }
 }

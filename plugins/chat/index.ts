@@ -21,6 +21,8 @@ import { MsrpError, type ConnectionContext, type LocalReceiver, type LocalReques
 import { tryParseUri } from '../../core/protocol/index.ts';
 import { ChatCluster } from './cluster.ts';
 import { SharedRooms } from './cluster-state.ts';
+import { ClusterFiles } from './cluster-files.ts';
+import { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { ChatHooks, FocusCore } from './focus-core.ts';
@@ -37,11 +39,14 @@ export { ChatError } from './errors.ts';
 export { Room } from './room.ts';
 export { ChatCluster } from './cluster.ts';
 export type { ClusterMessage, ClusterStats, RemoteSession } from './cluster.ts';
+export { ChatFiles, isFileMessage, selectorMatches, formatSelector } from './files.ts';
+export type { FileStats } from './files.ts';
+export type { ClusterFiles, ClusterFileStats } from './cluster-files.ts';
 export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
 export { Participant } from './participant.ts';
 export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
 export type { ChatOptions, ChatOptionsInput } from './options.ts';
-export type { ChatStore, HistoryRecord, RoomRecord, Role } from './store.ts';
+export type { ChatStore, FileRecord, HistoryRecord, RoomRecord, Role } from './store.ts';
 export type { ChatHooks } from './focus-core.ts';
 export * from './sdp.ts';
 export * from './cpim.ts';
@@ -173,6 +178,8 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private storeImpl: ChatStore | undefined;
   private clusterImpl: ChatCluster | undefined;
   private sharedImpl: SharedRooms | undefined;
+  private filesImpl: ChatFiles | undefined;
+  private clusterFilesImpl: ClusterFiles | undefined;
   private readonly bySession = new Map<string, Participant>();
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
@@ -203,6 +210,16 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     return this.sharedImpl;
   }
 
+  /** Files kept in rooms, when `files.enabled`. */
+  get files(): ChatFiles | undefined {
+    return this.filesImpl;
+  }
+
+  /** Large messages across nodes, with the cluster option. */
+  get clusterFiles(): ClusterFiles | undefined {
+    return this.clusterFilesImpl;
+  }
+
   get log(): Logger {
     return this.relay.log;
   }
@@ -216,13 +233,25 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       this.storeImpl = store;
       // Rooms survive a restart: their subject, settings, roles and bans.
       for (const rec of await store.loadRooms()) this.rooms.adopt(rec);
+      if (this.options.files.enabled) {
+        const files = new ChatFiles(this, this.options.files);
+        await files.start();
+        this.filesImpl = files;
+        this.rooms.on('deleted', (r: Room) => void files.removeRoom(r.key).catch(() => undefined));
+      }
       const c = this.options.cluster;
       if (c !== undefined) {
-        const cluster = new ChatCluster(c, { log: relay.log, rooms: () => this.rooms.list(), deliver: (room, m) => room.deliverRemote(m) });
+        const cluster = new ChatCluster(c, {
+          log: relay.log,
+          rooms: () => this.rooms.list(),
+          deliver: (room, m) => room.deliverRemote(m),
+          deliverLarge: (room, id, f) => this.clusterFilesImpl?.receive(room, id, f),
+        });
         const shared = new SharedRooms(cluster, { log: relay.log, rooms: () => this.rooms.list(), byKey: (k) => this.rooms.atKey(k), delete: (r) => this.rooms.delete(r) });
         cluster.attach(shared);
         for (const room of this.rooms.list()) shared.watch(room);
         this.sharedImpl = shared;
+        this.clusterFilesImpl = new ClusterFiles(cluster, this);
         this.clusterImpl = cluster;
         await cluster.start();
       }
@@ -238,7 +267,9 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     for (const t of this.routeTimers.values()) clearTimeout(t);
     this.routeTimers.clear();
     await Promise.all([...this.queues.values()]);
+    await this.filesImpl?.close();
     await this.clusterImpl?.close();
+    await this.clusterFilesImpl?.close();
     await this.storeImpl?.close();
   }
 

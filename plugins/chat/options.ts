@@ -156,6 +156,33 @@ export const CHAT_SCHEMA = {
         maxMessageSize: count(2 ** 20, 1),
         /** Appends held in memory while Redis is away; the oldest go beyond. */
         queue: count(1000, 1),
+        /** Larger messages than maxMessageSize cross in pieces up to this size (CPIM bytes); beyond it they stay on their node, counted (cluster-files.ts). */
+        maxFileSize: count(64 * 2 ** 20, 0),
+        /** Seconds the pieces of a large message stay in Redis after its last piece (the transfer window). */
+        fileTtl: { type: 'number', exclusiveMinimum: 0, default: 120 },
+      },
+    },
+    /** Files sent to rooms, kept on disk for late joiners (files.ts); off unless enabled. */
+    files: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        /** Where the files go (created, mode 0700); one folder per node. */
+        dir: { type: 'string', minLength: 1, default: 'chat-files' },
+        /** Larger files (content octets) are fanned out but not kept. */
+        maxFileSize: count(16 * 2 ** 20, 1),
+        /** Files kept per room; the oldest go first. */
+        maxFiles: count(100, 1),
+        /** Content octets kept per room; the oldest files go first. */
+        maxRoomBytes: count(256 * 2 ** 20, 1),
+        /** Seconds a file is kept (0: until the quota pushes it out). */
+        retention: seconds(7 * 86400),
+        /** Media types kept (`*`, `type/*`, `type/subtype`); others are fanned out only. */
+        types: { type: 'array', items: { type: 'string', pattern: '^(\\*|[A-Za-z0-9!#$&^_.+-]+/(\\*|[A-Za-z0-9!#$&^_.+-]+))$' }, default: ['*'] },
+        /** Files /files lists at most. */
+        list: count(20, 1),
       },
     },
     /** What a room has unless its own options say otherwise. */
@@ -206,6 +233,7 @@ export interface ChatOptions {
   announce: boolean;
   reservedNicknames: string[];
   rooms: { persistent: boolean; nicknames: boolean; privateMessages: boolean };
+  files: { enabled: boolean; dir: string; maxFileSize: number; maxFiles: number; maxRoomBytes: number; retention: number; types: string[]; list: number };
   cluster?: {
     redis: { url: string; keyPrefix: string; commandTimeout: number; connectTimeout: number };
     nodeId?: string;
@@ -214,6 +242,8 @@ export interface ChatOptions {
     streamMaxLen: number;
     maxMessageSize: number;
     queue: number;
+    maxFileSize: number;
+    fileTtl: number;
   };
 }
 

@@ -72,6 +72,8 @@ export class Participant implements DeliveryOwner {
   left: LeaveReason | undefined;
   congested = false;
   congestedSince: Date | undefined;
+  /** An RFC 5547 file session (files.ts), no member of the room: a pull gets one kept file, a push sends one to the room. */
+  fileSession: 'pull' | 'push' | undefined;
   /** Messages being received from it, by Message-ID (C-8, C-9). */
   readonly inbound = new Map<string, InboundMessage>();
   private readonly refusedIds = new Map<string, LocalResponse>();

@@ -11,6 +11,8 @@
  *   role(userUri, role, by)      message(ChatMessageEvent)        congested / decongested(participant)
  *   remote-message(ClusterMessage, recipients)   a message of another node (the cluster option), handed to this node's sessions
  *   mute(userUri, muted, by)     kick(userUri, by)  (the cluster option shares them, cluster-state.ts)
+ *   file(FileRecord)             a file sent to the room was kept (files.ts)   file-pull(participant, FileRecord)  an RFC 5547 pull is served
+ *   file-push(participant)       an RFC 5547 push session to the room is open (files.ts)
  */
 
 import { EventEmitter } from 'node:events';
@@ -213,6 +215,15 @@ export class Room extends EventEmitter {
     const offer = parseSdp(o.sdpOffer);
     // C-2: the chat stream is an MSRP m-line that takes CPIM and is no file transfer.
     const media = msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector === undefined && m.acceptTypes.includes('message/cpim'));
+    // RFC 5547: an offer with no chat stream but a file stream pulls a kept file (a=recvonly, §8.2) or sends one to the room (a=sendonly, §8.1) (files.ts).
+    const file = media === undefined && this.focus.files !== undefined ? msrpMedia(offer).find((m) => m.port !== 0 && m.fileSelector !== undefined && (m.direction === 'recvonly' || m.direction === 'sendonly')) : undefined;
+    if (file !== undefined) {
+      this.admit(user, o);
+      // The application's hook decides on file sessions as on joins (its role is not used).
+      await this.authorize({ room: this, identity: o.identity, user, media: file });
+      if (this.closed) throw new ChatError('closed', 'the room is closed');
+      return file.direction === 'recvonly' ? this.focus.files!.pull(this, o, offer, file, user) : this.focus.files!.push(this, o, offer, file, user);
+    }
     if (media === undefined) throw new ChatError('not-acceptable', 'the offer has no MSRP chat stream that takes message/cpim (C-2)');
     this.admit(user, o);
     const role = await this.authorize({ room: this, identity: o.identity, user, media });
@@ -320,6 +331,12 @@ export class Room extends EventEmitter {
 
   /** Leaves the room: its copies end with `#`, its messages are aborted. */
   leave(p: Participant, reason: LeaveReason = 'left'): void {
+    if (p.fileSession !== undefined) {
+      // An RFC 5547 file session (files.ts) is no member: it just ends.
+      if (p.left === undefined) p.close(reason);
+      this.focus.unregister(p);
+      return;
+    }
     const i = this.members.indexOf(p);
     if (i === -1 || p.left !== undefined) return;
     p.close(reason);
@@ -391,6 +408,9 @@ export class Room extends EventEmitter {
 
   /** A request to one of this room's participants' focus URIs (claimRequest). */
   receive(p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse {
+    // A pull session only receives its file (RFC 5547 §8.2: the focus's side is sendonly); a push sends one (files.ts).
+    if (p.fileSession === 'pull' && req.method !== 'REPORT' && (req.method !== 'SEND' || req.hasBody)) return { status: 403, comment: 'Action-not-allowed' };
+    if (p.fileSession === 'push') return this.focus.files!.receivePush(p, req);
     switch (req.method) {
       case 'SEND':
         return this.receiveSend(p, req);
@@ -549,12 +569,7 @@ export class Room extends EventEmitter {
    */
   deliverRemote(m: ClusterMessage): void {
     if (this.closed) return;
-    // A joiner whose history replay had this entry already does not get it twice.
-    const takes = (r: Participant) => r.left === undefined && mediaTypeMatches(r.caps.wrappedTypes, m.mediaType) && (r.streamSeen === undefined || streamIdAfter(m.id, r.streamSeen));
-    const recipients =
-      m.kind === 'regular'
-        ? this.members.filter(takes)
-        : this.members.filter((r) => (r.user === m.to || (r.user === m.from && r.user !== m.to)) && r.caps.privateMessages && takes(r));
+    const recipients = this.remoteRecipients(m);
     this.emit('remote-message', m, recipients);
     if (recipients.length === 0) return;
     let cpim: CpimMessage;
@@ -568,6 +583,15 @@ export class Room extends EventEmitter {
     // C-6: the sender's bytes with this focus's lines (its Timestamp is the sender's node's).
     const body = insertHeaderLines(m.body, cpim, this.focusLines({ nickname: m.nickname }, cpim, m.receivedAt, false));
     for (const r of recipients) this.deliverWhole(r, body, m.kind);
+  }
+
+  /** Who of this node's sessions gets a message of another node (C-7, C-10, C-11). */
+  remoteRecipients(m: Pick<ClusterMessage, 'id' | 'kind' | 'mediaType' | 'to' | 'from'>): Participant[] {
+    // A joiner whose history replay had this entry already does not get it twice.
+    const takes = (r: Participant) => r.left === undefined && mediaTypeMatches(r.caps.wrappedTypes, m.mediaType) && (r.streamSeen === undefined || streamIdAfter(m.id, r.streamSeen));
+    return m.kind === 'regular'
+      ? this.members.filter(takes)
+      : this.members.filter((r) => (r.user === m.to || (r.user === m.from && r.user !== m.to)) && r.caps.privateMessages && takes(r));
   }
 
   /** Sends a whole body to one session. */
@@ -609,7 +633,7 @@ export class Room extends EventEmitter {
     const others = this.roster().filter((u) => u.user !== p.user);
     const names = others.map((u) => u.nickname ?? u.displayName ?? u.uri);
     const where = this.subject !== '' ? `${this.subject} (${this.uri})` : this.uri;
-    return `Welcome to ${where}.\n${names.length === 0 ? 'Nobody else is here.' : `Here: ${names.join(', ')}.`}\nType /help for commands.`;
+    return `Welcome to ${where}.\n${names.length === 0 ? 'Nobody else is here.' : `Here: ${names.join(', ')}.`}\nType /help for commands${this.focus.files !== undefined ? ', /files for the files kept here' : ''}.`;
   }
 
   // ================================================================== NICKNAME (C-13, C-14)
@@ -840,6 +864,21 @@ export class Room extends EventEmitter {
           if (target === undefined) return usage('/unmute <nickname or URI>');
           reply(this.unmute(target, { by: p }) ? `${target} may speak.` : `${target} was not muted.`);
           break;
+        case 'files':
+        case 'get': {
+          const files = this.focus.files;
+          if (files === undefined) return (reply('Files are not kept here.'), true);
+          if (c.name === 'get' && target === undefined) return usage('/get <id>');
+          const answer = c.name === 'files' ? files.listText(this) : files.get(this, p, target!);
+          void answer.then(
+            (t) => t !== undefined && reply(t),
+            (e: unknown) => {
+              this.focus.log.warn('chat: the files could not be read', { room: this.uri, error: (e as Error).message });
+              reply('The files cannot be read now.');
+            },
+          );
+          break;
+        }
         case 'role': {
           const role = c.args[1];
           if (target === undefined || (role !== 'owner' && role !== 'moderator' && role !== 'member')) return usage('/role <nickname or URI> owner|moderator|member');

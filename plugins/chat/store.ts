@@ -47,19 +47,52 @@ export interface HistoryQuery {
   readonly since?: Date;
 }
 
+/** A file sent to a room and kept on disk (files.ts): what /files lists and /get and RFC 5547 pulls find. */
+export interface FileRecord {
+  /** The focus's id of the file (random; never a name a client gave). */
+  readonly id: string;
+  readonly room: string;
+  /** Which node's folder holds it (files.ts: host and folder), so nodes sharing a store keep apart. */
+  readonly owner: string;
+  /** The sender's Message-ID. */
+  readonly messageId: string;
+  /** The sender's URI (its identity in the room). */
+  readonly sender: string;
+  /** The sender's nickname when it was sent. */
+  readonly nickname: string | undefined;
+  /** The Content-Disposition filename, made safe to show (never used for a path). */
+  readonly name: string | undefined;
+  /** The wrapped Content-Type as sent (parameters included). */
+  readonly contentType: string;
+  /** Content octets (the file itself). */
+  readonly size: number;
+  /** sha-256 and sha-1 of the content, upper-case hex (RFC 5547 §6 hash selectors). */
+  readonly sha256: string;
+  readonly sha1: string;
+  /** Octets of the sender's CPIM and MIME headers before the content, in the kept body. */
+  readonly headerBytes: number;
+  readonly receivedAt: Date;
+}
+
 export interface ChatStore {
   /** Opens the database and creates its tables when missing. */
   open(): Promise<void>;
   loadRooms(): Promise<RoomRecord[]>;
   /** Writes the whole record (insert or replace). */
   saveRoom(room: RoomRecord): Promise<void>;
-  /** Removes the room and its history. */
+  /** Removes the room and its history (its files are removed by files.ts, disk and records together). */
   deleteRoom(key: string): Promise<void>;
   appendMessage(m: HistoryRecord): Promise<void>;
   /** The most recent messages, oldest first. */
   history(room: string, q: HistoryQuery): Promise<HistoryRecord[]>;
   /** Keeps the `keep` most recent messages of a room. */
   prune(room: string, keep: number): Promise<void>;
+  addFile(f: FileRecord): Promise<void>;
+  /** The owner's files of a room, oldest first. */
+  files(room: string, owner: string): Promise<FileRecord[]>;
+  /** The owner's files of every room received before `before`, oldest first. */
+  filesBefore(owner: string, before: Date): Promise<FileRecord[]>;
+  deleteFile(id: string, owner: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -139,7 +139,7 @@ interface Node {
   room: Room;
 }
 
-async function startNode(prefix: string, nodeId: string, port = REDIS.port, extra: { maxMessageSize?: number; queue?: number } = {}): Promise<Node> {
+async function startNode(prefix: string, nodeId: string, port = REDIS.port, extra: { maxMessageSize?: number; queue?: number; maxFileSize?: number } = {}): Promise<Node> {
   const chat = new ChatFocus({
     store: { driver: 'memory' },
     cluster: {
@@ -378,16 +378,20 @@ describe('chat: rooms across nodes on Redis', () => {
     }
   });
 
-  it('a message larger than cluster.maxMessageSize stays on its node, counted; an entry read twice is delivered once', async () => {
+  it('a message larger than cluster.maxMessageSize crosses in pieces; over cluster.maxFileSize it stays on its node, counted; an entry read twice is delivered once', async () => {
     const prefix = newPrefix();
-    const n1 = await startNode(prefix, 'one', REDIS.port, { maxMessageSize: 600 });
-    const n2 = await startNode(prefix, 'two', REDIS.port, { maxMessageSize: 600 });
+    const n1 = await startNode(prefix, 'one', REDIS.port, { maxMessageSize: 600, maxFileSize: 900 });
+    const n2 = await startNode(prefix, 'two', REDIS.port, { maxMessageSize: 600, maxFileSize: 900 });
     const clients: ChatClient[] = [];
     try {
       const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
       const carol = await (await ChatClient.connect(n1.t, 'carol')).join(n1.room);
       const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
       clients.push(alice, carol, bob);
+      // Over maxMessageSize, within maxFileSize: across in pieces (cluster-files.ts).
+      const middle = 'm'.repeat(700);
+      assert.equal((await alice.say(middle)).status, 200);
+      await bob.received(middle);
       const big = 'x'.repeat(1000);
       assert.equal((await alice.say(big)).status, 200);
       await carol.received(big);

@@ -1,10 +1,11 @@
 /** A store that keeps everything in memory: for tests and for rooms nobody needs after a restart. */
 
-import type { ChatStore, HistoryQuery, HistoryRecord, RoomRecord } from '../store.ts';
+import type { ChatStore, FileRecord, HistoryQuery, HistoryRecord, RoomRecord } from '../store.ts';
 
 export class MemoryStore implements ChatStore {
   private readonly rooms = new Map<string, RoomRecord>();
   private readonly messages = new Map<string, HistoryRecord[]>();
+  private readonly kept: FileRecord[] = [];
 
   async open(): Promise<void> {}
 
@@ -35,6 +36,23 @@ export class MemoryStore implements ChatStore {
   async prune(room: string, keep: number): Promise<void> {
     const list = this.messages.get(room);
     if (list !== undefined && list.length > keep) list.splice(0, list.length - keep);
+  }
+
+  async addFile(f: FileRecord): Promise<void> {
+    this.kept.push(f);
+  }
+
+  async files(room: string, owner: string): Promise<FileRecord[]> {
+    return this.kept.filter((f) => f.room === room && f.owner === owner);
+  }
+
+  async filesBefore(owner: string, before: Date): Promise<FileRecord[]> {
+    return this.kept.filter((f) => f.owner === owner && f.receivedAt < before);
+  }
+
+  async deleteFile(id: string, owner: string): Promise<void> {
+    const i = this.kept.findIndex((f) => f.id === id && f.owner === owner);
+    if (i >= 0) this.kept.splice(i, 1);
   }
 
   async close(): Promise<void> {}

@@ -7,7 +7,7 @@
 import type { DriverName, SqlDriver } from '../../auth-sql/driver.ts';
 import { createDriver } from '../../auth-sql/load-driver.ts';
 import type { ChatOptions } from '../options.ts';
-import type { ChatStore, HistoryQuery, HistoryRecord, Role, RoomRecord } from '../store.ts';
+import type { ChatStore, FileRecord, HistoryQuery, HistoryRecord, Role, RoomRecord } from '../store.ts';
 
 /** A store on the configured driver: no connection is opened until the first query. */
 export async function openSqlStore(driver: DriverName, o: ChatOptions['store']): Promise<SqlStore> {
@@ -41,6 +41,7 @@ export function checkPrefix(prefix: string): string {
 export class SqlStore implements ChatStore {
   private readonly rooms: string;
   private readonly messages: string;
+  private readonly filesTable: string;
 
   constructor(
     private readonly db: SqlDriver,
@@ -48,6 +49,7 @@ export class SqlStore implements ChatStore {
   ) {
     this.rooms = `${checkPrefix(prefix)}rooms`;
     this.messages = `${prefix}messages`;
+    this.filesTable = `${prefix}files`;
   }
 
   /** `?` placeholders become the driver's (`$1, $2, …` for PostgreSQL). */
@@ -71,6 +73,12 @@ export class SqlStore implements ChatStore {
       [],
     );
     await this.db.run(`CREATE INDEX IF NOT EXISTS ${this.messages}_by_room ON ${this.messages} (room_key, id)`, []);
+    // Files kept in rooms (files.ts): added by CREATE IF NOT EXISTS, so an older database gains the table at open.
+    await this.db.run(
+      `CREATE TABLE IF NOT EXISTS ${this.filesTable} (id TEXT NOT NULL, owner TEXT NOT NULL, room_key TEXT NOT NULL, message_id TEXT NOT NULL, sender TEXT NOT NULL, nickname TEXT, name TEXT, content_type TEXT NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL, sha1 TEXT NOT NULL, header_bytes INTEGER NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (id, owner))`,
+      [],
+    );
+    await this.db.run(`CREATE INDEX IF NOT EXISTS ${this.filesTable}_by_room ON ${this.filesTable} (owner, room_key, received_at)`, []);
   }
 
   async loadRooms(): Promise<RoomRecord[]> {
@@ -135,9 +143,51 @@ export class SqlStore implements ChatStore {
     );
   }
 
+  async addFile(f: FileRecord): Promise<void> {
+    await this.db.run(
+      this.q(
+        `INSERT INTO ${this.filesTable} (id, owner, room_key, message_id, sender, nickname, name, content_type, size, sha256, sha1, header_bytes, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      [f.id, f.owner, f.room, f.messageId, f.sender, f.nickname ?? null, f.name ?? null, f.contentType, f.size, f.sha256, f.sha1, f.headerBytes, f.receivedAt.getTime()],
+    );
+  }
+
+  async files(room: string, owner: string): Promise<FileRecord[]> {
+    const rows = await this.db.all(this.q(`SELECT * FROM ${this.filesTable} WHERE owner = ? AND room_key = ? ORDER BY received_at, id`), [owner, room]);
+    return rows.map(fileRow);
+  }
+
+  async filesBefore(owner: string, before: Date): Promise<FileRecord[]> {
+    const rows = await this.db.all(this.q(`SELECT * FROM ${this.filesTable} WHERE owner = ? AND received_at < ? ORDER BY received_at, id`), [owner, before.getTime()]);
+    return rows.map(fileRow);
+  }
+
+  async deleteFile(id: string, owner: string): Promise<void> {
+    await this.db.run(this.q(`DELETE FROM ${this.filesTable} WHERE id = ? AND owner = ?`), [id, owner]);
+  }
+
   close(): Promise<void> {
     return this.db.close();
   }
+}
+
+function fileRow(r: Record<string, unknown>): FileRecord {
+  const opt = (v: unknown) => (v === null || v === undefined ? undefined : String(v));
+  return {
+    id: String(r.id),
+    owner: String(r.owner),
+    room: String(r.room_key),
+    messageId: String(r.message_id),
+    sender: String(r.sender),
+    nickname: opt(r.nickname),
+    name: opt(r.name),
+    contentType: String(r.content_type),
+    size: Number(r.size),
+    sha256: String(r.sha256),
+    sha1: String(r.sha1),
+    headerBytes: Number(r.header_bytes),
+    receivedAt: new Date(Number(r.received_at)),
+  };
 }
 
 function parseJson(v: unknown): unknown {
