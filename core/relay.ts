@@ -484,10 +484,12 @@ export class Relay implements PluginHost {
     return conn;
   }
 
-  /** Opens the next leg through the provider of `hop.transport` (R-12: reused when sharing is on). */
+  /** Opens the next leg through the provider of `hop.transport` (R-12: reused when sharing is on, worker links excepted). */
   private async dial(hop: NextHop, session: Session<Connection>): Promise<Connection> {
     const label = `${hop.transport}://${hop.host}:${hop.port}`;
-    if (this.configValue.shareOutboundConnections) {
+    // Never a worker link: one that carried several sessions would stall them all behind one
+    // receiver that does not read (head-of-line blocking); a Unix socket per session is cheap.
+    if (this.configValue.shareOutboundConnections && hop.transport !== WORKER_TRANSPORT) {
       for (const c of this.connections) if (c.direction === 'outbound' && !c.isClosed && peerOf(c).label === label) return c;
     }
     const provider = this.registry.get(hop.transport);
