@@ -5,12 +5,14 @@
  * worker the kernel gives them. One room with members on both workers: regular messages,
  * private messages, NICKNAME, is-composing, a 12 MiB file whole at every member (sha-256), and a
  * member on worker 1 that reads nothing, which holds back neither a member on worker 1 nor the
- * room (C-16).
+ * room (C-16). Then with the chat `cluster` option on the real Redis (127.0.0.1:6379): each worker
+ * a node, members joined on different workers see each other.
  */
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -275,5 +277,93 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     await until('carol gone from the room', async () => ((await members()).some((m) => m.user === carol.sip) ? undefined : true), 60_000);
     await bob.say('after carol');
     for (const c of [alice, dave]) await c.received('after carol', 60_000);
+  });
+});
+
+describe('chat under msrprelay --workers 2 with the cluster option: each worker a node on Redis', () => {
+  let dir: string;
+  let r: Running;
+  const control: number[] = [];
+  const open: ChatClient[] = [];
+  const room = 'sip:nodes@example.com';
+
+  async function post<T>(w: number, path: string, body: unknown): Promise<T> {
+    const res = await fetch(`http://127.0.0.1:${control[w]}${path}`, { method: 'POST', body: JSON.stringify(body) });
+    const json = (await res.json()) as T & { error?: string };
+    if (res.status !== 200) throw new Error(`${path}: ${json.error}`);
+    return json;
+  }
+
+  async function on(w: number, name: string): Promise<ChatClient> {
+    for (let i = 0; i < 60; i++) {
+      const c = await ChatClient.connect({ tcpPort: r.tcpPort }, name, { timeoutMs: 60_000 });
+      if (workerOf(c.usePath[0]!) === w) {
+        open.push(c);
+        return c;
+      }
+      await c.close();
+    }
+    throw new Error(`no connection landed on worker ${w}`);
+  }
+
+  /** Joins the room of worker `w`'s node, as a SIP front in that worker would. */
+  async function enterAt(w: number, c: ChatClient): Promise<ChatClient> {
+    const { sdpAnswer } = await post<{ sdpAnswer: string }>(w, '/join', { room, sdpOffer: c.offer(), identity: { uri: c.sip } });
+    c.room = room;
+    c.focusUri = msrpMedia(parseSdp(sdpAnswer))[0]!.path[0]!;
+    c.toPath = [...c.usePath, c.focusUri];
+    return c;
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'msrprelay-chat-workers-redis-'));
+    const portFile = join(dir, 'control.port');
+    const file = join(dir, 'msrprelay.config.mjs');
+    const keyPrefix = `test:chat-workers:${randomBytes(6).toString('hex')}:`;
+    writeFileSync(file, configText(portFile, { redis: { url: 'redis://127.0.0.1:6379', keyPrefix }, nodeId: 'relay', heartbeat: 0.2, rosterTtl: 1 }));
+    r = await start(file);
+    for (const w of [0, 1]) {
+      const f = `${portFile}.${w}`;
+      control[w] = Number(await until(`the control port of worker ${w}`, () => (existsSync(f) ? readFileSync(f, 'utf8') || undefined : undefined)));
+      await post(w, '/create', { room });
+    }
+  });
+
+  after(async () => {
+    for (const c of open) if (!c.c.isClosed) await c.close();
+    if (r !== undefined && r.child.exitCode === null) {
+      r.child.kill('SIGTERM');
+      const code = await Promise.race([r.exited, new Promise((x) => setTimeout(x, 20_000).unref())]);
+      if (code === undefined) r.child.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the node ids name the workers; members joined on different workers see each other, in either direction', async () => {
+    const ids = await Promise.all([0, 1].map(async (w) => (await post<{ nodeId: string }>(w, '/node', { room })).nodeId));
+    assert.deepEqual(ids, ['relay-w0', 'relay-w1']);
+    // Joined where its token is, and where it is not (the room reaches it over the worker link).
+    const alice = await enterAt(0, await on(0, 'alice'));
+    const bob = await enterAt(1, await on(1, 'bob'));
+    const carol = await enterAt(0, await on(1, 'carol'));
+    assert.deepEqual([alice, bob, carol].map((c) => workerOf(c.focusUri)), [0, 1, 0]);
+    await until('worker 0 sees bob', async () => ((await post<{ remote: string[] }>(0, '/node', { room })).remote.includes('bob@example.com') ? true : undefined));
+    await until('worker 1 sees alice and carol', async () => {
+      const remote = (await post<{ remote: string[] }>(1, '/node', { room })).remote;
+      return remote.includes('alice@example.com') && remote.includes('carol@example.com') ? true : undefined;
+    });
+    assert.equal((await alice.say('hello from node w0')).status, 200);
+    for (const c of [bob, carol]) assert.equal((await c.received('hello from node w0', 60_000)).cpim.from.uri, alice.sip);
+    assert.equal((await bob.say('hello from node w1')).status, 200);
+    for (const c of [alice, carol]) assert.equal((await c.received('hello from node w1', 60_000)).cpim.from.uri, bob.sip);
+    assert.equal((await bob.say('psst carol', { to: carol.sip })).status, 200);
+    await carol.received('psst carol', 60_000);
+    await bob.say('fence');
+    await alice.received('fence', 60_000);
+    assert.equal(alice.copies('psst carol').length, 0);
+    // Each once, and none back to its sender.
+    for (const [c, text, n] of [[alice, 'hello from node w1', 1], [bob, 'hello from node w0', 1], [carol, 'hello from node w0', 1], [carol, 'hello from node w1', 1], [alice, 'hello from node w0', 0], [bob, 'hello from node w1', 0]] as const) {
+      assert.equal(c.copies(text).length, n, `${c.name}: ${text}`);
+    }
   });
 });
