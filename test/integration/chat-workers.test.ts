@@ -45,7 +45,7 @@ export default {
   listen: [{ transport: 'tcp', host: '127.0.0.1', port: 0, insecureAuth: true }],
   limits: { maxMessageSize: 64 * 2 ** 20 },
   timeouts: { outputStall: 600 },
-  plugins: [['auth-memory', { users: ${JSON.stringify(USERS)} }], chat, new Control(chat, ${JSON.stringify(portFile)}, ${cluster !== undefined})],
+  plugins: [['auth-memory', { users: ${JSON.stringify(USERS)} }], chat, new Control(chat, ${JSON.stringify(portFile)})],
 };
 `;
 }
@@ -116,11 +116,12 @@ type Member = { user: string; congested: boolean; dropped: number; delivered: nu
 describe('chat under msrprelay --workers 2: one room, members on both workers', () => {
   let dir: string;
   let r: Running;
-  let control: number;
+  const control: number[] = [];
   const open: ChatClient[] = [];
 
-  async function post<T>(path: string, body: unknown): Promise<T> {
-    const res = await fetch(`http://127.0.0.1:${control}${path}`, { method: 'POST', body: JSON.stringify(body) });
+  /** Asks the control of worker `w` (0 unless given: where the room is). */
+  async function post<T>(path: string, body: unknown, w = 0): Promise<T> {
+    const res = await fetch(`http://127.0.0.1:${control[w]}${path}`, { method: 'POST', body: JSON.stringify(body) });
     const json = (await res.json()) as T & { error?: string };
     if (res.status !== 200) throw new Error(`${path}: ${json.error}`);
     return json;
@@ -164,7 +165,10 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     const file = join(dir, 'msrprelay.config.mjs');
     writeFileSync(file, configText(portFile));
     r = await start(file);
-    control = Number(await until('the control port', () => (existsSync(portFile) ? readFileSync(portFile, 'utf8') || undefined : undefined)));
+    for (const w of [0, 1]) {
+      const f = `${portFile}.${w}`;
+      control[w] = Number(await until(`the control port of worker ${w}`, () => (existsSync(f) ? readFileSync(f, 'utf8') || undefined : undefined)));
+    }
     await post('/create', { room: ROOM });
     alice = await enter(await on(0, 'alice'));
     erin = await enter(await on(0, 'erin'));
@@ -202,6 +206,12 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     for (const c of [alice, erin, dave, carol]) assert.equal((await c.received('hello from worker 1', 60_000)).cpim.from.uri, bob.sip);
     assert.equal(alice.copies('hello from worker 0').length, 0);
     assert.equal(bob.copies('hello from worker 1').length, 0);
+  });
+
+  it('the tokens of the members on worker 1 are bound by the focus\'s links (I-4: they do not expire under a chat)', async () => {
+    for (const c of [bob, dave, carol]) {
+      assert.deepEqual(await post('/session', { id: parseUri(c.usePath[0]!).sessionId }, 1), { bound: true }, c.name);
+    }
   });
 
   it('a private message goes to its recipient only, across workers and within worker 1 (C-11)', async () => {

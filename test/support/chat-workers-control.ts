@@ -1,10 +1,9 @@
 /**
  * A test-only stand-in for the SIP front of a chat deployment under `msrprelay --workers N`
  * (test/integration/chat-workers.test.ts): a plugin, configured after the chat focus, that
- * opens a small HTTP endpoint in worker 0 only (MSRPRELAY_WORKER_ID), the one place where
- * rooms are created and joined, as a SIP application in one place would do, and writes its
- * port to `portFile`. With `everyWorker` (the chat `cluster` option, each worker a node of
- * its own) every worker opens one and writes its port to `<portFile>.<worker index>`.
+ * opens a small HTTP endpoint in every worker and writes its port to `<portFile>.<worker index>`
+ * (MSRPRELAY_WORKER_ID). The test creates and joins rooms in worker 0 only, as a SIP application
+ * in one place would do, or, with the chat `cluster` option (each worker a node), in both.
  *
  * POST JSON:
  *   /create  { room, options? }                          → { uri }
@@ -19,7 +18,7 @@ import type { PluginHost, RelayPlugin } from '../../core/index.ts';
 import type ChatFocus from '../../plugins/chat/index.ts';
 import type { RoomOptions } from '../../plugins/chat/index.ts';
 
-type Ask = { room: string; options?: RoomOptions; sdpOffer?: string; identity?: { uri: string }; nickname?: string };
+type Ask = { id?: string; room: string; options?: RoomOptions; sdpOffer?: string; identity?: { uri: string }; nickname?: string };
 
 export default class ChatWorkersControl implements RelayPlugin {
   readonly name = 'chat-workers-control';
@@ -28,12 +27,14 @@ export default class ChatWorkersControl implements RelayPlugin {
   constructor(
     private readonly chat: ChatFocus,
     private readonly portFile: string,
-    private readonly everyWorker = false,
   ) {}
 
-  async apply(_relay: PluginHost): Promise<void> {
+  private relay: PluginHost | undefined;
+
+  async apply(relay: PluginHost): Promise<void> {
+    this.relay = relay;
     const worker = process.env['MSRPRELAY_WORKER_ID'];
-    if ((worker !== '0' && !this.everyWorker) || this.server !== undefined) return;
+    if (worker === undefined || this.server !== undefined) return;
     const server = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (d: Buffer) => chunks.push(d));
@@ -53,10 +54,14 @@ export default class ChatWorkersControl implements RelayPlugin {
     this.server = server;
     // exclusive: this worker's own socket, not one the cluster shares.
     await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, r));
-    writeFileSync(this.everyWorker ? `${this.portFile}.${worker}` : this.portFile, String((server.address() as { port: number }).port));
+    writeFileSync(`${this.portFile}.${worker}`, String((server.address() as { port: number }).port));
   }
 
   private async answer(path: string, a: Ask): Promise<unknown> {
+    if (path === '/session') {
+      const s = this.relay!.sessions.get(a.id!);
+      return s === undefined ? {} : { bound: s.bound };
+    }
     if (path === '/node') {
       const room = this.chat.rooms.get(a.room);
       return { nodeId: this.chat.cluster?.nodeId, remote: room === undefined ? [] : this.chat.cluster?.remoteSessions(room).map((s) => s.user) };
