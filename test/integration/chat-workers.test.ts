@@ -22,7 +22,7 @@ import { seededSource, hashSource } from '../../core/testing/index.ts';
 import { parseUri } from '../../core/protocol/uri.ts';
 import { workerOfSession } from '../../core/session/session-table.ts';
 import { formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, readCopy } from '../support/chat.ts';
+import { ChatClient, USERS, offerSdp, readCopy } from '../support/chat.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/msrprelay.js', import.meta.url));
 const CHAT = fileURLToPath(new URL('../../plugins/chat/index.ts', import.meta.url));
@@ -280,6 +280,17 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     await alice.say('carol is back');
     await carol.received('carol is back', 60_000);
     assert.equal(carol.copies('while carol is congested').length, 0);
+  });
+
+  it('a member whose offer names a token worker 1 does not have leaves at the first copy (481)', async () => {
+    const ghost = await on(0, 'frank');
+    // Its offer's path: a token of worker 1 that nobody was given, then its own URI.
+    const forged = ghost.usePath[0]!.replace(/\/[0-9A-Za-z]+;tcp$/, `/1${'x'.repeat(22)};tcp`);
+    const { sdpAnswer } = await post<{ sdpAnswer: string }>('/join', { room: ROOM, sdpOffer: offerSdp({ path: [forged, ghost.c.uri] }), identity: { uri: ghost.sip } });
+    assert.ok(sdpAnswer.includes('a=path:'));
+    assert.ok((await members()).some((m) => m.user === ghost.sip));
+    await alice.say('anyone there');
+    await until('the member of the forged token gone', async () => ((await members()).some((m) => m.user === ghost.sip) ? undefined : true), 60_000);
   });
 
   it('a member on worker 1 whose connection closes leaves the room in worker 0', async () => {
