@@ -28,6 +28,8 @@ export interface DeliveryOwner {
   blocked(d: Delivery): void;
   unblocked(d: Delivery): void;
   finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void;
+  /** A token on the way does not exist (481): expired, invalidated or never there. */
+  unreachable?(d: Delivery): void;
 }
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -105,6 +107,8 @@ export class Delivery {
     void this.out.result.then((r) => {
       // An error answer (413 from the recipient, 481 from its relay) or none: stop here.
       if (r.status !== 200 && r.status !== 0 && this.state === 'active') this.finish('#', 'failed', r);
+      // 481 (RFC 4975: the session does not exist), even after the copy ended: its way is gone.
+      if (r.status === 481) this.owner.unreachable?.(this);
     });
     this.pump();
   }

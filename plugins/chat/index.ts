@@ -184,6 +184,8 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
   private readonly routeTimers = new Map<Participant, NodeJS.Timeout>();
+  /** Worker links the focus opened toward participants (routeAcrossWorkers), closed when they leave. */
+  private readonly links = new Map<Participant, ConnectionContext>();
 
   constructor(options: ChatOptionsInput = {}) {
     this.options = resolveOptions(options);
@@ -327,6 +329,8 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     const t = this.routeTimers.get(p);
     if (t !== undefined) clearTimeout(t);
     this.routeTimers.delete(p);
+    this.links.get(p)?.close();
+    this.links.delete(p);
     if (p.route !== undefined) {
       const set = this.byTarget.get(p.route.target);
       set?.delete(p);
@@ -351,6 +355,25 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       if (p.route === undefined && p.left === undefined) p.room.leave(p, 'no-connection');
     }, this.options.connectTimeout * 1000).unref();
     this.routeTimers.set(p, t);
+    this.routeAcrossWorkers(p);
+  }
+
+  /**
+   * Cluster mode (`--workers`): a participant whose token another worker issued is reached over
+   * a worker link of its own, at once (as a token of this worker is), and one slow participant
+   * holds back no other (C-16). Its first request may still come first another way: that wins.
+   */
+  private routeAcrossWorkers(p: Participant): void {
+    const link = p.path.length >= 2 ? this.relay.openWorkerLink(p.path[0]!) : undefined;
+    link?.then(
+      (conn) => {
+        if (p.route !== undefined || p.left !== undefined) return conn.close();
+        this.links.set(p, conn);
+        // As the token's worker hands it on: To-Path the whole a=path, From-Path the focus (R-58).
+        this.bindRoute(p, { target: conn, toPath: p.path, fromPath: [p.uri] });
+      },
+      (e: unknown) => this.log.warn('chat: no worker link toward a participant', { error: (e as Error).message }),
+    );
   }
 
   persist(room: Room): void {

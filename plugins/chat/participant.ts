@@ -209,6 +209,11 @@ export class Participant implements DeliveryOwner {
     this.checkCongestion();
   }
 
+  /** No copy can reach it (481 on the way: a token of another relay or worker gone, or never there): it leaves. */
+  unreachable(_d: Delivery): void {
+    if (this.left === undefined) this.room.leave(this, 'disconnected');
+  }
+
   finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', _r?: OriginateResult): void {
     this.stats.bytesOut += d.written;
     if (result === 'sent') this.stats.delivered++;
