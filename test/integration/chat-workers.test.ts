@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -31,11 +31,11 @@ const MiB = 2 ** 20;
 const ROOM = 'sip:workers@example.com';
 
 /** The relay's config: the chat focus (with `cluster` options: each worker a node on Redis), then the control. */
-function configText(portFile: string, cluster?: object): string {
+function configText(portFile: string, cluster?: object, filesDir?: string): string {
   return `import ChatFocus from ${JSON.stringify(CHAT)};
 import Control from ${JSON.stringify(CONTROL)};
 const chat = new ChatFocus({
-  store: { driver: 'memory' },${cluster !== undefined ? `\n  cluster: ${JSON.stringify(cluster)},` : ''}
+  store: { driver: 'memory' },${cluster !== undefined ? `\n  cluster: ${JSON.stringify(cluster)},` : ''}${filesDir !== undefined ? `\n  files: { enabled: true, dir: ${JSON.stringify(filesDir)} },` : ''}
   limits: { maxMessageSize: 32 * 2 ** 20 },
   congestion: { backlogBytes: 2 ** 20, dropAfter: 600 },
   spool: { memoryBytes: 2 ** 20 },
@@ -163,7 +163,7 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     dir = mkdtempSync(join(tmpdir(), 'msrprelay-chat-workers-'));
     const portFile = join(dir, 'control.port');
     const file = join(dir, 'msrprelay.config.mjs');
-    writeFileSync(file, configText(portFile));
+    writeFileSync(file, configText(portFile, undefined, join(dir, 'files')));
     r = await start(file);
     for (const w of [0, 1]) {
       const f = `${portFile}.${w}`;
@@ -280,6 +280,12 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     await alice.say('carol is back');
     await carol.received('carol is back', 60_000);
     assert.equal(carol.copies('while carol is congested').length, 0);
+    // Kept by worker 0, where the room is, in a folder of its own: worker 1's start cleared
+    // nothing of it (each worker clears only files of its own folder it has no record of).
+    const kept = (w: number) => readdirSync(join(dir, 'files', `w${w}`)).filter((n) => n.endsWith('.file'));
+    await until('the file kept by worker 0', () => (kept(0).length === 1 ? true : undefined));
+    assert.equal(statSync(join(dir, 'files', 'w0', kept(0)[0]!)).size, file.size);
+    assert.deepEqual(kept(1), []);
   });
 
   it('a member whose offer names a token worker 1 does not have leaves at the first copy (481)', async () => {
