@@ -186,7 +186,9 @@ export class Participant implements DeliveryOwner {
 
   private startDelivery(d: Delivery): void {
     this.active.add(d);
-    d.start(this.room.focus.relay, this.route!);
+    // Behind another relay (To-Path beyond the participant's own URI): chunks it can route.
+    const route = this.route!;
+    d.start(this.room.focus.relay, route, route.toPath.length > 1 ? this.room.focus.options.relayedChunkSize : 0);
   }
 
   blocked(_d: Delivery): void {
