@@ -114,6 +114,12 @@ export const CHAT_SCHEMA = {
      * Kamailio's msrp module routes no frame over about 11 KB (RFC.md I-16).
      */
     relayedChunkSize: count(8192),
+    /**
+     * A refused SEND from a participant behind another relay also gets a failure REPORT from the
+     * focus (relayed-report.ts): Kamailio's msrp module answers its hop 200 itself and makes no
+     * REPORT of the focus's error response (R-63). A relay that does will make a second one.
+     */
+    relayedReports: { type: 'boolean', default: true },
     /** A participant that has not connected (no request, no relay session) within this is dropped. */
     connectTimeout: seconds(30),
     spool: {
@@ -234,6 +240,7 @@ export interface ChatOptions {
   congestion: { backlogBytes: number; markAfter: number; dropAfter: number; maxQueued: number };
   chunkTimeout: number;
   relayedChunkSize: number;
+  relayedReports: boolean;
   connectTimeout: number;
   spool: { dir: string; memoryBytes: number };
   welcome: 'non-chat-aware' | 'all' | 'none';
