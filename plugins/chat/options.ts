@@ -111,7 +111,7 @@ export const CHAT_SCHEMA = {
     /**
      * Copies to a participant behind another relay (its route's To-Path names more than its own
      * URI) go in chunks of at most this many body bytes (C-6 allows re-chunking); 0: one chunk.
-     * Kamailio's msrp module routes no frame over about 11 KB (RFC.md I-16).
+     * Kamailio's msrp module routes no frame over about 11 KB (its peer README, caveat 7).
      */
     relayedChunkSize: count(8192),
     /**

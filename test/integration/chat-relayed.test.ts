@@ -1,7 +1,7 @@
 /**
  * A participant behind another relay (a second msrprelay in front, chained AUTH, R-45): the
  * focus sends its copies in chunks of at most `relayedChunkSize` body bytes (C-6 re-chunking, for
- * relays that route small frames only, I-16), and a refused SEND also gets the focus's failure
+ * relays that route small frames only, like Kamailio's), and a refused SEND also gets the focus's failure
  * REPORT (for relays that make none of the focus's error response, R-63). The same with Kamailio
  * in front: interop-kamailio-chat.test.ts.
  */
