@@ -9,8 +9,19 @@
  * message, unless Failure-Report is no (R-64).
  */
 
-import type { LocalReceiver, LocalRequest, LocalResponse, PluginHost } from '../../core/index.ts';
+import type { ConnectionContext, LocalReceiver, LocalRequest, LocalResponse, PluginHost, SessionInfo } from '../../core/index.ts';
 import { formatByteRange } from '../../core/protocol/index.ts';
+
+/** A worker link (--workers) joins workers of this relay, not another relay. */
+const isWorkerLink = (c: ConnectionContext | SessionInfo) => 'transport' in c && c.transport === 'worker';
+
+/**
+ * Whether copies on this route pass another relay: its To-Path names more than the participant's
+ * own URI, and it is not a worker link to the token's worker (that one is this relay).
+ */
+export function throughOtherRelay(route: { target: ConnectionContext | SessionInfo; toPath: readonly string[] }): boolean {
+  return route.toPath.length > 1 && !isWorkerLink(route.target);
+}
 
 /** Messages already reported, per participant session (bounded: the last few). */
 const REMEMBERED = 64;
@@ -22,7 +33,7 @@ export class RelayedRefusals {
 
   /** Whether the request came through a relay other than this one (its way back has more than the sender's URI). */
   static behindRelay(lr: LocalRequest): boolean {
-    return lr.request.method === 'SEND' && lr.reply.toPath.length > 1;
+    return lr.request.method === 'SEND' && lr.reply.toPath.length > 1 && !isWorkerLink(lr.connection);
   }
 
   /** The receiver, with a REPORT for a refusal at its end-line. */
