@@ -25,6 +25,7 @@ import { ClusterFiles } from './cluster-files.ts';
 import { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
+import { RelayedRefusals } from './relayed-report.ts';
 import type { ChatHooks, FocusCore } from './focus-core.ts';
 import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } from './options.ts';
 import type { Participant } from './participant.ts';
@@ -186,6 +187,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private readonly routeTimers = new Map<Participant, NodeJS.Timeout>();
   /** Worker links the focus opened toward participants (routeAcrossWorkers), closed when they leave. */
   private readonly links = new Map<Participant, ConnectionContext>();
+  private readonly refusals = new RelayedRefusals(() => this.relay);
 
   constructor(options: ChatOptionsInput = {}) {
     this.options = resolveOptions(options);
@@ -285,7 +287,10 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     // The first request shows the way back (a participant through another relay, or connected straight).
     if (p.route === undefined) this.bindRoute(p, { target: lr.session ?? lr.connection, toPath: lr.reply.toPath, fromPath: lr.reply.fromPath });
     const r = p.room.receive(p, lr.request);
-    if ('onEnd' in r) return r;
+    // Behind another relay, a refusal also goes back as a REPORT (relayed-report.ts, R-63).
+    const relayed = this.options.relayedReports && RelayedRefusals.behindRelay(lr);
+    if ('onEnd' in r) return relayed ? this.refusals.wrap(lr, p.sessionId, r) : r;
+    if (relayed) this.refusals.report(lr, p.sessionId, r);
     return { reject: new MsrpError(STATUS_CODES[r.status] ?? 'MSRP_ERR_FORBIDDEN', r.comment ?? '', { status: r.status }) };
   }
 
@@ -325,6 +330,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   }
 
   unregister(p: Participant): void {
+    this.refusals.forget(p.sessionId);
     if (this.bySession.get(p.sessionId) === p) this.bySession.delete(p.sessionId);
     const t = this.routeTimers.get(p);
     if (t !== undefined) clearTimeout(t);
