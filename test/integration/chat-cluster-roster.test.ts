@@ -1,0 +1,87 @@
+/**
+ * What rooms across nodes used to leave per node (the chat plugin's cluster option,
+ * cluster-roster.ts): two relays, each with its own chat focus, on a
+ * real Redis (127.0.0.1:6379, a key prefix of their own per test). The welcome and /who name the
+ * users of both nodes; a client without a=chatroom is told of the other node's joins and leaves
+ * once per user (C-17, C-10).
+ */
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { TestRelay } from '../../core/testing/index.ts';
+import type ChatFocus from '../../plugins/chat/index.ts';
+import type { Room } from '../../plugins/chat/index.ts';
+import { Clients, type ChatClient, redisPrefixes, seesRemote, startClusterNode, until } from '../support/chat.ts';
+
+const ROOM = 'sip:everyone@example.com';
+const newPrefix = redisPrefixes('chatroster');
+
+interface Node {
+  t: TestRelay;
+  chat: ChatFocus;
+}
+
+/** The room of node A (created there) and node B (opened there). */
+async function sharedRoom(a: Node, b: Node): Promise<[Room, Room]> {
+  const ra = await a.chat.rooms.create(ROOM, { subject: 'Everyone' });
+  const rb = await b.chat.rooms.open(ROOM);
+  assert.ok(rb !== undefined, 'node B opens the room node A created');
+  return [ra, rb];
+}
+
+/** The status messages of the focus a client got, by their text. */
+const statuses = (c: ChatClient, text: string) => c.copies(text).filter((x) => x.focus('Type') === 'status');
+
+describe('chat: the roster across nodes, as participants see it', () => {
+  it('the welcome and /who name the users of both nodes; joins and leaves on the other node are told once per user (C-17)', async () => {
+    const prefix = newPrefix();
+    const a = await startClusterNode({ prefix, nodeId: 'a' });
+    const b = await startClusterNode({ prefix, nodeId: 'b' });
+    const clients = new Clients();
+    try {
+      const [ra, rb] = await sharedRoom(a, b);
+      await clients.join(a.t, 'alice', ra, { nickname: 'al' });
+      await clients.join(b.t, 'bob', rb, { nickname: 'bobby' });
+      await until('node A sees bob', () => seesRemote(ra, 'bob@example.com'));
+
+      // C-17: a client without a=chatroom on A is welcomed with the users of both nodes.
+      const carol = await clients.join(a.t, 'carol', ra, { chatroom: null });
+      const welcome = await carol.received((c) => c.text.startsWith('Welcome'));
+      assert.match(welcome.text, /^Welcome to Everyone \(sip:everyone@example\.com\)\.\nHere: al, bobby\.\n/);
+      // /who answers with both nodes' users.
+      assert.equal((await carol.say('/who')).status, 200);
+      const who = await carol.received((c) => c.text.includes('<sip:bob@example.com>'));
+      assert.deepEqual(who.text.split('\n').sort(), ['al <sip:alice@example.com>', 'bobby <sip:bob@example.com>', 'sip:carol@example.com <sip:carol@example.com>']);
+      // The same on B: bob's /who names alice and carol of A.
+      await until('node B sees carol', () => seesRemote(rb, 'carol@example.com'));
+      const bob = clients.open[1]!;
+      assert.equal((await bob.say('/who')).status, 200);
+      const whoB = await bob.received((c) => c.text.includes('<sip:carol@example.com>'));
+      assert.match(whoB.text, /^al <sip:alice@example\.com>$/m);
+
+      // A user joining on B is told to carol on A; one with sessions on both nodes once.
+      const erinB = await clients.join(b.t, 'erin', rb);
+      await carol.received('sip:erin@example.com joined');
+      await until('node A sees erin', () => seesRemote(ra, 'erin@example.com'));
+      const erinA = await clients.join(a.t, 'erin', ra);
+      // A second session of erin here is no news; dave's join on B comes after it.
+      const dave = await clients.join(b.t, 'dave', rb);
+      await carol.received('sip:dave@example.com joined');
+      assert.equal(statuses(carol, 'sip:erin@example.com joined').length, 1, 'erin, on two nodes, joined once');
+
+      // erin leaves A but is still on B: not gone; then she leaves B too: gone, told once.
+      ra.leave(erinA.participant);
+      rb.leave(erinB.participant);
+      await carol.received('sip:erin@example.com left');
+      rb.leave(dave.participant);
+      await carol.received('sip:dave@example.com left');
+      assert.equal(statuses(carol, 'sip:erin@example.com left').length, 1, 'erin left once');
+      // A client of rooms (a=chatroom) has the roster from conference-info: it gets no such status.
+      assert.equal(clients.open[0]!.copies('sip:dave@example.com joined').length, 0);
+    } finally {
+      await clients.close();
+      await a.t.close();
+      await b.t.close();
+    }
+  });
+});
