@@ -257,7 +257,6 @@ export class Room extends EventEmitter {
       const answer = await this.sharedNicknameAnswer(p, o.nickname);
       if (answer.status !== 200) throw new ChatError('nickname', `nickname ${JSON.stringify(o.nickname)}: ${answer.comment}`);
     }
-    if (role !== undefined && this.roleOf(user) === 'member') this.roles.set(user, role);
     const w = this.focus.options.welcome;
     const welcome = w === 'all' || (w === 'non-chat-aware' && !p.caps.chatAware);
     // Across nodes the welcome names everyone: the shared roster is read now (cluster-roster.ts).
@@ -270,6 +269,11 @@ export class Room extends EventEmitter {
       // A nickname claimed across nodes for a joiner that does not come in is let go.
       if (p.nicknameKey !== undefined) this.focus.cluster?.releaseNickname(this, p.user, p.nicknameKey);
       throw e;
+    }
+    if (role !== undefined && this.roleOf(user) === 'member') {
+      // The hook's role is the room's, as one given by /role: kept, and shared across nodes (cluster-state.ts).
+      this.roles.set(user, role);
+      this.changed('role', o.identity.uri, role, undefined);
     }
 
     const sdpAnswer = buildAnswer({

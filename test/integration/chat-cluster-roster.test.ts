@@ -1,9 +1,9 @@
 /**
  * What rooms across nodes used to leave per node (the chat plugin's cluster option,
- * cluster-roster.ts): two relays, each with its own chat focus, on a
+ * cluster-roster.ts, cluster-state.ts): two relays, each with its own chat focus, on a
  * real Redis (127.0.0.1:6379, a key prefix of their own per test). The welcome and /who name the
  * users of both nodes; a client without a=chatroom is told of the other node's joins and leaves
- * once per user (C-17, C-10).
+ * once per user (C-17, C-10); a role the join hook gives on one node holds on the other.
  */
 
 import assert from 'node:assert/strict';
@@ -78,6 +78,32 @@ describe('chat: the roster across nodes, as participants see it', () => {
       assert.equal(statuses(carol, 'sip:erin@example.com left').length, 1, 'erin left once');
       // A client of rooms (a=chatroom) has the roster from conference-info: it gets no such status.
       assert.equal(clients.open[0]!.copies('sip:dave@example.com joined').length, 0);
+    } finally {
+      await clients.close();
+      await a.t.close();
+      await b.t.close();
+    }
+  });
+
+  it('a role the join hook gives on one node holds on the other', async () => {
+    const prefix = newPrefix();
+    const a = await startClusterNode({ prefix, nodeId: 'a' });
+    const b = await startClusterNode({ prefix, nodeId: 'b' });
+    const clients = new Clients();
+    try {
+      const [ra, rb] = await sharedRoom(a, b);
+      // Node A's application makes erin a moderator as she joins there; node B's has no hook.
+      a.chat.hooks.authorizeJoin.tapPromise('test', async (q) => (q.user === 'erin@example.com' ? { role: 'moderator' } : undefined));
+      const bob = await clients.join(b.t, 'bob', rb, { nickname: 'bob' });
+      const erin = await clients.join(a.t, 'erin', ra);
+      assert.equal(erin.participant.role, 'moderator');
+      await until('node B has erin as moderator', () => rb.roleOf('erin@example.com') === 'moderator');
+      // erin moderates on B with a second session there: her /mute holds on B.
+      const erinB = await clients.join(b.t, 'erin', rb);
+      assert.equal((await erinB.say('/mute bob')).status, 200);
+      await erinB.received('sip:bob@example.com is muted.');
+      assert.equal((await bob.say('may I?')).status, 403);
+      await until('node A has bob muted', () => ra.isMuted('bob@example.com'));
     } finally {
       await clients.close();
       await a.t.close();
