@@ -1,17 +1,22 @@
 /**
  * What rooms across nodes used to leave per node (the chat plugin's cluster option,
- * cluster-roster.ts, cluster-state.ts): two relays, each with its own chat focus, on a
+ * cluster-roster.ts, cluster-state.ts, files.ts): two relays, each with its own chat focus, on a
  * real Redis (127.0.0.1:6379, a key prefix of their own per test). The welcome and /who name the
  * users of both nodes; a client without a=chatroom is told of the other node's joins and leaves
- * once per user (C-17, C-10); a role the join hook gives on one node holds on the other.
+ * once per user (C-17, C-10); a role the join hook gives on one node holds on the other; an
+ * RFC 5547 push session carries one file, a second on it is refused with 413 (§8.7).
  */
 
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestRelay } from '../../core/testing/index.ts';
 import type ChatFocus from '../../plugins/chat/index.ts';
 import type { Room } from '../../plugins/chat/index.ts';
 import { Clients, type ChatClient, redisPrefixes, seesRemote, startClusterNode, until } from '../support/chat.ts';
+import { cpimFile, pushOffer, wholeCopy } from '../support/chat-files.ts';
 
 const ROOM = 'sip:everyone@example.com';
 const newPrefix = redisPrefixes('chatroster');
@@ -104,6 +109,45 @@ describe('chat: the roster across nodes, as participants see it', () => {
       await erinB.received('sip:bob@example.com is muted.');
       assert.equal((await bob.say('may I?')).status, 403);
       await until('node A has bob muted', () => ra.isMuted('bob@example.com'));
+    } finally {
+      await clients.close();
+      await a.t.close();
+      await b.t.close();
+    }
+  });
+
+  it('an RFC 5547 push session carries one file: it reaches the other node; a second on the session is refused with 413 (§8.7)', async () => {
+    const prefix = newPrefix();
+    const dir = mkdtempSync(join(tmpdir(), 'chat-cluster-roster-'));
+    const a = await startClusterNode({ prefix, nodeId: 'a', options: { files: { enabled: true, dir } } });
+    const b = await startClusterNode({ prefix, nodeId: 'b' });
+    const clients = new Clients();
+    try {
+      const [ra, rb] = await sharedRoom(a, b);
+      const alice = await clients.join(a.t, 'alice', ra);
+      const bob = await clients.join(b.t, 'bob', rb);
+      await until('node A sees bob', () => seesRemote(ra, 'bob@example.com'));
+      const pusher = await clients.connect(a.t, 'carol');
+      const r = await ra.join({ sdpOffer: pushOffer(pusher, 'name:"chart.png" type:image/png size:5000', 'image/png'), identity: { uri: pusher.sip } });
+      const toPath = [...pusher.usePath, r.sdpAnswer.match(/a=path:(\S+)/)![1]!];
+      const png = cpimFile({ from: pusher.sip, to: ROOM, size: 5000, seed: 11 }).content(0, 5000);
+      const sent = await pusher.c.sendMessage({ toPath, body: png, contentType: 'image/png', chunkSize: 2000 });
+      assert.deepEqual([...new Set(sent.responses.map((x) => x.status))], [200]);
+      const copy = await wholeCopy(bob.c, (_f, m) => m?.mediaType === 'image/png');
+      assert.deepEqual(copy.content, png, 'the file reaches the member on the other node');
+
+      // A second file on the same session: refused, and nobody gets it.
+      const other = cpimFile({ from: pusher.sip, to: ROOM, size: 3000, seed: 12 }).content(0, 3000);
+      const second = await pusher.c.sendMessage({ toPath, body: other, contentType: 'image/png', chunkSize: 1000 });
+      assert.equal(second.responses[0]!.status, 413);
+      assert.equal(second.responses[0]!.comment, 'One file per session');
+      // What alice says after it reaches bob after it would have: the second file did not come.
+      assert.equal((await alice.say('after the files')).status, 200);
+      await bob.received('after the files');
+      const firstChunks = bob.c.frames.filter((f) => f.kind === 'request' && f.method === 'SEND' && f.hasBody && (f.header('Byte-Range') ?? '1-').startsWith('1-'));
+      const pngs = firstChunks.filter((f) => f.body.includes('Content-Type: image/png'));
+      assert.equal(pngs.length, 1, 'one file reached node B');
+      ra.leave(r.participant);
     } finally {
       await clients.close();
       await a.t.close();
