@@ -1,14 +1,15 @@
 /**
  * The room's roster as its participants see it, across nodes (the cluster option): the welcome
  * and `/who` name the users of every node, and clients without a=chatroom (C-17) are told when a
- * user of another node comes in or goes. cluster.ts keeps the shared roster (the sessions of the
+ * user of another node comes in, goes, or changes its nickname. cluster.ts keeps the shared roster (the sessions of the
  * other nodes, `remoteSessions(room)`, read at every heartbeat and at each local change); this
  * file turns it into users.
  *
  * Announcements of other nodes' participants are per user, not per session (C-10: a user's
  * sessions are one participant to the others): "X joined" when a user with no session on any
  * node the room's node knows of gets one on another node, "X left" when a user's last session on
- * any node goes and the last one was on another node. A user with sessions on two nodes is
+ * any node goes and the last one was on another node, "X is now Y" when its nickname changes
+ * there. A user with sessions on two nodes is
  * announced once; a session here of a user who already has one on another node is not
  * announced again (room.ts asks `presentElsewhere`). This node's own sessions are announced as
  * they join and leave, as without the option.
@@ -35,14 +36,14 @@ function remoteName(s: RemoteSession): string {
 }
 
 /** The users of other nodes that have no session on this node (user key → name and URI). */
-function remoteOnly(room: Room): Map<string, { name: string; uri: string }> {
+function remoteOnly(room: Room): Map<string, { name: string; uri: string; nickname: boolean }> {
   const local = new Set(room.participants.map((p) => p.user));
-  const out = new Map<string, { name: string; uri: string }>();
+  const out = new Map<string, { name: string; uri: string; nickname: boolean }>();
   for (const s of room.focus.cluster?.remoteSessions(room) ?? []) {
     if (local.has(s.user)) continue;
     const seen = out.get(s.user);
     // A nickname on any of the user's sessions names it (as roster() does for this node's).
-    if (seen === undefined || (s.nickname !== undefined && seen.name === seen.uri)) out.set(s.user, { name: remoteName(s), uri: s.uri });
+    if (seen === undefined || (s.nickname !== undefined && !seen.nickname)) out.set(s.user, { name: remoteName(s), uri: s.uri, nickname: s.nickname !== undefined });
   }
   return out;
 }
@@ -60,8 +61,8 @@ export function presentElsewhere(room: Room, user: string): boolean {
 }
 
 /**
- * Tells this node's clients without a=chatroom about the comings and goings of other nodes'
- * users (C-17), once per user. Watches every room this node has.
+ * Tells this node's clients without a=chatroom about the comings and goings and nickname changes
+ * of other nodes' users (C-17), once per user. Watches every room this node has.
  */
 export class RemoteAnnouncer {
   private readonly watched = new WeakSet<Room>();
@@ -77,8 +78,11 @@ export class RemoteAnnouncer {
       const now = remoteOnly(room);
       const here = new Set(room.participants.map((p) => p.user));
       for (const [user, r] of now) {
+        const was = before.get(user);
         // Not here before, neither on another node nor on this one.
-        if (!before.has(user) && !local.has(user)) room.announce(`${r.name} joined`);
+        if (was === undefined && !local.has(user)) room.announce(`${r.name} joined`);
+        // A nickname set, changed or removed on another node, told as this node tells its own.
+        else if (was !== undefined && was.name !== r.name) room.announce(`${was.name} is now ${r.name}`);
       }
       for (const [user, r] of before) {
         // Gone from every node: its last session was on another node (one here announces itself).

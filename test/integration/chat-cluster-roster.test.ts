@@ -2,8 +2,8 @@
  * What rooms across nodes used to leave per node (the chat plugin's cluster option,
  * cluster-roster.ts, cluster-state.ts, files.ts): two relays, each with its own chat focus, on a
  * real Redis (127.0.0.1:6379, a key prefix of their own per test). The welcome and /who name the
- * users of both nodes; a client without a=chatroom is told of the other node's joins and leaves
- * once per user (C-17, C-10); a role the join hook gives on one node holds on the other; an
+ * users of both nodes; a client without a=chatroom is told of the other node's joins, leaves and
+ * nickname changes once per user (C-17, C-10); a role the join hook gives on one node holds on the other; an
  * RFC 5547 push session carries one file, a second on it is refused with 413 (§8.7).
  */
 
@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { TestRelay } from '../../core/testing/index.ts';
 import type ChatFocus from '../../plugins/chat/index.ts';
-import type { Room } from '../../plugins/chat/index.ts';
+import { formatUseNickname, type Room } from '../../plugins/chat/index.ts';
 import { Clients, type ChatClient, redisPrefixes, seesRemote, startClusterNode, until } from '../support/chat.ts';
 import { cpimFile, pushOffer, wholeCopy } from '../support/chat-files.ts';
 
@@ -38,7 +38,7 @@ async function sharedRoom(a: Node, b: Node): Promise<[Room, Room]> {
 const statuses = (c: ChatClient, text: string) => c.copies(text).filter((x) => x.focus('Type') === 'status');
 
 describe('chat: the roster across nodes, as participants see it', () => {
-  it('the welcome and /who name the users of both nodes; joins and leaves on the other node are told once per user (C-17)', async () => {
+  it('the welcome and /who name the users of both nodes; joins, leaves and nicknames on the other node are told once per user (C-17)', async () => {
     const prefix = newPrefix();
     const a = await startClusterNode({ prefix, nodeId: 'a' });
     const b = await startClusterNode({ prefix, nodeId: 'b' });
@@ -63,6 +63,9 @@ describe('chat: the roster across nodes, as participants see it', () => {
       assert.equal((await bob.say('/who')).status, 200);
       const whoB = await bob.received((c) => c.text.includes('<sip:carol@example.com>'));
       assert.match(whoB.text, /^al <sip:alice@example\.com>$/m);
+      // bob's new nickname on B is told to carol on A, as a change on A would be.
+      assert.equal(await bob.nickname(formatUseNickname('robert')), 200);
+      await carol.received('bobby is now robert');
 
       // A user joining on B is told to carol on A; one with sessions on both nodes once.
       const erinB = await clients.join(b.t, 'erin', rb);
