@@ -209,14 +209,14 @@ export class Clients {
   constructor(private readonly o: { timeoutMs?: number } = {}) {}
 
   /** Connects and AUTHs as `name` at the relay `t`. */
-  async connect(t: TestRelay, name: string): Promise<ChatClient> {
+  async connect(t: Pick<TestRelay, 'tcpPort'>, name: string): Promise<ChatClient> {
     const c = await ChatClient.connect(t, name, this.o.timeoutMs !== undefined ? { timeoutMs: this.o.timeoutMs } : {});
     this.open.push(c);
     return c;
   }
 
   /** Connects as `name` at `t` and joins `room` (throws what join() throws; the client is closed at the end all the same). */
-  async join(t: TestRelay, name: string, room: Room, o: Parameters<ChatClient['join']>[1] = {}): Promise<ChatClient> {
+  async join(t: Pick<TestRelay, 'tcpPort'>, name: string, room: Room, o: Parameters<ChatClient['join']>[1] = {}): Promise<ChatClient> {
     return (await this.connect(t, name)).join(room, o);
   }
 
