@@ -74,9 +74,10 @@ export class Delivery {
     if (this.state !== 'pending') return;
     this.state = 'active';
     const t = this.total;
-    // An exact range only for a small body already whole; else open-ended (R-67: interruptible).
-    const whole = this.spool.ended === '$' && this.spool.length === t;
-    const range = whole && t <= 2048 ? `1-${t}/${t}` : `1-*/${t >= 0 ? t : '*'}`;
+    // A small body already whole goes out in one piece, from the Buffer every copy shares, with
+    // its exact range; anything else is streamed from the spool, open-ended (R-67: interruptible).
+    const body = t <= 2048 && this.spool.length === t ? this.spool.whole() : undefined;
+    const range = body !== undefined ? `1-${t}/${t}` : `1-*/${t >= 0 ? t : '*'}`;
     try {
       this.out = relay.originate(route.target, {
         method: 'SEND',
@@ -91,6 +92,21 @@ export class Delivery {
     } catch {
       // The route's connection is gone: nothing was sent.
       this.done('failed');
+      return;
+    }
+    if (body !== undefined) {
+      const ok = this.out.write(body);
+      this.cursor.advance(body.length);
+      this.out.end('$');
+      if (ok) {
+        this.done('sent');
+        return;
+      }
+      // The connection is full (or busy with another copy): the relay holds the copy, and it
+      // counts as blocked until the recipient answers it, so C-16 sees one that does not read.
+      this.blocked = true;
+      this.owner.blocked(this);
+      void this.out.result.then((r) => this.done(r.status === 200 ? 'sent' : 'failed', r));
       return;
     }
     this.out.onWritable = () => {
