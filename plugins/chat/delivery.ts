@@ -5,7 +5,7 @@
  * write() false → wait for onWritable), so recipients never wait for one another (C-16).
  */
 
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { OriginateResult, OutgoingRequest, PluginHost, SessionInfo, ConnectionContext } from '../../core/index.ts';
 import type { EndFlag } from '../../core/protocol/index.ts';
 import type { Spool, SpoolCursor } from './spool.ts';
@@ -30,14 +30,31 @@ export interface DeliveryOwner {
   finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void;
 }
 
-const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const BASE62 = Buffer.from('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 'latin1');
+const MESSAGE_ID_LENGTH = 20;
+
+/**
+ * Random octets for Message-IDs, refilled 4 KiB at a time from the CSPRNG: every copy takes
+ * one, and a system call per copy was a tenth of the focus's fan-out time.
+ */
+const pool = Buffer.allocUnsafe(4096);
+let poolAt = pool.length;
+const idChars = Buffer.allocUnsafe(MESSAGE_ID_LENGTH);
 
 /** A Message-ID of the focus: 20 base62 characters (119 random bits; RFC 4975 ident). */
 export function newMessageId(): string {
-  const b = randomBytes(20);
-  let s = '';
-  for (const x of b) s += BASE62[x % 62];
-  return s;
+  let n = 0;
+  while (n < MESSAGE_ID_LENGTH) {
+    if (poolAt === pool.length) {
+      randomFillSync(pool);
+      poolAt = 0;
+    }
+    const b = pool[poolAt]!;
+    pool[poolAt++] = 0;
+    // Octets of 248 and up are drawn again: every character equally likely.
+    if (b < 248) idChars[n++] = BASE62[b % 62]!;
+  }
+  return idChars.toString('latin1');
 }
 
 export class Delivery {
