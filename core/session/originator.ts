@@ -8,7 +8,7 @@
  */
 
 import type { EndFlag, FrameHead, RawHeader } from '../protocol/framer.ts';
-import { formatByteRange, getHeader, newTransactionId, parseRequestHead, type MsrpRequestHead } from '../protocol/message.ts';
+import { formatByteRange, getHeader, newTransactionId, parseRequestHead, readPaths, type MsrpRequestHead, type Paths } from '../protocol/message.ts';
 import { randomBase62 } from '../protocol/random.ts';
 import { statusComment } from '../protocol/status.ts';
 import type { OriginateOptions, OriginateResult, OutgoingRequest } from '../types.ts';
@@ -18,13 +18,30 @@ import { peerOf } from './peer.ts';
 import { pieceTransaction, type Transaction, type TransactionOrigin, type Transactions } from './transactions.ts';
 import { OutStream, type OutStreamEvents } from './writer.ts';
 
+/**
+ * The paths of originated requests, read and checked, by their To-Path and From-Path text: a
+ * plugin sends many requests on one route (a chat focus, a copy per message per participant),
+ * and reading the same URIs again was a tenth of its fan-out. Cleared when it fills.
+ */
+const routes = new Map<string, Paths>();
+const ROUTES_KEPT = 4096;
+
+function routePaths(head: FrameHead, to: string, from: string): Paths {
+  const key = `${to}\n${from}`;
+  let p = routes.get(key);
+  if (p === undefined) {
+    p = readPaths(head, 16);
+    if (routes.size >= ROUTES_KEPT) routes.clear();
+    routes.set(key, p);
+  }
+  return p;
+}
+
 /** Builds and validates the head of an originated request (the same checks as a received one, R-17 … R-29). */
 export function originatedHead(o: OriginateOptions): MsrpRequestHead {
-  const headers: RawHeader[] = [
-    ['To-Path', o.toPath.join(' ')],
-    ['From-Path', o.fromPath.join(' ')],
-    ...(o.headers ?? []).map(([n, v]): RawHeader => [n, v]),
-  ];
+  const to = o.toPath.join(' ');
+  const from = o.fromPath.join(' ');
+  const headers: RawHeader[] = [['To-Path', to], ['From-Path', from], ...(o.headers ?? []).map(([n, v]): RawHeader => [n, v])];
   const hasBody = o.contentType !== undefined;
   const body = typeof o.body === 'string' ? Buffer.from(o.body) : o.body;
   if (o.method === 'SEND' && getHeader(headers, 'Message-ID') === undefined) headers.push(['Message-ID', randomBase62(16)]);
@@ -35,7 +52,7 @@ export function originatedHead(o: OriginateOptions): MsrpRequestHead {
   if (hasBody) headers.push(['Content-Type', o.contentType!]);
   const head: FrameHead = { kind: 'request', tid: newTransactionId(), method: o.method, status: 0, comment: '', headers, hasBody, problem: undefined };
   try {
-    return parseRequestHead(head);
+    return parseRequestHead(head, {}, routePaths(head, to, from));
   } catch (e) {
     throw new Error(`relay.originate(): the request is not valid MSRP: ${e instanceof Error ? e.message : String(e)}`);
   }
