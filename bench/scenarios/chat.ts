@@ -35,7 +35,7 @@ import { randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FrameHead } from '../../core/protocol/framer.ts';
-import { formatRequest, newTransactionId } from '../../core/protocol/message.ts';
+import { formatRequest, getHeader, newTransactionId } from '../../core/protocol/message.ts';
 import { msrpMedia, parseSdp } from '../../plugins/chat/sdp.ts';
 import { Endpoint } from '../loadgen/endpoint.ts';
 import { Meter, nowNs } from '../meter.ts';
@@ -229,7 +229,9 @@ async function runChat(target: RunningTarget, n: number, k: number, window: numb
             ep.socket.uncork?.();
           });
         }
-        ep.answer(h, 200);
+        // A client answers a copy unless its Failure-Report says not to (no; partial: errors only).
+        const fr = getHeader(h.headers, 'Failure-Report');
+        if (fr !== 'no' && fr !== 'partial') ep.answer(h, 200);
         const bar = tail.lastIndexOf(MARK);
         if (bar === -1) return;
         const [a, b] = tail.subarray(bar + 1).toString('latin1').split(':');
