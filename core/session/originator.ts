@@ -69,6 +69,8 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
   private open = 0;
   private finished = false;
   private settled = false;
+  /** The last write() returned false. */
+  private full = false;
 
   constructor(
     private readonly conn: Connection,
@@ -77,13 +79,17 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
   ) {
     const starEnd = hasStarEnd(req);
     super(req, { toPath: req.toPath, fromPath: req.fromPath }, starEnd);
-    this.kind = answerKind(req);
+    // with Failure-Report partial no 200 comes; nothing is awaited and no timer runs.
+    this.kind = req.failureReport === 'partial' ? undefined : answerKind(req);
     this.result = new Promise((r) => (this.resolve = r));
     const events: OutStreamEvents = {
       onPieceStart: (tid, off) => this.pieceStarted(tid, off),
       onPieceEnd: (tid, _flag, _off, bytes) => this.transactions.pieceEnded(peerOf(this.conn), tid, bytes),
       onWritable: () => this.onWritable?.(),
-      onFinished: () => this.finish(),
+      onFinished: () => {
+        this.finish();
+        if (this.full) this.whenRoom();
+      },
       onDropped: () => {
         this.finished = true;
         this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
@@ -96,7 +102,17 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
 
   write(data: Buffer): boolean {
     if (this.finished || this.conn.isClosed) return true;
-    return this.conn.writer.body(this.stream, data);
+    const ok = this.conn.writer.body(this.stream, data);
+    this.full = !ok;
+    return ok;
+  }
+
+  /** All written after a write() that returned false: onWritable once the connection has room. */
+  private whenRoom(): void {
+    this.full = false;
+    const w = this.conn.writer;
+    if (w.writable) queueMicrotask(() => this.onWritable?.());
+    else w.whenDrained(() => this.onWritable?.());
   }
 
   end(flag: EndFlag = '$'): void {
