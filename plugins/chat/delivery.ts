@@ -100,10 +100,12 @@ export class Delivery {
         method: 'SEND',
         toPath: route.toPath,
         fromPath: route.fromPath,
-        headers: [
-          ['Message-ID', this.messageId],
-          ['Byte-Range', range],
-        ],
+        // C-12 lets the focus choose the report model of its copies: a copy sent whole asks
+        // for error answers only (Failure-Report partial, RFC 4975 §7.1.2), as nothing could
+        // be done with a 200 to it; saving the recipient a response and the relay a
+        // transaction per copy doubled the fan-out. A streamed copy keeps yes: an error
+        // answer stops it.
+        headers: body !== undefined ? [['Message-ID', this.messageId], ['Byte-Range', range], ['Failure-Report', 'partial']] : [['Message-ID', this.messageId], ['Byte-Range', range]],
         contentType: 'message/cpim',
       });
     } catch {
@@ -120,10 +122,11 @@ export class Delivery {
         return;
       }
       // The connection is full (or busy with another copy): the relay holds the copy, and it
-      // counts as blocked until the recipient answers it, so C-16 sees one that does not read.
+      // counts as blocked until the connection has room again, so C-16 sees a recipient that
+      // does not read.
       this.blocked = true;
       this.owner.blocked(this);
-      void this.out.result.then((r) => this.done(r.status === 200 ? 'sent' : 'failed', r));
+      this.out.onWritable = () => this.done('sent');
       return;
     }
     this.out.onWritable = () => {

@@ -49,6 +49,8 @@ describe('chat: a room of three through the relay', () => {
     for (const copy of [b, c]) {
       // C-1: a SEND of the focus, with its own Message-ID, on the recipient's session.
       assert.notEqual(copy.frame.header('Message-ID'), sent.messageId);
+      // C-12: the focus's own report model; a copy sent whole asks for error answers only.
+      assert.equal(copy.frame.header('Failure-Report'), 'partial');
       assert.equal(copy.cpim.from.uri, alice.sip);
       assert.equal(copy.cpim.dateTime, '2024-05-01T10:00:00+02:00');
       assert.ok(copy.focus('Timestamp') !== undefined);
@@ -244,6 +246,8 @@ describe('chat: what each participant takes and is', () => {
     assert.equal((await a.c.waitForResponse(last)).status, 200);
     const whole = await b.received((x) => x.text === 'x'.repeat(6000));
     assert.equal(whole.frame.flag, '$');
+    // A streamed copy wants its 200s (Failure-Report absent: yes), so an error answer can stop it.
+    assert.equal(whole.frame.header('Failure-Report'), undefined);
     assert.equal(whole.cpim.from.uri, a.sip);
     await a.say('after the chunks', { to: room.uri });
     await c.received('after the chunks');
