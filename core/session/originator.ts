@@ -19,29 +19,49 @@ import { pieceTransaction, type Transaction, type TransactionOrigin, type Transa
 import { OutStream, type OutStreamEvents } from './writer.ts';
 
 /**
- * The paths of originated requests, read and checked, by their To-Path and From-Path text: a
- * plugin sends many requests on one route (a chat focus, a copy per message per participant),
- * and reading the same URIs again was a tenth of its fan-out. Cleared when it fills.
+ * The paths of originated requests, read and checked once per route: a plugin sends many
+ * requests with the same To-Path and From-Path arrays (a chat focus, a copy per message per
+ * participant), and joining and parsing the same URIs again was a seventh of its fan-out.
+ * Kept by the To-Path array, with copies of both arrays' items: a caller that changes an
+ * array in place, or passes new ones, gets its paths read again.
  */
-const routes = new Map<string, Paths>();
-const ROUTES_KEPT = 4096;
+interface RouteText {
+  readonly to: string;
+  readonly from: string;
+  readonly toItems: readonly string[];
+  readonly fromItems: readonly string[];
+  readonly paths: Paths;
+}
+const routes = new WeakMap<readonly string[], RouteText>();
 
-function routePaths(head: FrameHead, to: string, from: string): Paths {
-  const key = `${to}\n${from}`;
-  let p = routes.get(key);
-  if (p === undefined) {
-    p = readPaths(head, 16);
-    if (routes.size >= ROUTES_KEPT) routes.clear();
-    routes.set(key, p);
+function sameItems(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function routeText(toPath: readonly string[], fromPath: readonly string[]): RouteText {
+  const known = routes.get(toPath);
+  if (known !== undefined && sameItems(known.toItems, toPath) && sameItems(known.fromItems, fromPath)) return known;
+  const to = toPath.join(' ');
+  const from = fromPath.join(' ');
+  const head: FrameHead = { kind: 'request', tid: '', method: '', status: 0, comment: '', headers: [['To-Path', to], ['From-Path', from]], hasBody: false, problem: undefined };
+  let paths: Paths;
+  try {
+    paths = readPaths(head, 16);
+  } catch (e) {
+    throw new Error(`relay.originate(): the request is not valid MSRP: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return p;
+  const r: RouteText = { to, from, toItems: [...toPath], fromItems: [...fromPath], paths };
+  routes.set(toPath, r);
+  return r;
 }
 
 /** Builds and validates the head of an originated request (the same checks as a received one, R-17 … R-29). */
 export function originatedHead(o: OriginateOptions): MsrpRequestHead {
-  const to = o.toPath.join(' ');
-  const from = o.fromPath.join(' ');
-  const headers: RawHeader[] = [['To-Path', to], ['From-Path', from], ...(o.headers ?? []).map(([n, v]): RawHeader => [n, v])];
+  const route = routeText(o.toPath, o.fromPath);
+  const headers: RawHeader[] = [['To-Path', route.to], ['From-Path', route.from]];
+  if (o.headers !== undefined) for (const [n, v] of o.headers) headers.push([n, v]);
   const hasBody = o.contentType !== undefined;
   const body = typeof o.body === 'string' ? Buffer.from(o.body) : o.body;
   if (o.method === 'SEND' && getHeader(headers, 'Message-ID') === undefined) headers.push(['Message-ID', randomBase62(16)]);
@@ -52,7 +72,7 @@ export function originatedHead(o: OriginateOptions): MsrpRequestHead {
   if (hasBody) headers.push(['Content-Type', o.contentType!]);
   const head: FrameHead = { kind: 'request', tid: newTransactionId(), method: o.method, status: 0, comment: '', headers, hasBody, problem: undefined };
   try {
-    return parseRequestHead(head, {}, routePaths(head, to, from));
+    return parseRequestHead(head, {}, route.paths);
   } catch (e) {
     throw new Error(`relay.originate(): the request is not valid MSRP: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -95,7 +115,8 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
         this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
       },
     };
-    this.stream = new OutStream({ tid: newTransactionId(), interruptible: isInterruptible(req, starEnd), hasBody: req.hasBody, render: this, events });
+    // The head's own tid (fresh, checked with it) names the first piece.
+    this.stream = new OutStream({ tid: req.tid, interruptible: isInterruptible(req, starEnd), hasBody: req.hasBody, render: this, events });
     conn.writer.open(this.stream);
     if (conn.isClosed) this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
   }
