@@ -14,11 +14,11 @@
  *    round-robin over the senders, a tick every millisecond) for `duration` s: the latency a
  *    room sees when the focus is not at its limit.
  *
- * Memory: what the participants' joining added to the relay, over their number: its V8 heap
- * and external (Buffer) octets after a full collection (`heap`, the steady figure), and its
- * RSS (`RSS`: on a relay that ran the warm-up before, the allocator may give back more than
- * the participants take, so it can even be negative at 100 participants; take --cold or
- * more participants for it).
+ * Memory: what the participants' joining added to a fresh relay, over their number: its V8
+ * heap and external (Buffer) octets after a full collection (`heap`, the steady figure), and
+ * its RSS (`RSS`, which moves with what the allocator and V8 keep: noisy at 100). Read in the
+ * first run on each relay process (the warm-up, unless --cold) and reported for every run on
+ * it: later runs start on what earlier ones left, and read less than nothing at times.
  *
  * Participants reach the focus through their own AUTH token (`token`, the common case: a=path
  * `<token URI> <own URI>`, To-Path `<token URI> <focus URI>`), or straight to the focus URI
@@ -116,6 +116,9 @@ async function openMembers(access: ChatAccess, n: number, path: 'token' | 'direc
   return members;
 }
 
+/** The memory figures of a relay process's first run, by its pid. */
+const memoryOfFirstRun = new Map<number, { heap: number; rss: number }>();
+
 interface Outstanding {
   t: bigint;
   left: number;
@@ -174,6 +177,10 @@ async function runChat(target: RunningTarget, n: number, k: number, window: numb
   await sleep(1000);
   const heap1 = await gc();
   const joined = memoryBytes(pids);
+  // Memory is read on a fresh relay: its first run (the warm-up, unless --cold) is kept for
+  // the later ones, which start on what the runs before them left.
+  const firstRun = memoryOfFirstRun.get(pids[0] ?? 0) ?? { heap: (heap1 - heap0) / n, rss: (joined.rss - before.rss) / n };
+  memoryOfFirstRun.set(pids[0] ?? 0, firstRun);
   const senders = members.slice(0, Math.min(k, n));
   if (access.kind === 'fanout') for (const s of senders) s.out = await access.sender(s.i);
 
@@ -371,8 +378,8 @@ async function runChat(target: RunningTarget, n: number, k: number, window: numb
       'p99 ms': lat.p99,
       'max ms': lat.max,
       ...metrics,
-      'heap KiB/participant': (heap1 - heap0) / 1024 / n,
-      'RSS KiB/participant': (joined.rss - before.rss) / 1024 / n,
+      'heap KiB/participant': firstRun.heap / 1024,
+      'RSS KiB/participant': firstRun.rss / 1024,
       'messages/s': rate / copies,
       deliveries: max.deliveries,
     },
