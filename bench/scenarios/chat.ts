@@ -17,8 +17,9 @@
  * Memory: what the participants' joining added to a fresh relay, over their number: its V8
  * heap and external (Buffer) octets after a full collection (`heap`, the steady figure), and
  * its RSS (`RSS`, which moves with what the allocator and V8 keep: noisy at 100). Read in the
- * first run on each relay process (the warm-up, unless --cold) and reported for every run on
- * it: later runs start on what earlier ones left, and read less than nothing at times.
+ * first run of each variant on each relay process (its warm-up, unless --cold; the first
+ * variant's is on a fresh relay) and reported for every run of it there: later runs start on
+ * what earlier ones left, and read less than nothing at times.
  *
  * Participants reach the focus through their own AUTH token (`token`, the common case: a=path
  * `<token URI> <own URI>`, To-Path `<token URI> <focus URI>`), or straight to the focus URI
@@ -116,8 +117,8 @@ async function openMembers(access: ChatAccess, n: number, path: 'token' | 'direc
   return members;
 }
 
-/** The memory figures of a relay process's first run, by its pid. */
-const memoryOfFirstRun = new Map<number, { heap: number; rss: number }>();
+/** The memory figures of the first run of a variant on a relay process, by its pid and the variant. */
+const memoryOfFirstRun = new Map<string, { heap: number; rss: number }>();
 
 interface Outstanding {
   t: bigint;
@@ -179,8 +180,9 @@ async function runChat(target: RunningTarget, n: number, k: number, window: numb
   const joined = memoryBytes(pids);
   // Memory is read on a fresh relay: its first run (the warm-up, unless --cold) is kept for
   // the later ones, which start on what the runs before them left.
-  const firstRun = memoryOfFirstRun.get(pids[0] ?? 0) ?? { heap: (heap1 - heap0) / n, rss: (joined.rss - before.rss) / n };
-  memoryOfFirstRun.set(pids[0] ?? 0, firstRun);
+  const key = `${pids[0] ?? 0} ${path} ${n}`;
+  const firstRun = memoryOfFirstRun.get(key) ?? { heap: (heap1 - heap0) / n, rss: (joined.rss - before.rss) / n };
+  memoryOfFirstRun.set(key, firstRun);
   const senders = members.slice(0, Math.min(k, n));
   if (access.kind === 'fanout') for (const s of senders) s.out = await access.sender(s.i);
 
