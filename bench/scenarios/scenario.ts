@@ -1,8 +1,7 @@
 /** The contract between the runner and a scenario. */
 
-import type { RunningTarget, TargetSpec } from '../targets/target.ts';
+import type { Legs, RunningTarget, TargetSpec } from '../targets/target.ts';
 import type { Metered } from '../meter.ts';
-import type { Transport } from '../loadgen/endpoint.ts';
 
 export interface BenchOptions {
   /** bulk: file size in octets. */
@@ -46,12 +45,7 @@ export interface Variant {
   readonly legs?: Legs;
 }
 
-/** Which transport each endpoint connects over: `tcp-ws` is A on TCP, B on WebSocket. */
-export interface Legs {
-  readonly name: string;
-  readonly a: Transport;
-  readonly b: Transport;
-}
+export type { Legs } from '../targets/target.ts';
 
 /** What one run of one variant on one target measured. */
 export interface Outcome {

@@ -22,25 +22,7 @@ import { exitedBeforeListening, freePort, spawnGroup, tail, waitForPort, type Pa
 export const BENCH_ROOM = 'sip:bench@example.com';
 export const BENCH_USER = { username: 'alice', password: 'secret' } as const;
 
-/** How a participant of the chat scenario gets into the room. */
-export type ChatAccess =
-  | {
-      readonly kind: 'focus';
-      readonly address: Address;
-      /** The URI an AUTH is addressed to. */
-      readonly authUri: string;
-      /** Hands the focus an SDP offer (room.join); resolves with the answer. */
-      join(sdpOffer: string, identityUri: string): Promise<string>;
-      /** A full collection in the relay; then its V8 heap and external (Buffer) octets. */
-      gc(): Promise<number>;
-    }
-  | {
-      readonly kind: 'fanout';
-      /** Participant i's connection: the copies of the others' messages come on it. */
-      member(i: number): Promise<Endpoint>;
-      /** Where participant i's messages go (length-prefixed, see fanout-main.ts). */
-      sender(i: number): Promise<net.Socket>;
-    };
+export type { ChatAccess } from './target.ts';
 
 function noPair(): Promise<Pair> {
   return Promise.reject(new Error('the chat targets have rooms, not pairs'));

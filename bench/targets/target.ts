@@ -14,10 +14,36 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { Endpoint, relayAuthUri, type Address, type Transport } from '../loadgen/endpoint.ts';
-import type { Legs } from '../scenarios/scenario.ts';
 import { groupMembers } from '../process-stats.ts';
-import type { ChatAccess } from './chat.ts';
+
+/** Which transport each endpoint connects over: `tcp-ws` is A on TCP, B on WebSocket. */
+export interface Legs {
+  readonly name: string;
+  readonly a: Transport;
+  readonly b: Transport;
+}
+
+/** How a participant of the chat scenario gets into the room. */
+export type ChatAccess =
+  | {
+      readonly kind: 'focus';
+      readonly address: Address;
+      /** The URI an AUTH is addressed to. */
+      readonly authUri: string;
+      /** Hands the focus an SDP offer (room.join); resolves with the answer. */
+      join(sdpOffer: string, identityUri: string): Promise<string>;
+      /** A full collection in the relay; then its V8 heap and external (Buffer) octets. */
+      gc(): Promise<number>;
+    }
+  | {
+      readonly kind: 'fanout';
+      /** Participant i's connection: the copies of the others' messages come on it. */
+      member(i: number): Promise<Endpoint>;
+      /** Where participant i's messages go (length-prefixed, see fanout-main.ts). */
+      sender(i: number): Promise<Socket>;
+    };
 
 /** One endpoint of a session, with the URIs a peer writes in front of its own URI. */
 export interface Leg {

@@ -31,7 +31,8 @@ import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } 
 import type { Participant } from './participant.ts';
 import { Room, hashPassword, sameMsrpUri, type JoinDecision, type JoinRequest, type RoomOptions, type RoomSettings } from './room.ts';
 import type { MsrpMedia } from './sdp.ts';
-import { createStore, type ChatStore, type Role, type RoomRecord } from './store.ts';
+import { createStore } from './stores/index.ts';
+import type { ChatStore, Role, RoomRecord } from './store.ts';
 import { userKey } from './user-uri.ts';
 
 const { AsyncSeriesBailHook } = tapable;

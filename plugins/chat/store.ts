@@ -1,10 +1,9 @@
 /**
  * Where rooms and their history survive a restart: a small interface, three drivers
  * (stores/memory.ts for tests and throw-away rooms, stores/sql.ts on the project's SQL drivers:
- * SQLite, the embedded default, or PostgreSQL). A driver's package is imported only when it is configured.
+ * SQLite, the embedded default, or PostgreSQL); stores/index.ts picks one for the configured
+ * driver, importing a driver's package only when it is configured.
  */
-
-import type { ChatOptions } from './options.ts';
 
 export type Role = 'owner' | 'moderator' | 'member' | 'banned';
 
@@ -94,15 +93,4 @@ export interface ChatStore {
   filesBefore(owner: string, before: Date): Promise<FileRecord[]>;
   deleteFile(id: string, owner: string): Promise<void>;
   close(): Promise<void>;
-}
-
-/** A store for the configured driver (no connection is opened until open()). */
-export async function createStore(o: ChatOptions['store']): Promise<ChatStore> {
-  switch (o.driver) {
-    case 'memory':
-      return new (await import('./stores/memory.ts')).MemoryStore();
-    case 'sqlite3':
-    case 'pg':
-      return (await import('./stores/sql.ts')).openSqlStore(o.driver, o);
-  }
 }

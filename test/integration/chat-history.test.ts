@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { ChatOptionsInput } from '../../plugins/chat/index.ts';
-import { createStore } from '../../plugins/chat/store.ts';
+import { createStore } from '../../plugins/chat/stores/index.ts';
 import { resolveOptions } from '../../plugins/chat/options.ts';
 import { ChatClient, cpimBody, readCopy, startChat } from '../support/chat.ts';
 

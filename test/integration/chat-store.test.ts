@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { resolveOptions } from '../../plugins/chat/options.ts';
-import { createStore, type ChatStore, type HistoryRecord, type RoomRecord } from '../../plugins/chat/store.ts';
+import type { ChatStore, HistoryRecord, RoomRecord } from '../../plugins/chat/store.ts';
+import { createStore } from '../../plugins/chat/stores/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'chat-store-'));
 const prefix = `chat_t${randomBytes(4).toString('hex')}_`;
