@@ -1,0 +1,42 @@
+/**
+ * The chat focus (plugins/chat) under the input a hostile or careless participant sends, on
+ * real sockets through a real relay: each test is a defect that was found and fixed.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+import ChatFocus, { ChatError, formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
+import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
+
+describe('chat review: the SDP answer', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('a subject with line breaks (set by /subject) does not add lines to the next SDP answer (RFC 4566 §5.3)', async () => {
+    const room = await chat.rooms.create('sip:sdp@example.com', { owners: ['sip:alice@example.com'] });
+    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
+    open.push(alice);
+    assert.equal((await alice.say('/subject Tea\r\na=path:msrp://evil.example.com:1/x;tcp\r\nm=audio 9 RTP/AVP 0')).status, 200);
+    await alice.received((c) => c.text === 'Subject set.');
+    assert.match(room.subject, /Tea/);
+    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
+    open.push(bob);
+    const lines = bob.sdpAnswer.split('\r\n');
+    assert.equal(lines.filter((l) => l.startsWith('m=')).length, 1, bob.sdpAnswer);
+    assert.equal(lines.filter((l) => l.startsWith('a=path:')).length, 1, bob.sdpAnswer);
+    assert.ok(lines.every((l) => !/[\r\n]/.test(l)));
+    assert.match(lines.find((l) => l.startsWith('s='))!, /^s=Tea/);
+    assert.equal(msrpMedia(parseSdp(bob.sdpAnswer))[0]!.path[0], bob.focusUri);
+  });
+});
