@@ -262,6 +262,10 @@ export class Room extends EventEmitter {
       if (this.closed) throw new ChatError('closed', 'the room is closed');
       // Checked again: others may have joined while the history was read.
       this.admit(user, o);
+      // C-13: unique in the room; another joiner or a NICKNAME may have taken it meanwhile.
+      if (p.nicknameKey !== undefined && this.members.some((m) => m.user !== user && m.nicknameKey === p.nicknameKey)) {
+        throw new ChatError('nickname', `nickname ${JSON.stringify(o.nickname)}: Nickname reserved or already in use`);
+      }
     } catch (e) {
       // A nickname claimed across nodes for a joiner that does not come in is let go.
       if (p.nicknameKey !== undefined) this.focus.cluster?.releaseNickname(this, p.user, p.nicknameKey);

@@ -10,6 +10,42 @@ import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
 
+describe('chat review: nicknames (C-13, C-14)', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  const client = async (name: string) => {
+    const c = await ChatClient.connect(t, name);
+    open.push(c);
+    return c;
+  };
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('two users joining at once with the same nickname: one gets it, the other is refused (C-13: unique in the room)', async () => {
+    const room = await chat.rooms.create('sip:nickrace@example.com');
+    const [a, b] = await Promise.all([client('alice'), client('bob')]);
+    const results = await Promise.allSettled([a.join(room, { nickname: 'twin' }), b.join(room, { nickname: 'TWIN' })]);
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r) => r.status === 'rejected');
+    assert.equal(ok.length, 1, 'exactly one join gets the nickname');
+    assert.equal(refused.length, 1);
+    const e = (refused[0] as PromiseRejectedResult).reason;
+    assert.ok(e instanceof ChatError && e.code === 'nickname', String(e));
+    assert.equal(room.participants.filter((p) => p.nicknameKey === 'twin').length, 1);
+    // The refused user may still join without it.
+    const loser = results[0]!.status === 'rejected' ? a : b;
+    await loser.join(room);
+    assert.equal(room.participants.length, 2);
+  });
+});
+
 describe('chat review: the SDP answer', () => {
   let t: TestRelay;
   let chat: ChatFocus;
