@@ -44,6 +44,19 @@ describe('chat review: nicknames (C-13, C-14)', () => {
     await loser.join(room);
     assert.equal(room.participants.length, 2);
   });
+
+  it('a Use-Nickname that is not UTF-8 is refused (400 from the relay, R-22) and sets no nickname (C-13)', async () => {
+    const room = await chat.rooms.create('sip:nickutf8@example.com');
+    const erin = await (await client('erin')).join(room);
+    const tid = 'nk' + randomBytes(6).toString('hex');
+    const head = `MSRP ${tid} NICKNAME\r\nTo-Path: ${erin.toPath.join(' ')}\r\nFrom-Path: ${erin.c.uri}\r\nUse-Nickname: "`;
+    erin.c.write(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from([0x65, 0xff, 0xfe, 0x72]), Buffer.from(`"\r\n-------${tid}$\r\n`, 'latin1')]));
+    assert.equal((await erin.c.waitForResponse(tid)).status, 400);
+    assert.equal(erin.participant.nickname, undefined);
+    // The session is fine afterwards.
+    assert.equal(await erin.nickname(formatUseNickname('érin')), 200);
+    assert.equal(erin.participant.nickname, 'érin');
+  });
 });
 
 describe('chat review: the SDP answer', () => {
