@@ -189,6 +189,11 @@ export interface OutgoingRequest {
   write(data: Buffer): boolean;
   /** The end-line (R-69: `$`, or `#` to abort the message). */
   end(flag?: EndFlag): void;
+  /**
+   * The caller has no body bytes for now (its own source is slow or stalled): the connection's
+   * other streams may go first (the piece ends with `+`, R-67) until it writes again.
+   */
+  idle(): void;
   /** Called when write() may be called again. */
   onWritable: (() => void) | undefined;
   /** Settles with the response, the timeout, or status 0 when no response is due. */

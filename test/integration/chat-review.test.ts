@@ -10,6 +10,73 @@ import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
 
+describe('chat review: what one participant does never stalls the others', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  const client = async (name: string) => {
+    const c = await ChatClient.connect(t, name);
+    open.push(c);
+    return c;
+  };
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('messages a sender leaves unfinished do not hold back the copies of other messages (C-8, C-9, C-16)', async () => {
+    const room = await chat.rooms.create('sip:stall@example.com');
+    const alice = await (await client('alice')).join(room);
+    const bob = await (await client('bob')).join(room);
+    const carol = await (await client('carol')).join(room);
+    // Alice starts eight messages whose headers are in and whose rest never comes (a slow
+    // upload, or on purpose): the C-9 timer would end them only after 540 s.
+    const first = { id: '', length: 0 };
+    for (let i = 0; i < 8; i++) {
+      const body = cpimBody({ from: alice.sip, to: room.uri, text: `unfinished ${i} ` });
+      const id = `stall${i}${randomBytes(4).toString('hex')}`;
+      if (i === 0) Object.assign(first, { id, length: body.length });
+      const tid = alice.c.sendRequest({
+        method: 'SEND',
+        toPath: alice.toPath,
+        headers: [
+          ['Message-ID', id],
+          ['Byte-Range', `1-${body.length}/${body.length + 1000}`],
+        ],
+        body,
+        contentType: 'message/cpim',
+        flag: '+',
+      });
+      assert.equal((await alice.c.waitForResponse(tid)).status, 200);
+    }
+    assert.equal((await carol.say('still here?')).status, 200);
+    const copy = await bob.received('still here?', 20_000);
+    assert.equal(copy.cpim.from.uri, carol.sip);
+    // The first one goes on where it stopped and arrives whole, its pieces interrupted around the others (R-67).
+    const tid = alice.c.sendRequest({
+      method: 'SEND',
+      toPath: alice.toPath,
+      headers: [
+        ['Message-ID', first.id],
+        ['Byte-Range', `${first.length + 1}-${first.length + 1000}/${first.length + 1000}`],
+      ],
+      body: 'x'.repeat(1000),
+      contentType: 'message/cpim',
+    });
+    assert.equal((await alice.c.waitForResponse(tid)).status, 200);
+    const start = await bob.c.waitFor((f) => f.kind === 'request' && f.method === 'SEND' && f.body.includes('unfinished 0 '), 20_000);
+    const whole = await bob.c.waitForMessage(start.header('Message-ID')!, 20_000);
+    assert.ok(whole.complete);
+    const got = whole.body!.toString();
+    assert.ok(got.endsWith(`unfinished 0 ${'x'.repeat(1000)}`), got.slice(-80));
+    assert.match(got, /^From: <sip:alice@example\.com>\r\n/);
+  });
+});
+
 describe('chat review: nicknames (C-13, C-14)', () => {
   let t: TestRelay;
   let chat: ChatFocus;
