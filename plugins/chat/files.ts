@@ -560,7 +560,11 @@ export class ChatFiles {
     if (refused !== undefined) return refused;
     const ongoing = p.inbound.get(id);
     if (ongoing !== undefined) return ongoing.chunk(shifted(req, ongoing.reportOffset, false));
-    if ((req.byteRange?.start ?? 1) !== 1) return { status: 413, comment: 'Stop-sending-message' };
+    if ((req.byteRange?.start ?? 1) !== 1) {
+      // As in a room (room.ts receiveSend): the chunks of it that come later get 413 too.
+      p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
+      return { status: 413, comment: 'Stop-sending-message' };
+    }
     const room = p.room;
     const head = this.pushHead(p, req.contentType ?? 'application/octet-stream');
     const total = req.byteRange?.total ?? -1;

@@ -446,7 +446,9 @@ export class Room extends EventEmitter {
       return { status: 413, comment: 'Stop-sending-message' };
     }
     if ((req.byteRange?.start ?? 1) !== 1) {
-      // A continuation of a message the focus has no state for (aborted, timed out): stop it.
+      // A continuation of a message the focus has no state for (aborted, timed out, or a chunk
+      // that came before the first): stop it, and every chunk of it after this one.
+      p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
       return { status: 413, comment: 'Stop-sending-message' };
     }
     if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };

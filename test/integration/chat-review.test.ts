@@ -156,3 +156,40 @@ describe('chat review: the SDP answer', () => {
     assert.equal(msrpMedia(parseSdp(bob.sdpAnswer))[0]!.path[0], bob.focusUri);
   });
 });
+
+describe('chat review: Byte-Range (R-72)', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  const client = async (name: string) => {
+    const c = await ChatClient.connect(t, name);
+    open.push(c);
+    return c;
+  };
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  const chunk = (c: ChatClient, id: string, range: string, body: Buffer, flag: '+' | '$' | '#') =>
+    c.c.waitForResponse(c.c.sendRequest({ method: 'SEND', toPath: c.toPath, headers: [['Message-ID', id], ['Byte-Range', range]], body, contentType: 'message/cpim', flag })).then((r) => r.status);
+
+  it('chunks out of order: the later chunk that came first gets 413, and so does the first one after it (R-72)', async () => {
+    const room = await chat.rooms.create('sip:order@example.com');
+    const alice = await (await client('alice')).join(room);
+    const bob = await (await client('bob')).join(room);
+    const body = cpimBody({ from: alice.sip, to: room.uri, text: 'out of order, never whole' });
+    const id = 'ooo' + randomBytes(6).toString('hex');
+    const cut = body.length - 5;
+    const n = body.length;
+    assert.equal(await chunk(alice, id, `${cut + 1}-${n}/${n}`, body.subarray(cut), '$'), 413);
+    assert.equal(await chunk(alice, id, `1-${cut}/${n}`, body.subarray(0, cut), '+'), 413);
+    await alice.say('fence');
+    await bob.received('fence');
+    assert.equal(bob.c.frames.filter((f) => f.kind === 'request' && f.body.includes('out of order')).length, 0, 'nothing of it was copied');
+  });
+});
