@@ -257,6 +257,14 @@ export class InboundMessage {
       return r;
     }
     if (this.finished) return { status: 200 };
+    if (flag === '$' && this.total >= 0 && this.received < this.total) {
+      // The last chunk ends short of the total its Byte-Range announced: bytes are missing, and
+      // the copies, which announced that total, must not end with `$` (a gap, R-72: 413).
+      const answer = { status: 413, comment: 'Stop-sending-message' };
+      this.fail(answer);
+      this.cleanup();
+      return answer;
+    }
     if (this.head !== undefined) {
       if (flag === '+') return { status: 200 };
       if (flag === '#') {

@@ -192,4 +192,21 @@ describe('chat review: Byte-Range (R-72)', () => {
     await bob.received('fence');
     assert.equal(bob.c.frames.filter((f) => f.kind === 'request' && f.body.includes('out of order')).length, 0, 'nothing of it was copied');
   });
+
+  it('a last chunk that ends before its announced total is not passed on as whole (R-72)', async () => {
+    const room = await chat.rooms.create('sip:short@example.com');
+    const alice = await (await client('carol')).join(room);
+    const bob = await (await client('dave')).join(room);
+    const body = cpimBody({ from: alice.sip, to: room.uri, text: 'shorter than it says' });
+    const id = 'short' + randomBytes(6).toString('hex');
+    const status = await chunk(alice, id, `1-${body.length}/${body.length + 10}`, body, '$');
+    assert.equal(status, 413);
+    await alice.say('fence 2');
+    await bob.received('fence 2');
+    const copies = bob.c.frames.filter((f) => f.kind === 'request' && f.body.includes('shorter than it says'));
+    for (const f of copies) {
+      const total = Number(f.header('Byte-Range')!.split('/')[1]);
+      assert.ok(f.flag !== '$' || total === f.body.length, `a copy ended with $ after ${f.body.length} of the ${total} bytes it announced (answer ${status})`);
+    }
+  });
 });
