@@ -6,9 +6,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
+import { createDriver } from '../../plugins/auth-sql/load-driver.ts';
 
 describe('chat review: what one participant does never stalls the others', () => {
   let t: TestRelay;
@@ -207,6 +211,29 @@ describe('chat review: Byte-Range (R-72)', () => {
     for (const f of copies) {
       const total = Number(f.header('Byte-Range')!.split('/')[1]);
       assert.ok(f.flag !== '$' || total === f.body.length, `a copy ended with $ after ${f.body.length} of the ${total} bytes it announced (answer ${status})`);
+    }
+  });
+});
+
+describe('chat review: a store that fails', () => {
+  it('a persistent room whose record cannot be written is not created half: no room, and it can be created once the store is back', async () => {
+    const filename = join(mkdtempSync(join(tmpdir(), 'chat-review-')), 'chat.db');
+    const chat = new ChatFocus({ store: { driver: 'sqlite3', filename }, welcome: 'none' });
+    const t = await startTestRelay({ users: USERS, plugins: [chat] });
+    // A second connection to the same file, as an operator's tool would have.
+    const db = await createDriver('sqlite3', { filename, create: false, poolSize: 1, connectTimeoutMs: 5000, queryTimeoutMs: 5000 }, 'test');
+    try {
+      // The rooms table goes away under the focus (a store that refuses writes).
+      await db.run('ALTER TABLE chat_rooms RENAME TO chat_rooms_away', []);
+      await assert.rejects(chat.rooms.create('sip:kept@example.com', { persistent: true }));
+      assert.equal(chat.rooms.get('sip:kept@example.com'), undefined, 'a room the store does not have');
+      await db.run('ALTER TABLE chat_rooms_away RENAME TO chat_rooms', []);
+      const room = await chat.rooms.create('sip:kept@example.com', { persistent: true, subject: 'Kept' });
+      assert.equal(chat.rooms.get('sip:kept@example.com'), room);
+      assert.equal((await chat.store.loadRooms()).filter((r) => r.key === room.key).length, 1);
+    } finally {
+      await db.close();
+      await t.close();
     }
   });
 });
