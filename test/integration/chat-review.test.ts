@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
+import { cpimFile, until } from '../support/chat-files.ts';
 import { createDriver } from '../../plugins/auth-sql/load-driver.ts';
 
 describe('chat review: what one participant does never stalls the others', () => {
@@ -233,6 +234,47 @@ describe('chat review: a store that fails', () => {
       assert.equal((await chat.store.loadRooms()).filter((r) => r.key === room.key).length, 1);
     } finally {
       await db.close();
+      await t.close();
+    }
+  });
+});
+
+describe('chat review: /get', () => {
+  it('a participant asking for a kept file again and again holds a bounded number of open files (C-17 anti-DoS)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'chat-review-files-'));
+    const chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none', files: { enabled: true, dir } });
+    const t = await startTestRelay({ users: USERS, plugins: [chat] });
+    const openFiles = () => readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+      } catch {
+        return false;
+      }
+    }).length;
+    const room = await chat.rooms.create('sip:gets@example.com');
+    const alice = await (await ChatClient.connect(t, 'alice', { timeoutMs: 60_000 })).join(room);
+    const bob = await (await ChatClient.connect(t, 'bob', { storeBodies: false, timeoutMs: 60_000 })).join(room);
+    try {
+      const file = cpimFile({ from: alice.sip, to: room.uri, size: 4 * 2 ** 20, seed: 7, name: 'big.bin', type: 'application/octet-stream' });
+      const kept = new Promise<{ id: string }>((resolve) => room.once('file', resolve));
+      const sent = await alice.c.streamMessage({ toPath: alice.toPath, size: file.size, source: file.source, contentType: 'message/cpim', chunkSize: 64 * 1024 });
+      assert.deepEqual([...new Set(sent.responses.map((r) => r.status))], [200]);
+      const { id } = await kept;
+      // Bob stops reading and asks for it forty times.
+      bob.c.pauseReading();
+      for (let i = 0; i < 40; i++) {
+        const body = cpimBody({ from: bob.sip, to: room.uri, text: `/get ${id}` });
+        bob.c.sendRequest({ method: 'SEND', toPath: bob.toPath, headers: [['Message-ID', `get${i}${randomBytes(4).toString('hex')}`], ['Byte-Range', `1-${body.length}/${body.length}`]], body, contentType: 'message/cpim' });
+      }
+      // Each /get is answered: a file on its way, or a text that says why not.
+      const p = bob.participant;
+      await until('every /get is answered', () => p.stats.received >= 40 && p.queued + p.stats.delivered >= 40);
+      const n = openFiles();
+      assert.ok(n <= 4, `${n} kept files open for one reader`);
+    } finally {
+      bob.c.resumeReading();
+      await alice.close();
+      await bob.close();
       await t.close();
     }
   });
