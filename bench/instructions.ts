@@ -33,6 +33,8 @@ interface Count {
   rep: number;
   /** Instructions per unit of work; undefined when the run failed. */
   perUnit: number | undefined;
+  /** The same without V8's compilers and garbage collector (see table()). */
+  ownPerUnit: number | undefined;
   reason?: string;
 }
 
@@ -61,21 +63,76 @@ function control(pid: number, ...args: string[]): void {
   execFileSync('callgrind_control', [...args, String(pid)], { stdio: 'ignore' });
 }
 
+/** A measured run's instructions: all of them, and those of V8's compilers and of its garbage collector. */
+export interface Split {
+  total: number;
+  compiler: number;
+  gc: number;
+}
+
+const COMPILER = /compiler::|Compiler|Turbofan|maglev::|Maglev|interpreter::|baseline::|Parser|Scanner|Bytecode|CompileLazy/;
+const GC = /Scavenger|Heap|GC|Mark|Sweep|Evacuat|heap::|cppgc::|RememberedSet/;
+
+/**
+ * Self instructions of a callgrind file split by what ran: compiler, GC, the rest. The format:
+ * `fn=(id) name` opens a function (later `fn=(id)` alone), cost lines are `position count`,
+ * and the line after `calls=` is the inclusive cost of that call, not the caller's own.
+ */
+export function splitCallgrind(text: string): Split {
+  const names = new Map<string, string>();
+  const split: Split = { total: 0, compiler: 0, gc: 0 };
+  let kind: 'compiler' | 'gc' | 'rest' = 'rest';
+  let skipNext = false;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('fn=')) {
+      const m = /^fn=\((\d+)\)(?: (.*))?$/.exec(line);
+      let name = line.slice(3);
+      if (m !== null) {
+        if (m[2] !== undefined) names.set(m[1]!, m[2]);
+        name = names.get(m[1]!) ?? '';
+      }
+      kind = COMPILER.test(name) ? 'compiler' : GC.test(name) ? 'gc' : 'rest';
+      continue;
+    }
+    if (line.startsWith('cfn=')) {
+      // a callee's name may be given here first, and later only its id after fn=
+      const m = /^cfn=\((\d+)\) (.*)$/.exec(line);
+      if (m !== null) names.set(m[1]!, m[2]!);
+      continue;
+    }
+    if (line.startsWith('calls=')) {
+      skipNext = true;
+      continue;
+    }
+    const c = /^(?:[+-]?\d+|\*)\s+(\d+)/.exec(line);
+    if (c === null) continue;
+    if (skipNext) {
+      skipNext = false;
+      continue;
+    }
+    const n = Number(c[1]);
+    split.total += n;
+    if (kind !== 'rest') split[kind] += n;
+  }
+  return split;
+}
+
 /**
  * The instructions counted in `pid`'s dumps in `dir` so far; the files are removed, or kept
  * as `<keepAs>.callgrind` for callgrind_annotate.
  */
-function collected(dir: string, pid: number, keepAs?: string): number {
-  let total = 0;
+function collected(dir: string, pid: number, keepAs?: string): Split {
+  const sum: Split = { total: 0, compiler: 0, gc: 0 };
   for (const f of readdirSync(dir)) {
     if (!f.startsWith(`callgrind.out.${pid}.`)) continue;
-    // `totals:` is the part's count (its `summary:` line can read 0 after a zero).
-    const m = /^totals:\s+(\d+)/m.exec(readFileSync(join(dir, f), 'latin1'));
-    if (m !== null) total += Number(m[1]);
+    const s = splitCallgrind(readFileSync(join(dir, f), 'latin1'));
+    sum.total += s.total;
+    sum.compiler += s.compiler;
+    sum.gc += s.gc;
     if (keepAs !== undefined) renameSync(join(dir, f), `${keepAs}.callgrind`);
     else rmSync(join(dir, f), { force: true });
   }
-  return total;
+  return sum;
 }
 
 /** Runs the scenarios on the targets under callgrind; prints instructions per unit and the ratios to the first target. */
@@ -119,9 +176,23 @@ export async function countInstructions(
             control(pid, '--dump');
             const ir = collected(dir, pid, keepDir !== undefined ? join(keepDir, `${sc.name}-${v.name.replace(/\W+/g, '_')}-${spec.name}-${rep}`) : undefined);
             const work = workOf(sc, o, out.metrics, out.metered.seconds);
-            const failed = out.failures.length > 0 ? out.failures.join('; ') : work === undefined || ir === 0 ? 'nothing counted' : undefined;
-            counts.push({ scenario: sc.name, variant: v.name, target: spec.name, rep, perUnit: failed === undefined ? ir / work!.amount : undefined, ...(failed !== undefined ? { reason: failed } : {}) });
-            log(failed === undefined ? `  ${Math.round(ir / work!.amount).toLocaleString('en')} instructions per ${work!.unit} (${(ir / 1e9).toFixed(2)} G in all)` : `  FAILED: ${failed}`);
+            const failed = out.failures.length > 0 ? out.failures.join('; ') : work === undefined || ir.total === 0 ? 'nothing counted' : undefined;
+            const own = ir.total - ir.compiler - ir.gc;
+            counts.push({
+              scenario: sc.name,
+              variant: v.name,
+              target: spec.name,
+              rep,
+              perUnit: failed === undefined ? ir.total / work!.amount : undefined,
+              ownPerUnit: failed === undefined ? own / work!.amount : undefined,
+              ...(failed !== undefined ? { reason: failed } : {}),
+            });
+            const per = (x: number) => Math.round(x / work!.amount).toLocaleString('en');
+            log(
+              failed === undefined
+                ? `  ${per(ir.total)} instructions per ${work!.unit}: ${per(own)} without V8's compiler (${per(ir.compiler)}) and GC (${per(ir.gc)}); ${(ir.total / 1e9).toFixed(2)} G in all`
+                : `  FAILED: ${failed}`,
+            );
           }
         } finally {
           await running.stop();
@@ -141,22 +212,33 @@ function median(xs: number[]): number {
 function table(counts: Count[], scenarios: Scenario[], names: string[]): string {
   const unit: Record<string, string> = { bulk: 'KiB', rate: 'message', auth: 'auth' };
   const lines = [
-    `| scenario | variant | ${names.map((n) => `${n} (instructions per unit, median)`).join(' | ')} | ${names.slice(1).map((n) => `${names[0]} / ${n}`).join(' | ')} | runs |`,
-    `|${'---|'.repeat(3 + names.length + names.length - 1)}`,
+    `| scenario | variant | counted | ${names.map((n) => `${n} (median per unit)`).join(' | ')} | ${names.slice(1).map((n) => `${names[0]} / ${n}`).join(' | ')} | runs |`,
+    `|${'---|'.repeat(3 + names.length + names.length - 1 + 1)}`,
+  ];
+  const kinds: Array<{ label: string; of: (c: Count) => number | undefined }> = [
+    { label: 'all', of: (c) => c.perUnit },
+    { label: 'without compiler and GC', of: (c) => c.ownPerUnit },
   ];
   for (const sc of scenarios) {
     const variants = [...new Set(counts.filter((c) => c.scenario === sc.name).map((c) => c.variant))];
     for (const v of variants) {
       const per = names.map((n) => counts.filter((c) => c.scenario === sc.name && c.variant === v && c.target === n));
-      const med = per.map((cs) => {
-        const ok = cs.map((c) => c.perUnit).filter((x): x is number => x !== undefined);
-        return ok.length > 0 ? median(ok) : undefined;
-      });
-      const fmt = (x: number | undefined) => (x === undefined ? '-' : `${Math.round(x).toLocaleString('en')} / ${unit[sc.name] ?? 'unit'}`);
-      const ratios = med.slice(1).map((m) => (m === undefined || med[0] === undefined ? '-' : (med[0] / m).toFixed(3)));
       const runs = per.map((cs) => `${cs.filter((c) => c.perUnit !== undefined).length}/${cs.length}`).join(', ');
-      lines.push(`| ${sc.name} | ${v} | ${med.map(fmt).join(' | ')} | ${ratios.join(' | ')} | ${runs} |`);
+      for (const k of kinds) {
+        const med = per.map((cs) => {
+          const ok = cs.map(k.of).filter((x): x is number => x !== undefined);
+          return ok.length > 0 ? median(ok) : undefined;
+        });
+        const fmt = (x: number | undefined) => (x === undefined ? '-' : `${Math.round(x).toLocaleString('en')} / ${unit[sc.name] ?? 'unit'}`);
+        const ratios = med.slice(1).map((m) => (m === undefined || med[0] === undefined ? '-' : (med[0] / m).toFixed(3)));
+        lines.push(`| ${sc.name} | ${v} | ${k.label} | ${med.map(fmt).join(' | ')} | ${ratios.join(' | ')} | ${runs} |`);
+      }
     }
   }
-  return `${lines.join('\n')}\n\nratios: instructions of the first target over the other's, for the same work (below 1: the first does less).\n`;
+  return (
+    `${lines.join('\n')}\n\nratios: instructions of the first target over the other's, for the same work (below 1: the first does less).\n` +
+    '"without compiler and GC": V8\'s optimising compilers still run during short runs under callgrind, and a major\n' +
+    'collection falls in some measured runs and not in others; the rest (the relay\'s JavaScript, builtins, libuv, libc)\n' +
+    'is the steadiest measure of the work a change adds or saves.\n'
+  );
 }

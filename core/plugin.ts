@@ -57,6 +57,13 @@ export interface PluginHost {
   originate(target: ConnectionContext | SessionInfo, options: OriginateOptions): OutgoingRequest;
   /** A fresh session-id for a URI of this relay that is no token (a local endpoint's; R-47). */
   newSessionId(): string;
+  /**
+   * Cluster mode (`--workers`): opens a connection of its own over the worker link to the worker
+   * that holds the token `uri` names, for originate() toward it (To-Path starting with that
+   * token): a local endpoint's way to a far end whose token another worker issued. Close it when
+   * done; it closes when that session ends. Undefined when `uri` is no token of another worker.
+   */
+  openWorkerLink(uri: string): Promise<ConnectionContext> | undefined;
 }
 
 export interface RelayPlugin {

@@ -27,6 +27,7 @@ import { Connection } from './session/connection.ts';
 import { originate } from './session/originator.ts';
 import { Peer, peerOf } from './session/peer.ts';
 import { Router } from './session/router.ts';
+import { tryParseUri } from './protocol/uri.ts';
 import { maskId, newSessionId, SessionTable, type Session } from './session/session-table.ts';
 import { TransportRegistry, type Transports } from './transport/registry.ts';
 import { describeEntry, type Admission, type AdoptOptions, type MsrpStream, type TransportContext, type TransportListener } from './transport/stream.ts';
@@ -193,6 +194,18 @@ export class Relay implements PluginHost {
     const conn = 'owner' in target ? target.owner : target;
     if (!(conn instanceof Connection) || !this.connections.has(conn)) throw new Error('relay.originate(): the target is not a connection of this relay');
     return originate(conn, this.router.transactions, options);
+  }
+
+  /**
+   * Cluster mode (`--workers`): a connection of its own to the worker that holds the session
+   * `uri` names (a token of this relay issued by another worker), for relay.originate toward
+   * it; undefined when `uri` is no such token (one process, or a token of this worker).
+   */
+  openWorkerLink(uri: string): Promise<ConnectionContext> | undefined {
+    const u = tryParseUri(uri);
+    if (this.cluster === undefined || u?.sessionId === undefined || !this.router.isOwnHost(u)) return undefined;
+    const hop = this.cluster.ownerElsewhere(u.sessionId);
+    return hop === undefined ? undefined : this.dialWorker(hop, `for ${maskId(u.sessionId)}`);
   }
 
   /** The loaded plugins, built-in ones first. */
@@ -484,10 +497,12 @@ export class Relay implements PluginHost {
     return conn;
   }
 
-  /** Opens the next leg through the provider of `hop.transport` (R-12: reused when sharing is on). */
+  /** Opens the next leg through the provider of `hop.transport` (R-12: reused when sharing is on, worker links excepted). */
   private async dial(hop: NextHop, session: Session<Connection>): Promise<Connection> {
     const label = `${hop.transport}://${hop.host}:${hop.port}`;
-    if (this.configValue.shareOutboundConnections) {
+    // Never a worker link: one that carried several sessions would stall them all behind one
+    // receiver that does not read (head-of-line blocking); a Unix socket per session is cheap.
+    if (this.configValue.shareOutboundConnections && hop.transport !== WORKER_TRANSPORT) {
       for (const c of this.connections) if (c.direction === 'outbound' && !c.isClosed && peerOf(c).label === label) return c;
     }
     const provider = this.registry.get(hop.transport);
@@ -496,13 +511,26 @@ export class Relay implements PluginHost {
     if (hop.transport !== WORKER_TRANSPORT && this.outboundCount >= this.configValue.limits.maxOutboundConnections) {
       throw new MsrpError('MSRP_ERR_TOO_MANY_LEGS', 'limits.maxOutboundConnections reached');
     }
+    if (hop.transport === WORKER_TRANSPORT) return this.dialWorker(hop, maskId(session.id));
     const stream = await provider.dial(hop, this.transportContext, this.configValue.timeouts.connect * 1000);
     const conn = this.newConnection(stream, 'outbound', hop.transport, undefined);
-    if (hop.transport === WORKER_TRANSPORT) this.uncounted.add(conn);
     peerOf(conn).label = label;
     this.register(conn);
     conn.start();
     this.logger.debug('next hop connected', { hop: label, session: maskId(session.id) });
+    return conn;
+  }
+
+  /** A new connection over the worker link (not counted against the caps). */
+  private async dialWorker(hop: NextHop, session: string): Promise<Connection> {
+    const label = `${hop.transport}://${hop.host}:${hop.port}`;
+    const stream = await this.cluster!.provider.dial!(hop, this.transportContext, this.configValue.timeouts.connect * 1000);
+    const conn = this.newConnection(stream, 'outbound', hop.transport, undefined);
+    this.uncounted.add(conn);
+    peerOf(conn).label = label;
+    this.register(conn);
+    conn.start();
+    this.logger.debug('next hop connected', { hop: label, session });
     return conn;
   }
 

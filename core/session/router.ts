@@ -38,6 +38,8 @@ const MAX_PROBATION_FAILURES = 5;
 /** The default MSRP relay port (RFC 4976 §8; I-3). */
 export const DEFAULT_RELAY_PORT = 2855;
 const KNOWN_METHODS = new Set(['SEND', 'REPORT', 'AUTH', 'NICKNAME']);
+/** The transport of the links between cluster workers (core/cluster/worker.ts, WORKER_TRANSPORT). */
+const WORKER_LINK = 'worker';
 /** Why reading pauses while a decision is awaited. */
 const DECIDE = 'decide';
 
@@ -258,8 +260,16 @@ export class Router implements PeerEvents<Inbound, Transaction> {
     this.legs.close(s);
     const far = s.farLeg;
     s.farLeg = undefined;
-    if (far?.kind === 'connection') peerOf(far.connection).farSessions.delete(s);
-    else if (far?.kind === 'local' && far.session.farLeg?.kind === 'local' && far.session.farLeg.session === s) {
+    if (far?.kind === 'connection') {
+      const fp = peerOf(far.connection);
+      fp.farSessions.delete(s);
+      // Cluster mode: a worker link another worker opened toward this session (a session's leg,
+      // or a local endpoint's, openWorkerLink; never shared) ends with it, so that side learns
+      // it is gone (a chat focus there: the participant leaves).
+      if (far.connection.transport === WORKER_LINK && far.connection.direction === 'inbound' && fp.farSessions.size === 0) {
+        far.connection.close({ code: 'owner-closed' });
+      }
+    } else if (far?.kind === 'local' && far.session.farLeg?.kind === 'local' && far.session.farLeg.session === s) {
       far.session.farLeg = undefined;
       this.d.sessions.armExpiry(far.session);
     }

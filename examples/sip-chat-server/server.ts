@@ -12,9 +12,13 @@
  *   at every roster change; Expires 0 ends it with a last NOTIFY.
  * - MESSAGE to a room gets 405: the room speaks MSRP (a page-mode message has no session).
  *
- * What an example may skip and a service may not: the SIP requests are not authenticated (the
- * From URI is taken as the caller's identity, which the focus then holds the CPIM From to,
- * C-4); put SIP digest or a trusted proxy's P-Asserted-Identity in front. Record-Route sets are
+ * - INVITE, SUBSCRIBE and MESSAGE are challenged with SIP Digest (sip-auth.ts: RFC 3261 §22,
+ *   qop=auth, nonces with a lifetime and stale=TRUE) against the relay's MSRP accounts; the
+ *   authenticated user is the participant's identity (the focus holds every CPIM From to it,
+ *   C-4) and a From naming someone else gets 403. `auth: false` takes the From as it comes
+ *   (behind a proxy that authenticates).
+ *
+ * What an example may skip and a service may not: Record-Route sets are
  * not kept (no proxy between the clients and this server). SIP bodies must be ASCII for the
  * `sip` package, so the conference-info XML carries non-ASCII text as character references.
  *
@@ -23,8 +27,9 @@
 
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
-import sip, { type NameAddr, type SipMessage, type SipStack } from 'sip';
+import sip, { type NameAddr, type Remote, type SipMessage, type SipStack } from 'sip';
 import { createRelay, type Relay } from '../../core/index.ts';
+import { SipDigest, type SipAuthOptions } from './sip-auth.ts';
 import ChatFocus, { ChatError, CONFERENCE_INFO_TYPE, type ChatOptionsInput, type LeaveReason, type Participant, type Room } from '../../plugins/chat/index.ts';
 
 export interface SipChatServerOptions {
@@ -36,6 +41,12 @@ export interface SipChatServerOptions {
   /** MSRP accounts (auth-memory): the clients AUTH at this relay with them. */
   users: Array<{ username: string; domain: string; password: string }>;
   chat?: ChatOptionsInput;
+  /**
+   * SIP Digest authentication (RFC 3261 §22) of INVITE, SUBSCRIBE and MESSAGE against the MSRP
+   * accounts (sip-auth.ts); on by default. `false` takes the From URI as the caller's identity,
+   * for a server behind a proxy that authenticates.
+   */
+  auth?: boolean | SipAuthOptions;
   /** Where to log what happens; silent by default. */
   log?: (line: string) => void;
 }
@@ -113,8 +124,10 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
   const newTag = () => randomBytes(8).toString('hex');
   const key = (callId: string, localTag: string) => `${callId};${localTag}`;
 
-  const stack: SipStack = sip.create({ address: o.sip.address, port: o.sip.port, logger: { error: (e) => log(`sip: ${String(e)}`) } }, (rq) => {
-    void onRequest(rq).catch((e: unknown) => {
+  const digest = o.auth === false ? undefined : new SipDigest(relay, o.domain, o.auth === true || o.auth === undefined ? {} : o.auth);
+
+  const stack: SipStack = sip.create({ address: o.sip.address, port: o.sip.port, logger: { error: (e) => log(`sip: ${String(e)}`) } }, (rq, remote) => {
+    void onRequest(rq, remote).catch((e: unknown) => {
       log(`sip: ${rq.method} failed: ${(e as Error).message}`);
       if (rq.method !== 'ACK') respond(rq, 500, 'Server Internal Error');
     });
@@ -180,12 +193,34 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     return typeof tag === 'string' ? dialogs.get(key(rq.headers['call-id'], tag)) : undefined;
   }
 
-  async function onRequest(rq: SipMessage): Promise<void> {
+  /**
+   * The caller's identity: with authentication the user its Digest credentials prove, and a From
+   * naming anyone else is refused with 403; without, the From as it came. Undefined when the
+   * request got its answer (401 challenge, 403, 400).
+   */
+  async function identify(rq: SipMessage, remote: Remote): Promise<{ uri: string; displayName?: string } | undefined> {
+    const from = rq.headers.from;
+    const displayName = from.name !== undefined ? from.name.replace(/^"|"$/g, '') : undefined;
+    if (digest === undefined) return { uri: uriOf(from), ...(displayName !== undefined ? { displayName } : {}) };
+    const r = await digest.check(rq, remote);
+    if (!r.ok) {
+      respond(rq, r.status, r.reason, { headers: r.headers ?? {} });
+      return undefined;
+    }
+    const fromUri = sip.parseUri(uriOf(from));
+    if (fromUri?.user !== r.username || fromUri.host.toLowerCase() !== r.domain.toLowerCase()) {
+      respond(rq, 403, 'From is not the authenticated user');
+      return undefined;
+    }
+    return { uri: `sip:${r.username}@${r.domain}`, ...(displayName !== undefined ? { displayName } : {}) };
+  }
+
+  async function onRequest(rq: SipMessage, remote: Remote): Promise<void> {
     switch (rq.method) {
       case 'ACK':
         return;
       case 'INVITE':
-        return invite(rq);
+        return invite(rq, remote);
       case 'BYE': {
         const d = inDialog(rq);
         if (d?.kind !== 'call') return respond(rq, 481, 'Call/Transaction Does Not Exist');
@@ -197,18 +232,20 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       case 'CANCEL':
         return respond(rq, 200, 'OK');
       case 'SUBSCRIBE':
-        return subscribe(rq);
+        return subscribe(rq, remote);
       case 'OPTIONS':
         return respond(rq, 200, 'OK', { headers: { allow: ALLOW, accept: 'application/sdp' } });
       case 'MESSAGE':
-        // The room speaks MSRP; a page-mode message has no session to answer on.
+        // Authenticated like the rest; then: the room speaks MSRP, a page-mode message has no
+        // session to answer on.
+        if (digest !== undefined && (await identify(rq, remote)) === undefined) return;
         return respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
       default:
         return respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
     }
   }
 
-  async function invite(rq: SipMessage): Promise<void> {
+  async function invite(rq: SipMessage, remote: Remote): Promise<void> {
     const again = inDialog(rq);
     if (again !== undefined) {
       // A re-INVITE: the session is the same; so is the answer.
@@ -218,12 +255,14 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     const roomUri = roomUriOf(rq);
     if (roomUri === undefined) return respond(rq, 404, 'Not Found');
     if (header(rq, 'content-type')?.toLowerCase() !== 'application/sdp' || rq.content === undefined) return respond(rq, 488, 'Not Acceptable Here');
+    const identity = await identify(rq, remote);
+    if (identity === undefined) return;
     const room = chat.rooms.get(roomUri) ?? (await chat.rooms.create(roomUri));
     watch(room);
     const from = rq.headers.from;
     let joined: { sdpAnswer: string; participant: Participant };
     try {
-      joined = await room.join({ sdpOffer: rq.content, identity: { uri: uriOf(from), ...(from.name !== undefined ? { displayName: from.name.replace(/^"|"$/g, '') } : {}) } });
+      joined = await room.join({ sdpOffer: rq.content, identity });
     } catch (e) {
       if (e instanceof ChatError) return respond(rq, e.sipStatus, e.message);
       throw e;
@@ -243,7 +282,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     };
     dialogs.set(key(d.callId, localTag), d);
     byParticipant.set(joined.participant, d);
-    log(`${uriOf(from)} joined ${roomUri}`);
+    log(`${identity.uri} joined ${roomUri}`);
     respond(rq, 200, 'OK', {
       tag: localTag,
       // RFC 4579: the Contact of a focus carries isfocus.
@@ -269,7 +308,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     if (sendLast) notify(s, 'terminated');
   }
 
-  function subscribe(rq: SipMessage): void {
+  async function subscribe(rq: SipMessage, remote: Remote): Promise<void> {
     const event = header(rq, 'event')?.split(';')[0]?.trim().toLowerCase();
     if (event !== 'conference') return respond(rq, 489, 'Bad Event', { headers: { 'allow-events': 'conference' } });
     const expires = Math.min(MAX_EXPIRES, Number(header(rq, 'expires') ?? MAX_EXPIRES));
@@ -284,8 +323,10 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       return notify(existing, 'active');
     }
     const roomUri = roomUriOf(rq);
-    const room = roomUri !== undefined ? chat.rooms.get(roomUri) : undefined;
-    if (room === undefined || roomUri === undefined) return respond(rq, 404, 'Not Found');
+    if (roomUri === undefined) return respond(rq, 404, 'Not Found');
+    if ((await identify(rq, remote)) === undefined) return;
+    const room = chat.rooms.get(roomUri);
+    if (room === undefined) return respond(rq, 404, 'Not Found');
     const localTag = newTag();
     const s: Subscription = {
       kind: 'subscription',

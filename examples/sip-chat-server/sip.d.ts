@@ -53,6 +53,18 @@ declare module 'sip' {
     makeResponse(rq: SipMessage, status: number, reason?: string): SipMessage;
     parseUri(uri: string | SipUri): SipUri | undefined;
     stringifyUri(uri: string | SipUri): string;
+    /** An auth header as parsed (`scheme` and its parameters, values as written) back to text. */
+    stringifyAuthHeader(h: Record<string, string>): string;
   };
   export default sip;
+}
+
+// The Digest client of the `sip` package (used by the tests as an independent Digest implementation).
+declare module 'sip/digest.js' {
+  import type { SipMessage } from 'sip';
+  const digest: {
+    /** Adds an Authorization for the challenge in `rs` (or, with rs undefined, the next nc of ctx) to rq. */
+    signRequest(ctx: object | undefined, rq: SipMessage, rs: SipMessage | undefined, creds: { user: string; password: string; realm?: string }): object | null;
+  };
+  export default digest;
 }

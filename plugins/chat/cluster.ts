@@ -140,7 +140,9 @@ export class ChatCluster {
     readonly options: ClusterOptions,
     private readonly host: ClusterHost,
   ) {
-    this.nodeId = options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+    // Under `msrprelay --workers` each worker is a node of its own: its index keeps a configured id apart.
+    const worker = process.env['MSRPRELAY_WORKER_ID'];
+    this.nodeId = `${options.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`}${worker !== undefined ? `-w${worker}` : ''}`;
     this.prefix = options.redis.keyPrefix;
   }
 

@@ -30,6 +30,8 @@ export interface DeliveryOwner {
   finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void;
   /** It wrote all its spool has and waits for the sender's next bytes (C-8): it holds no writing slot. */
   starved?(d: Delivery): void;
+  /** A token on the way does not exist (481): expired, invalidated or never there. */
+  unreachable?(d: Delivery): void;
 }
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
@@ -51,6 +53,12 @@ export class Delivery {
   private out: OutgoingRequest | undefined;
   private pumping = false;
   private waiting = false;
+  private relay: PluginHost | undefined;
+  private route: Route | undefined;
+  /** Body bytes per chunk at most (0: the whole copy in one chunk). */
+  private chunkLimit = 0;
+  /** Where the current chunk started (cursor position). */
+  private chunkStart = 0;
 
   constructor(
     readonly owner: DeliveryOwner,
@@ -79,18 +87,34 @@ export class Delivery {
     return this.cursor.pos;
   }
 
-  start(relay: PluginHost, route: Route): void {
+  /**
+   * Starts the copy on `route`. With `chunkLimit` the copy goes in chunks of at most that many
+   * body bytes, each a SEND of its own with the same Message-ID and a continuing Byte-Range
+   * (C-6: the switch may re-chunk), for relays that route small frames only.
+   */
+  start(relay: PluginHost, route: Route, chunkLimit = 0): void {
     if (this.state !== 'pending') return;
     this.state = 'active';
+    this.relay = relay;
+    this.route = route;
+    this.chunkLimit = chunkLimit;
+    if (this.open()) this.pump();
+  }
+
+  /** Opens the chunk that starts at the cursor; false when the route is gone. */
+  private open(): boolean {
     const t = this.total;
+    const at = this.cursor.pos;
+    this.chunkStart = at;
     // An exact range only for a small body already whole; else open-ended (R-67: interruptible).
-    const whole = this.spool.ended === '$' && this.spool.length === t;
-    const range = whole && t <= 2048 ? `1-${t}/${t}` : `1-*/${t >= 0 ? t : '*'}`;
+    const whole = at === 0 && this.spool.ended === '$' && this.spool.length === t;
+    const range = whole && t <= 2048 && (this.chunkLimit === 0 || t <= this.chunkLimit) ? `1-${t}/${t}` : `${at + 1}-*/${t >= 0 ? t : '*'}`;
+    let out: OutgoingRequest;
     try {
-      this.out = relay.originate(route.target, {
+      out = this.relay!.originate(this.route!.target, {
         method: 'SEND',
-        toPath: route.toPath,
-        fromPath: route.fromPath,
+        toPath: this.route!.toPath,
+        fromPath: this.route!.fromPath,
         headers: [
           ['Message-ID', this.messageId],
           ['Byte-Range', range],
@@ -98,22 +122,26 @@ export class Delivery {
         contentType: this.contentType,
       });
     } catch {
-      // The route's connection is gone: nothing was sent.
+      // The route's connection is gone.
       this.done('failed');
-      return;
+      return false;
     }
-    this.out.onWritable = () => {
+    this.out = out;
+    out.onWritable = () => {
+      if (this.out !== out) return;
       if (this.blocked) {
         this.blocked = false;
         this.owner.unblocked(this);
       }
       this.pump();
     };
-    void this.out.result.then((r) => {
+    void out.result.then((r) => {
       // An error answer (413 from the recipient, 481 from its relay) or none: stop here.
       if (r.status !== 200 && r.status !== 0 && this.state === 'active') this.finish('#', 'failed', r);
+      // 481 (RFC 4975: the session does not exist), even after the copy ended: its way is gone.
+      if (r.status === 481) this.owner.unreachable?.(this);
     });
-    this.pump();
+    return true;
   }
 
   /** Ends the copy with `#` (R-69) if it started, or forgets it. */
@@ -165,8 +193,20 @@ export class Delivery {
 
   /** Writes bytes at the cursor; false when the recipient's connection is full. */
   private write(b: Buffer): boolean {
-    const ok = this.out!.write(b);
-    this.cursor.advance(b.length);
+    let rest = b;
+    let ok = true;
+    while (rest.length > 0) {
+      if (this.chunkLimit > 0 && this.cursor.pos - this.chunkStart >= this.chunkLimit) {
+        // This chunk is full: end it with `+`, the next one continues the Byte-Range.
+        this.out!.end('+');
+        if (!this.open()) return false;
+      }
+      const room = this.chunkLimit > 0 ? this.chunkLimit - (this.cursor.pos - this.chunkStart) : rest.length;
+      const piece = room >= rest.length ? rest : rest.subarray(0, room);
+      ok = this.out!.write(piece);
+      this.cursor.advance(piece.length);
+      rest = rest.subarray(piece.length);
+    }
     if (!ok) {
       this.blocked = true;
       this.owner.blocked(this);

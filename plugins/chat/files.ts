@@ -358,7 +358,10 @@ export class ChatFiles {
     private readonly focus: FocusCore,
     readonly options: FilesOptions,
   ) {
-    this.dir = resolve(options.dir);
+    // Under `msrprelay --workers` every worker keeps its files in a folder of its own: a worker
+    // that starts clears the files of its folder it has no record of.
+    const worker = process.env['MSRPRELAY_WORKER_ID'];
+    this.dir = worker !== undefined ? resolve(options.dir, `w${worker}`) : resolve(options.dir);
     this.owner = `${hostname()}:${this.dir}`;
   }
 

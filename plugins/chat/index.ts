@@ -25,6 +25,7 @@ import { ClusterFiles } from './cluster-files.ts';
 import { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
+import { RelayedRefusals } from './relayed-report.ts';
 import type { ChatHooks, FocusCore } from './focus-core.ts';
 import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } from './options.ts';
 import type { Participant } from './participant.ts';
@@ -193,6 +194,9 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   private readonly byTarget = new Map<SessionInfo | ConnectionContext, Set<Participant>>();
   private readonly queues = new Map<Room, Promise<void>>();
   private readonly routeTimers = new Map<Participant, NodeJS.Timeout>();
+  /** Worker links the focus opened toward participants (routeAcrossWorkers), closed when they leave. */
+  private readonly links = new Map<Participant, ConnectionContext>();
+  private readonly refusals = new RelayedRefusals(() => this.relay);
 
   constructor(options: ChatOptionsInput = {}) {
     this.options = resolveOptions(options);
@@ -292,7 +296,10 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     // The first request shows the way back (a participant through another relay, or connected straight).
     if (p.route === undefined) this.bindRoute(p, { target: lr.session ?? lr.connection, toPath: lr.reply.toPath, fromPath: lr.reply.fromPath });
     const r = p.room.receive(p, lr.request);
-    if ('onEnd' in r) return r;
+    // Behind another relay, a refusal also goes back as a REPORT (relayed-report.ts, R-63).
+    const relayed = this.options.relayedReports && RelayedRefusals.behindRelay(lr);
+    if ('onEnd' in r) return relayed ? this.refusals.wrap(lr, p.sessionId, r) : r;
+    if (relayed) this.refusals.report(lr, p.sessionId, r);
     return { reject: new MsrpError(STATUS_CODES[r.status] ?? 'MSRP_ERR_FORBIDDEN', r.comment ?? '', { status: r.status }) };
   }
 
@@ -332,10 +339,13 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   }
 
   unregister(p: Participant): void {
+    this.refusals.forget(p.sessionId);
     if (this.bySession.get(p.sessionId) === p) this.bySession.delete(p.sessionId);
     const t = this.routeTimers.get(p);
     if (t !== undefined) clearTimeout(t);
     this.routeTimers.delete(p);
+    this.links.get(p)?.close();
+    this.links.delete(p);
     if (p.route !== undefined) {
       const set = this.byTarget.get(p.route.target);
       set?.delete(p);
@@ -360,6 +370,25 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
       if (p.route === undefined && p.left === undefined) p.room.leave(p, 'no-connection');
     }, this.options.connectTimeout * 1000).unref();
     this.routeTimers.set(p, t);
+    this.routeAcrossWorkers(p);
+  }
+
+  /**
+   * Cluster mode (`--workers`): a participant whose token another worker issued is reached over
+   * a worker link of its own, at once (as a token of this worker is), and one slow participant
+   * holds back no other (C-16). Its first request may still come first another way: that wins.
+   */
+  private routeAcrossWorkers(p: Participant): void {
+    const link = p.path.length >= 2 ? this.relay.openWorkerLink(p.path[0]!) : undefined;
+    link?.then(
+      (conn) => {
+        if (p.route !== undefined || p.left !== undefined) return conn.close();
+        this.links.set(p, conn);
+        // As the token's worker hands it on: To-Path the whole a=path, From-Path the focus (R-58).
+        this.bindRoute(p, { target: conn, toPath: p.path, fromPath: [p.uri] });
+      },
+      (e: unknown) => this.log.warn('chat: no worker link toward a participant', { error: (e as Error).message }),
+    );
   }
 
   persist(room: Room): void {

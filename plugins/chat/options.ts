@@ -108,6 +108,18 @@ export const CHAT_SCHEMA = {
     },
     /** C-9: a message whose next chunk does not come within this is aborted. */
     chunkTimeout: seconds(540),
+    /**
+     * Copies to a participant behind another relay (its route's To-Path names more than its own
+     * URI) go in chunks of at most this many body bytes (C-6 allows re-chunking); 0: one chunk.
+     * Kamailio's msrp module routes no frame over about 11 KB (its peer README, caveat 7).
+     */
+    relayedChunkSize: count(8192),
+    /**
+     * A refused SEND from a participant behind another relay also gets a failure REPORT from the
+     * focus (relayed-report.ts): Kamailio's msrp module answers its hop 200 itself and makes no
+     * REPORT of the focus's error response (R-63). A relay that does will make a second one.
+     */
+    relayedReports: { type: 'boolean', default: true },
     /** A participant that has not connected (no request, no relay session) within this is dropped. */
     connectTimeout: seconds(30),
     spool: {
@@ -227,6 +239,8 @@ export interface ChatOptions {
   };
   congestion: { backlogBytes: number; markAfter: number; dropAfter: number; maxQueued: number };
   chunkTimeout: number;
+  relayedChunkSize: number;
+  relayedReports: boolean;
   connectTimeout: number;
   spool: { dir: string; memoryBytes: number };
   welcome: 'non-chat-aware' | 'all' | 'none';

@@ -11,6 +11,7 @@ import type { LocalResponse } from '../../core/index.ts';
 import type { Delivery, DeliveryOwner, Route } from './delivery.ts';
 import type { InboundMessage } from './inbound.ts';
 import type { Room } from './room.ts';
+import { throughOtherRelay } from './relayed-report.ts';
 import type { Role } from './store.ts';
 
 /** Who joins: the user's URI (its SIP AOR), as the application authenticated it. */
@@ -201,7 +202,9 @@ export class Participant implements DeliveryOwner {
 
   private startDelivery(d: Delivery): void {
     this.active.add(d);
-    d.start(this.room.focus.relay, this.route!);
+    // Behind another relay (To-Path beyond the participant's own URI, not a worker link): chunks it can route.
+    const route = this.route!;
+    d.start(this.room.focus.relay, route, throughOtherRelay(route) ? this.room.focus.options.relayedChunkSize : 0);
   }
 
   blocked(_d: Delivery): void {
@@ -222,6 +225,11 @@ export class Participant implements DeliveryOwner {
       this.markTimer = undefined;
     }
     this.checkCongestion();
+  }
+
+  /** No copy can reach it (481 on the way: a token of another relay or worker gone, or never there): it leaves. */
+  unreachable(_d: Delivery): void {
+    if (this.left === undefined) this.room.leave(this, 'disconnected');
   }
 
   finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', _r?: OriginateResult): void {

@@ -71,8 +71,8 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-async function start(configFile: string): Promise<Running> {
-  const child = spawn(process.execPath, [BIN, '--config', configFile, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function start(configFile: string, env?: NodeJS.ProcessEnv): Promise<Running> {
+  const child = spawn(process.execPath, [BIN, '--config', configFile, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'], ...(env !== undefined ? { env } : {}) });
   let out = '';
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -243,5 +243,73 @@ describe('msrprelay --workers 2', () => {
   it('SIGTERM: every worker drains, the primary exits 0', async () => {
     r.child.kill('SIGTERM');
     assert.equal(await r.exited, 0, r.stderr());
+  });
+});
+
+describe('msrprelay --workers 2 with shareOutboundConnections: worker links are never shared', () => {
+  let dir: string;
+  let r: Running;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'msrprelay-cluster-share-'));
+    const file = join(dir, 'msrprelay.config.mjs');
+    const certs = await testCertificates();
+    writeFileSync(file, configText(['alice', 'bob'], { certFile: certs.server.certFile, keyFile: certs.server.keyFile }).replace("hostname: '127.0.0.1',", "hostname: '127.0.0.1',\n  shareOutboundConnections: true,"));
+    // The primary hands connections to the workers in turn, so both get some soon.
+    r = await start(file, { ...process.env, NODE_CLUSTER_SCHED_POLICY: 'rr' });
+  });
+
+  after(async () => {
+    if (r !== undefined && r.child.exitCode === null) {
+      // SIGTERM: the primary stops its workers (a SIGKILL would leave them running).
+      r.child.kill('SIGTERM');
+      if ((await Promise.race([r.exited, new Promise((x) => setTimeout(() => x('late'), 30000).unref())])) === 'late') r.child.kill('SIGKILL');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function on(w: number, username: string): Promise<{ c: MsrpTestClient; token: string }> {
+    for (let i = 0; i < 40; i++) {
+      const c = await MsrpTestClient.connect({ port: r.tcpPort, timeoutMs: 60000, storeBodies: false });
+      const res = await c.auth({ relayUri: 'msrp://example.com;tcp', username, password: 'secret' });
+      assert.equal(res.status, 200);
+      if (workerOf(res.usePath[0]!) === w) return { c, token: res.usePath[0]! };
+      await c.close();
+    }
+    throw new Error(`no connection landed on worker ${w}`);
+  }
+
+  it('a receiver on worker 1 that reads nothing holds back no other session between the two workers', async () => {
+    const a1 = await on(0, 'alice');
+    const a2 = await on(0, 'alice');
+    const fast = await on(1, 'bob');
+    const slow = await on(1, 'bob');
+    // Both far legs from worker 0 to worker 1 are open (with sharing on, one link would carry both).
+    for (const [a, b] of [[a1, fast], [a2, slow]] as const) {
+      const m = await a.c.sendMessage({ toPath: [a.token, b.token, b.c.uri], body: 'hello' });
+      assert.equal(m.responses[0]!.status, 200);
+    }
+    slow.c.pauseReading();
+    // More than the slow receiver's socket and the workers' buffers take: its sender stalls.
+    let asked = 0;
+    const stuckSource = seededSource(31);
+    const source = (off: number, len: number) => {
+      asked = Math.max(asked, off + len);
+      return stuckSource(off, len);
+    };
+    a2.c.streamMessage({ toPath: [a2.token, slow.token, slow.c.uri], size: 32 * 2 ** 20, source, chunkSize: 2 ** 20 }).catch(() => {});
+    // Once 6 MiB went out the buffers toward the slow receiver are full (a shared link would be stalled).
+    for (const end = Date.now() + 60000; asked < 6 * 2 ** 20; ) {
+      if (Date.now() > end) throw new Error(`the stream to the slow receiver stopped at ${asked} bytes`);
+      await new Promise((x) => setTimeout(x, 20));
+    }
+    const src = seededSource(32);
+    const size = 4 * 2 ** 20;
+    const sent = await a1.c.streamMessage({ toPath: [a1.token, fast.token, fast.c.uri], size, source: src, chunkSize: 2 ** 20 });
+    assert.ok(sent.responses.every((x) => x.status === 200));
+    const got = await fast.c.waitForMessage(sent.messageId, 30000);
+    assert.equal(got.bytes, size);
+    assert.equal(got.sha256, hashSource(size, src));
+    for (const x of [a1, a2, fast, slow]) x.c.destroy();
   });
 });

@@ -94,7 +94,7 @@ export class ChatClient {
   }
 
   /** Connects and AUTHs as `name` (through its own relay token, the common case). */
-  static async connect(t: TestRelay, name: string, o: { storeBodies?: boolean; timeoutMs?: number } = {}): Promise<ChatClient> {
+  static async connect(t: Pick<TestRelay, 'tcpPort'>, name: string, o: { storeBodies?: boolean; timeoutMs?: number } = {}): Promise<ChatClient> {
     const c = await MsrpTestClient.connect({ port: t.tcpPort, storeBodies: o.storeBodies ?? true, timeoutMs: o.timeoutMs ?? 10_000 });
     const r = await c.auth({ relayUri: 'msrp://example.com;tcp', username: name, password: 'secret' });
     assert.equal(r.status, 200);
