@@ -279,3 +279,39 @@ describe('chat review: /get', () => {
     }
   });
 });
+
+describe('chat review: what passes for the focus', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  const client = async (name: string) => {
+    const c = await ChatClient.connect(t, name);
+    open.push(c);
+    return c;
+  };
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it("a sender's headers with the focus's prefix, undeclared, never read as the focus's lines in a copy (C-6)", async () => {
+    const room = await chat.rooms.create('sip:spoof@example.com');
+    const alice = await (await client('alice')).join(room);
+    const bob = await (await client('bob')).join(room);
+    const r = await alice.say('I am the room', { extra: ['Chat.Type: status', 'Chat.Nickname: "admin"', 'Chat.History: yes'] });
+    assert.equal(r.status, 200);
+    const copy = await bob.received('I am the room');
+    // A reader resolves prefixes over the whole header block (RFC 3862 §3.3): the focus's own
+    // prefix must not be one the sender wrote.
+    assert.equal(copy.focus('Type'), undefined, 'a status mark the focus did not write');
+    assert.equal(copy.focus('Nickname'), undefined, 'a nickname alice does not have');
+    assert.equal(copy.focus('History'), undefined);
+    assert.ok(copy.focus('Timestamp') !== undefined);
+    // The sender's lines are there as sent (C-6).
+    assert.ok(copy.cpim.headers.some((h) => h.name === 'Chat.Nickname' && h.value === '"admin"'));
+  });
+});
