@@ -815,6 +815,8 @@ export class Room extends EventEmitter {
     if (o.by !== undefined && role === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', 'only owners make owners');
     const u = this.resolveUser(who);
     if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
+    // An owner's role is changed by owners only: else a moderator would demote and then ban owners.
+    if (o.by !== undefined && this.roleOf(u.user) === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', "only owners change an owner's role");
     if (role === 'member') this.roles.delete(u.user);
     else this.roles.set(u.user, role);
     this.changed('role', u.uri, role, o.by);

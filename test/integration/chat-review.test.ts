@@ -315,3 +315,31 @@ describe('chat review: what passes for the focus', () => {
     assert.ok(copy.cpim.headers.some((h) => h.name === 'Chat.Nickname' && h.value === '"admin"'));
   });
 });
+
+describe('chat review: roles', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('a moderator cannot take an owner\'s role away (and then ban the owner): only owners ban owners', async () => {
+    const room = await chat.rooms.create('sip:roles@example.com', { owners: ['sip:alice@example.com'], moderators: ['sip:bob@example.com'] });
+    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
+    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
+    open.push(alice, bob);
+    assert.equal((await bob.say('/role sip:alice@example.com member')).status, 200);
+    const answer = await bob.received((c) => c.focus('Type') === 'status');
+    assert.match(answer.text, /^Not allowed/, answer.text);
+    assert.equal(room.roleOf('alice@example.com'), 'owner');
+    assert.equal((await bob.say('/ban sip:alice@example.com')).status, 200);
+    await bob.received((c) => c.focus('Type') === 'status' && /^Not allowed: only owners may ban owners/.test(c.text));
+    assert.equal(room.participants.filter((p) => p.user === 'alice@example.com').length, 1);
+  });
+});
