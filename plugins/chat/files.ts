@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import { Delivery } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import { formatDateTime, focusHeaderLines, focusPrefix, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
-import { InboundMessage } from './inbound.ts';
+import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import type { FocusCore } from './focus-core.ts';
 import type { ChatOptions } from './options.ts';
 import { Participant } from './participant.ts';
@@ -601,6 +601,7 @@ export class ChatFiles {
       p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
       return { status: 413, comment: 'Stop-sending-message' };
     }
+    if (p.inbound.size >= MAX_IN_PROGRESS) return { status: 403, comment: 'Too many messages in progress' };
     if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
     const first = shifted(req, head.length, true);
     const msg = new InboundMessage(room, p, first);

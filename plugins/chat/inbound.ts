@@ -30,6 +30,13 @@ import { Spool } from './spool.ts';
 
 const PROBLEM_STATUS = { malformed: 400, from: 403, to: 403 } as const;
 
+/**
+ * Messages one session may have in progress at once (started, not ended). Each holds a copy on
+ * its way to every recipient until it ends or the C-9 timer fires, 540 s later: without a
+ * bound, one session could load every recipient with thousands of them (C-17 anti-DoS).
+ */
+export const MAX_IN_PROGRESS = 16;
+
 export class InboundMessage {
   readonly messageId: string;
   /** Body octets of the message received so far. */

@@ -26,7 +26,7 @@ import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHea
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { FocusCore } from './focus-core.ts';
-import { InboundMessage } from './inbound.ts';
+import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import { NicknameError, nicknameKey, parseUseNickname, prepareNickname } from './nickname.ts';
 import { Participant, type LeaveReason, type ParticipantIdentity } from './participant.ts';
 import { buildAnswer, mediaTypeMatches, msrpMedia, parseSdp, wrappedTypesOf, type MsrpMedia } from './sdp.ts';
@@ -451,6 +451,7 @@ export class Room extends EventEmitter {
       p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
       return { status: 413, comment: 'Stop-sending-message' };
     }
+    if (p.inbound.size >= MAX_IN_PROGRESS) return { status: 403, comment: 'Too many messages in progress' };
     if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
     return new InboundMessage(this, p, req).chunk(req);
   }

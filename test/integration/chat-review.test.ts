@@ -343,3 +343,43 @@ describe('chat review: roles', () => {
     assert.equal(room.participants.filter((p) => p.user === 'alice@example.com').length, 1);
   });
 });
+
+describe('chat review: messages in progress', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('a session has at most 16 messages in progress: the next one gets 403 until one ends (C-17 anti-DoS)', async () => {
+    const room = await chat.rooms.create('sip:inprogress@example.com');
+    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
+    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
+    open.push(alice, bob);
+    const started: Array<{ id: string; length: number }> = [];
+    const start = async (i: number) => {
+      const body = cpimBody({ from: alice.sip, to: room.uri, text: `part ${i} ` });
+      const id = `prog${i}${randomBytes(4).toString('hex')}`;
+      const tid = alice.c.sendRequest({ method: 'SEND', toPath: alice.toPath, headers: [['Message-ID', id], ['Byte-Range', `1-${body.length}/${body.length + 4}`]], body, contentType: 'message/cpim', flag: '+' });
+      const status = (await alice.c.waitForResponse(tid)).status;
+      if (status === 200) started.push({ id, length: body.length });
+      return status;
+    };
+    for (let i = 0; i < 16; i++) assert.equal(await start(i), 200);
+    assert.equal(await start(16), 403);
+    // One ends: there is room for another.
+    const first = started[0]!;
+    const tid = alice.c.sendRequest({ method: 'SEND', toPath: alice.toPath, headers: [['Message-ID', first.id], ['Byte-Range', `${first.length + 1}-${first.length + 4}/${first.length + 4}`]], body: 'done', contentType: 'message/cpim' });
+    assert.equal((await alice.c.waitForResponse(tid)).status, 200);
+    const copyStart = await bob.c.waitFor((f) => f.kind === 'request' && f.method === 'SEND' && f.body.includes('part 0 '));
+    const whole = await bob.c.waitForMessage(copyStart.header('Message-ID')!);
+    assert.ok(whole.complete && whole.body!.toString().endsWith('part 0 done'));
+    assert.equal(await start(17), 200);
+  });
+});
