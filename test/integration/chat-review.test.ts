@@ -383,3 +383,48 @@ describe('chat review: messages in progress', () => {
     assert.equal(await start(17), 200);
   });
 });
+
+describe('chat review: checked and found right', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('responses and REPORTs the focus never asked for change nothing; the session goes on (C-12)', async () => {
+    const room = await chat.rooms.create('sip:unasked@example.com');
+    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
+    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
+    open.push(alice, bob);
+    const tid = 'unasked' + randomBytes(6).toString('hex');
+    alice.c.write(`MSRP ${tid} 200 OK\r\nTo-Path: ${alice.toPath.join(' ')}\r\nFrom-Path: ${alice.c.uri}\r\n-------${tid}$\r\n`);
+    alice.c.sendRequest({ method: 'REPORT', toPath: alice.toPath, headers: [['Message-ID', 'nosuchmessage1'], ['Byte-Range', '1-10/10'], ['Status', '000 413 Stop']] });
+    assert.equal((await alice.say('after the noise')).status, 200);
+    await bob.received('after the noise');
+    assert.equal(room.participants.length, 2);
+  });
+
+  it('a sender that leaves mid-message: the copies end with #, and the others go on', async () => {
+    const room = await chat.rooms.create('sip:midleave@example.com');
+    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
+    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
+    const carol = await (await ChatClient.connect(t, 'carol')).join(room);
+    open.push(alice, bob, carol);
+    const body = cpimBody({ from: alice.sip, to: room.uri, text: 'cut short ' });
+    const tid = alice.c.sendRequest({ method: 'SEND', toPath: alice.toPath, headers: [['Message-ID', 'mid' + randomBytes(6).toString('hex')], ['Byte-Range', `1-${body.length}/${body.length + 100}`]], body, contentType: 'message/cpim', flag: '+' });
+    assert.equal((await alice.c.waitForResponse(tid)).status, 200);
+    await until('the copy is on its way', () => bob.participant.queued === 1);
+    room.leave(alice.participant);
+    // The open chunk of the copy ends with `#` (R-69): never a `$` for a message that did not end.
+    const cut = await bob.c.waitFor((f) => f.kind === 'request' && f.method === 'SEND' && f.body.includes('cut short'));
+    assert.equal(cut.flag, '#');
+    assert.equal((await carol.say('still talking')).status, 200);
+    await bob.received('still talking');
+  });
+});
