@@ -648,6 +648,8 @@ export class Room extends EventEmitter {
   private nickname(p: Participant, req: MsrpRequestHead): LocalResponse | Promise<LocalResponse> {
     // RFC 7701 §7.1: a NICKNAME carries no report headers (C-13).
     if (req.headers.some(([n]) => /^(success|failure)-report$/i.test(n))) return { status: 400, comment: 'Unintelligible' };
+    // C-17: a change is told to the room (announcements, roster NOTIFYs): it counts in the session's rate.
+    if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
     const values = getHeaders(req.headers, 'Use-Nickname');
     if (values.length !== 1) return { status: 424, comment: 'Malformed nickname' };
     let wanted: string;

@@ -117,6 +117,23 @@ describe('chat review: nicknames (C-13, C-14)', () => {
     assert.equal(room.participants.length, 2);
   });
 
+  it('NICKNAME counts in the rate of its session: a flood of changes gets 403 and is not announced to the room (C-17)', async () => {
+    const room = await chat.rooms.create('sip:nickflood@example.com');
+    const frank = await (await client('frank')).join(room);
+    // A client that knows nothing of rooms is told of every change (C-17).
+    const dave = await (await client('dave')).join(room, { chatroom: null });
+    const statuses: number[] = [];
+    for (let i = 0; i < 80; i++) statuses.push(await frank.nickname(formatUseNickname(`flood${i}`)));
+    // limits.rate is 50 per 10 s: the first 50 pass, then (but for what the bucket refills meanwhile) 403.
+    assert.ok(statuses.slice(0, 50).every((s) => s === 200), statuses.join(' '));
+    assert.ok(statuses.filter((s) => s === 403).length >= 10, statuses.join(' '));
+    const last = statuses.lastIndexOf(200);
+    assert.equal(frank.participant.nickname, `flood${last}`, 'a refused change keeps the old nickname (C-14)');
+    await dave.c.waitFor((f) => f.kind === 'request' && f.body.includes(`is now flood${last}`));
+    const told = dave.c.frames.filter((f) => f.kind === 'request' && f.body.includes(' is now flood')).length;
+    assert.equal(told, statuses.filter((s) => s === 200).length);
+  });
+
   it('a Use-Nickname that is not UTF-8 is refused (400 from the relay, R-22) and sets no nickname (C-13)', async () => {
     const room = await chat.rooms.create('sip:nickutf8@example.com');
     const erin = await (await client('erin')).join(room);
