@@ -40,6 +40,7 @@ import type { Room, RoomSettings } from './room.ts';
 import type { Role, RoomRecord } from './store.ts';
 import type { Logger } from '../../core/index.ts';
 import { userKey } from './user-uri.ts';
+import { RemoteAnnouncer } from './cluster-roster.ts';
 
 /** When a change was made, and on which node: the later one wins. */
 interface Stamp {
@@ -167,6 +168,7 @@ export class SharedRooms implements ClusterExtension {
   /** While changes of other nodes are applied, the room's events are not changes of this node. */
   private applying = 0;
   private work: Promise<void> = Promise.resolve();
+  private readonly announcer = new RemoteAnnouncer();
 
   constructor(
     private readonly cluster: ChatCluster,
@@ -178,6 +180,8 @@ export class SharedRooms implements ClusterExtension {
     if (this.watched.has(room)) return;
     this.watched.add(room);
     this.cluster.follow(room);
+    // The comings and goings of other nodes' users, told to this node's clients (cluster-roster.ts).
+    this.announcer.watch(room);
     room.on('subject', (subject: string) => this.changed(room, 'subject', subject));
     room.on('role', (uri: string, role: Role) => this.changedUser(room, 'role', uri, role));
     room.on('mute', (uri: string, muted: boolean) => this.changedUser(room, 'mute', uri, muted));

@@ -49,6 +49,8 @@ export interface RemoteSession {
   readonly nickname: string | undefined;
   readonly nicknameKey: string | undefined;
   readonly privateMessages: boolean;
+  /** The display name the application gave (the welcome and /who name a user without a nickname by it). */
+  readonly displayName?: string | undefined;
 }
 
 /** A message of another node, for this node's participants. */
@@ -455,7 +457,7 @@ export class ChatCluster {
   }
 
   private entryOf(p: Participant): Omit<RemoteSession, 'session'> {
-    return { node: this.nodeId, user: p.user, uri: p.identity.uri, nickname: p.nickname, nicknameKey: p.nicknameKey, privateMessages: p.caps.privateMessages };
+    return { node: this.nodeId, user: p.user, uri: p.identity.uri, nickname: p.nickname, nicknameKey: p.nicknameKey, privateMessages: p.caps.privateMessages, displayName: p.identity.displayName };
   }
 
   /** The heartbeat: this node's key, queued appends, and every room's roster (one at a time). */

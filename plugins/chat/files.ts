@@ -353,6 +353,8 @@ export class ChatFiles {
   private readonly pushes = new WeakMap<Participant, string | undefined>();
   /** /get files on their way to each session. */
   private readonly getting = new WeakMap<Participant, number>();
+  /** Push sessions and the Message-ID of the file each carries (RFC 5547 §8.7: one per session). */
+  private readonly pushed = new WeakMap<Participant, string>();
 
   constructor(
     private readonly focus: FocusCore,
@@ -593,6 +595,18 @@ export class ChatFiles {
       p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
       return { status: 413, comment: 'Stop-sending-message' };
     }
+    const first = this.pushed.get(p);
+    if (first !== undefined && first !== id) {
+      // RFC 5547 §8.7: a session carries one file; another "MUST NOT" be sent on it. 413 is how a
+      // receiver stops a file it does not take (§8.4, RFC 4975 §7.2): the sender stops and says so.
+      // Its first chunk is read (and dropped) so that the answer carries the comment; the later
+      // chunks get 413 at once.
+      const answer = { status: 413, comment: 'One file per session' };
+      p.refuse(id, answer);
+      return { onEnd: () => answer };
+    }
+    // The session's file (refused or not): any other Message-ID on it from now on is refused.
+    this.pushed.set(p, id);
     const room = p.room;
     const head = this.pushHead(p, req.contentType ?? 'application/octet-stream');
     const total = req.byteRange?.total ?? -1;
@@ -603,10 +617,10 @@ export class ChatFiles {
     }
     if (p.inbound.size >= MAX_IN_PROGRESS) return { status: 403, comment: 'Too many messages in progress' };
     if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
-    const first = shifted(req, head.length, true);
-    const msg = new InboundMessage(room, p, first);
+    const shiftedFirst = shifted(req, head.length, true);
+    const msg = new InboundMessage(room, p, shiftedFirst);
     msg.reportOffset = head.length;
-    const r = msg.chunk(first);
+    const r = msg.chunk(shiftedFirst);
     if (!('onEnd' in r)) return r;
     let fed = false;
     const feedHead = (delivery: { resume(): void; readonly bytes: number }): void => {

@@ -21,6 +21,7 @@ import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
 import { HELP_TEXT, parseCommand } from './commands.ts';
 import { streamIdAfter, type ClusterMessage } from './cluster.ts';
+import { presentElsewhere, roomUsers } from './cluster-roster.ts';
 import { buildConferenceInfo, type ConferenceUser } from './conference-info.ts';
 import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
@@ -256,8 +257,10 @@ export class Room extends EventEmitter {
       const answer = await this.sharedNicknameAnswer(p, o.nickname);
       if (answer.status !== 200) throw new ChatError('nickname', `nickname ${JSON.stringify(o.nickname)}: ${answer.comment}`);
     }
-    if (role !== undefined && this.roleOf(user) === 'member') this.roles.set(user, role);
-    const history = await this.historyFor(p);
+    const w = this.focus.options.welcome;
+    const welcome = w === 'all' || (w === 'non-chat-aware' && !p.caps.chatAware);
+    // Across nodes the welcome names everyone: the shared roster is read now (cluster-roster.ts).
+    const [history] = await Promise.all([this.historyFor(p), welcome ? this.focus.cluster?.freshRemoteSessions(this) : undefined]);
     try {
       if (this.closed) throw new ChatError('closed', 'the room is closed');
       // Checked again: others may have joined while the history was read.
@@ -270,6 +273,11 @@ export class Room extends EventEmitter {
       // A nickname claimed across nodes for a joiner that does not come in is let go.
       if (p.nicknameKey !== undefined) this.focus.cluster?.releaseNickname(this, p.user, p.nicknameKey);
       throw e;
+    }
+    if (role !== undefined && this.roleOf(user) === 'member') {
+      // The hook's role is the room's, as one given by /role: kept, and shared across nodes (cluster-state.ts).
+      this.roles.set(user, role);
+      this.changed('role', o.identity.uri, role, undefined);
     }
 
     const sdpAnswer = buildAnswer({
@@ -290,11 +298,11 @@ export class Room extends EventEmitter {
     if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
     else this.focus.awaitRoute(p);
     // The welcome and the history go first; then what is said from now on (C-17).
-    const w = this.focus.options.welcome;
-    if (w === 'all' || (w === 'non-chat-aware' && !p.caps.chatAware)) this.status(p, this.welcomeText(p), 'private');
+    if (welcome) this.status(p, this.welcomeText(p), 'private');
     for (const h of history) this.replay(p, h);
     p.release();
-    this.announce(`${p.name} joined`, p);
+    // A user already here on another node is not announced again (cluster-roster.ts).
+    if (!presentElsewhere(this, p.user)) this.announce(`${p.name} joined`, p);
     this.emit('joined', p);
     this.emit('roster');
     return { sdpAnswer, participant: p };
@@ -350,7 +358,8 @@ export class Room extends EventEmitter {
       if (p.nicknameKey !== undefined) this.focus.cluster.releaseNickname(this, p.user, p.nicknameKey);
       this.focus.cluster.rosterChanged(this);
     }
-    this.announce(`${p.name} left${reason === 'left' || reason === 'disconnected' ? '' : ` (${reason})`}`, p);
+    // A user still here on another node has not left the room (cluster-roster.ts).
+    if (!presentElsewhere(this, p.user)) this.announce(`${p.name} left${reason === 'left' || reason === 'disconnected' ? '' : ` (${reason})`}`, p);
     this.emit('left', p, reason);
     this.emit('roster');
     // A room nobody keeps goes with its last participant (unless it is being closed anyway).
@@ -630,15 +639,15 @@ export class Room extends EventEmitter {
     for (const p of this.members) if (target === undefined || p.user === target) this.status(p, text, target === undefined ? 'status' : 'private');
   }
 
-  /** C-17: joins, leaves and nickname changes told to those with no other roster. */
-  private announce(text: string, about: Participant): void {
+  /** C-17: joins, leaves and nickname changes told to those with no other roster (about: the session it is about, not told). */
+  announce(text: string, about?: Participant): void {
     if (!this.focus.options.announce) return;
     for (const p of this.members) if (p !== about && !p.caps.chatAware) this.status(p, text);
   }
 
   private welcomeText(p: Participant): string {
-    const others = this.roster().filter((u) => u.user !== p.user);
-    const names = others.map((u) => u.nickname ?? u.displayName ?? u.uri);
+    // Every node's users (cluster-roster.ts), the joiner's own other sessions not counted.
+    const names = roomUsers(this).filter((u) => u.user !== p.user).map((u) => u.name);
     const where = this.subject !== '' ? `${this.subject} (${this.uri})` : this.uri;
     return `Welcome to ${where}.\n${names.length === 0 ? 'Nobody else is here.' : `Here: ${names.join(', ')}.`}\nType /help for commands${this.focus.files !== undefined ? ', /files for the files kept here' : ''}.`;
   }
@@ -844,7 +853,8 @@ export class Room extends EventEmitter {
           reply(HELP_TEXT);
           break;
         case 'who':
-          reply(this.roster().map((u) => `${u.nickname ?? u.displayName ?? u.uri} <${u.uri}>${u.role !== 'member' ? ` (${u.role})` : ''}${u.muted ? ' (muted)' : ''}`).join('\n'));
+          // Every node's users (cluster-roster.ts).
+          reply(roomUsers(this).map((u) => `${u.name} <${u.uri}>${u.role !== 'member' ? ` (${u.role})` : ''}${u.muted ? ' (muted)' : ''}`).join('\n'));
           break;
         case 'subject':
           if (target === undefined) reply(`The subject is: ${this.subject}`);

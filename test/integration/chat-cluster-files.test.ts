@@ -6,22 +6,20 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { type FileRecord, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, next } from '../support/chat.ts';
-import { cpimFile, sha256, until, wholeCopy } from '../support/chat-files.ts';
+import { describe, it } from 'node:test';
+import type { TestRelay } from '../../core/testing/index.ts';
+import type ChatFocus from '../../plugins/chat/index.ts';
+import type { FileRecord, Room } from '../../plugins/chat/index.ts';
+import { Clients, next, redisPrefixes, seesRemote, startClusterNode, until } from '../support/chat.ts';
+import { cpimFile, sha256, wholeCopy } from '../support/chat-files.ts';
 
-const REDIS = { host: '127.0.0.1', port: 6379 };
 const ROOM = 'sip:across-files@example.com';
 const MiB = 2 ** 20;
 const base = mkdtempSync(join(tmpdir(), 'chat-cluster-files-'));
-const prefixes: string[] = [];
+const newPrefix = redisPrefixes('chatfiles');
 
 interface Node {
   t: TestRelay;
@@ -30,39 +28,28 @@ interface Node {
 }
 
 async function startNode(prefix: string, nodeId: string): Promise<Node> {
-  const chat = new ChatFocus({
-    store: { driver: 'memory' },
-    limits: { maxMessageSize: 32 * MiB },
-    files: { enabled: true, dir: join(base, nodeId) },
-    cluster: { redis: { url: `redis://${REDIS.host}:${REDIS.port}`, keyPrefix: prefix, commandTimeout: 2, connectTimeout: 2 }, nodeId, heartbeat: 0.2, rosterTtl: 1, maxFileSize: 8 * MiB },
+  const { t, chat } = await startClusterNode({
+    prefix,
+    nodeId,
+    commandTimeout: 2,
+    cluster: { maxFileSize: 8 * MiB },
+    options: { limits: { maxMessageSize: 32 * MiB }, files: { enabled: true, dir: join(base, nodeId) } },
   });
-  const t = await startTestRelay({ users: USERS, plugins: [chat] });
   const room = await chat.rooms.create(ROOM);
   return { t, chat, room };
 }
 
-after(async () => {
-  const r = new Redis(REDIS.port, REDIS.host);
-  for (const p of prefixes) {
-    const keys = await r.keys(`${p}*`);
-    if (keys.length > 0) await r.del(...keys);
-  }
-  await r.quit();
-});
-
 describe('chat: files across nodes on Redis', () => {
   it('a 5 MiB file sent on one node reaches the other node’s member whole and is kept on both; one over cluster.maxFileSize stays', async () => {
-    const prefix = `test:chatfiles:${randomBytes(4).toString('hex')}:`;
-    prefixes.push(prefix);
+    const prefix = newPrefix();
     const n1 = await startNode(prefix, 'one');
     const n2 = await startNode(prefix, 'two');
-    const clients: ChatClient[] = [];
+    const clients = new Clients({ timeoutMs: 120_000 });
     try {
-      const alice = await (await ChatClient.connect(n1.t, 'alice', { timeoutMs: 120_000 })).join(n1.room);
-      const carol = await (await ChatClient.connect(n1.t, 'carol', { timeoutMs: 120_000 })).join(n1.room);
-      const bob = await (await ChatClient.connect(n2.t, 'bob', { timeoutMs: 120_000 })).join(n2.room);
-      clients.push(alice, carol, bob);
-      await until('node one sees bob', () => n1.chat.cluster!.remoteSessions(n1.room).some((s) => s.user === 'bob@example.com'));
+      const alice = await clients.join(n1.t, 'alice', n1.room);
+      const carol = await clients.join(n1.t, 'carol', n1.room);
+      const bob = await clients.join(n2.t, 'bob', n2.room);
+      await until('node one sees bob', () => seesRemote(n1.room, 'bob@example.com'));
 
       const file = cpimFile({ from: alice.sip, to: ROOM, size: 5 * MiB, seed: 51, name: 'video.mp4', type: 'video/mp4' });
       const keptThere = next<[FileRecord]>(n2.room, 'file');
@@ -104,7 +91,7 @@ describe('chat: files across nodes on Redis', () => {
       await bob.received('after the big one', 60_000);
       assert.equal(bob.c.frames.some((f) => f.method === 'SEND' && f.flag === '$' && Number(f.header('Byte-Range')?.split('/')[1]) > 9 * MiB), false);
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
     }

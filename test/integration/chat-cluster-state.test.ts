@@ -9,51 +9,30 @@
  */
 
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { formatUseNickname, type LeaveReason, type Participant, type Room, type RoomOptions } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, next } from '../support/chat.ts';
+import { describe, it } from 'node:test';
+import type { TestRelay } from '../../core/testing/index.ts';
+import type ChatFocus from '../../plugins/chat/index.ts';
+import { formatUseNickname, type LeaveReason, type Participant, type Room, type RoomOptions } from '../../plugins/chat/index.ts';
+import { ChatClient, Clients, REDIS, next, redisPrefixes, seesRemote, startClusterNode, until } from '../support/chat.ts';
 import { CutProxy } from '../support/cut-proxy.ts';
 
-const REDIS = { host: '127.0.0.1', port: 6379 };
 const ROOM = 'sip:shared@example.com';
 const HEARTBEAT = 0.2;
 const ROSTER_TTL = 1;
-const prefixes: string[] = [];
 
 interface Node {
   t: TestRelay;
   chat: ChatFocus;
 }
 
-async function startNode(prefix: string, nodeId: string, port = REDIS.port, store: { driver: 'memory' } | { driver: 'sqlite3'; filename: string } = { driver: 'memory' }): Promise<Node> {
-  const chat = new ChatFocus({
-    store,
-    cluster: { redis: { url: `redis://${REDIS.host}:${port}`, keyPrefix: prefix, commandTimeout: 1, connectTimeout: 2 }, nodeId, heartbeat: HEARTBEAT, rosterTtl: ROSTER_TTL },
-  });
-  const t = await startTestRelay({ users: USERS, plugins: [chat] });
-  return { t, chat };
+function startNode(prefix: string, nodeId: string, port = REDIS.port, store: { driver: 'memory' } | { driver: 'sqlite3'; filename: string } = { driver: 'memory' }): Promise<Node> {
+  return startClusterNode({ prefix, nodeId, port, heartbeat: HEARTBEAT, rosterTtl: ROSTER_TTL, options: { store } });
 }
 
-function newPrefix(): string {
-  const p = `test:chatstate:${randomBytes(4).toString('hex')}:`;
-  prefixes.push(p);
-  return p;
-}
-
-/** Polls `cond` every 50 ms for up to `ms`. */
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const newPrefix = redisPrefixes('chatstate');
 
 /** The room of node A (created there) and node B (opened there: it exists in Redis). */
 async function sharedRoom(a: Node, b: Node, o: RoomOptions = {}, uri = ROOM): Promise<[Room, Room]> {
@@ -63,7 +42,7 @@ async function sharedRoom(a: Node, b: Node, o: RoomOptions = {}, uri = ROOM): Pr
   return [ra, rb];
 }
 
-const sees = (room: Room, user: string) => room.focus.cluster!.remoteSessions(room).some((s) => s.user === user);
+const sees = seesRemote;
 
 /** Resolves with the reason the next session of `user` leaves the room. */
 function leaves(room: Room, user: string): Promise<LeaveReason> {
@@ -77,28 +56,18 @@ function leaves(room: Room, user: string): Promise<LeaveReason> {
   });
 }
 
-after(async () => {
-  const r = new Redis(REDIS.port, REDIS.host);
-  for (const p of prefixes) {
-    const keys = await r.keys(`${p}*`);
-    if (keys.length > 0) await r.del(...keys);
-  }
-  await r.quit();
-});
-
 describe('chat: room state across nodes on Redis', () => {
   it('a mute, a role and a subject made on one node hold on the other', async () => {
     const prefix = newPrefix();
     const a = await startNode(prefix, 'a');
     const b = await startNode(prefix, 'b');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       const [ra, rb] = await sharedRoom(a, b, { subject: 'Before' });
       assert.equal(rb.subject, 'Before', 'node B has node A’s subject');
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
-      const bob = await (await ChatClient.connect(b.t, 'bob')).join(rb);
-      const plain = await (await ChatClient.connect(b.t, 'carol')).join(rb, { chatroom: null });
-      clients.push(alice, bob, plain);
+      const alice = await clients.join(a.t, 'alice', ra);
+      const bob = await clients.join(b.t, 'bob', rb);
+      const plain = await clients.join(b.t, 'carol', rb, { chatroom: null });
       await until('node A sees bob', () => sees(ra, 'bob@example.com'));
 
       // A mute on A: bob's regular messages on B get 403 (moderation), typing notices go nowhere.
@@ -129,7 +98,7 @@ describe('chat: room state across nodes on Redis', () => {
       await plain.received((c) => c.text.startsWith('Not allowed'));
       assert.equal(ra.isMuted('alice@example.com'), false);
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await a.t.close();
       await b.t.close();
     }
@@ -139,12 +108,11 @@ describe('chat: room state across nodes on Redis', () => {
     const prefix = newPrefix();
     const a = await startNode(prefix, 'a');
     const b = await startNode(prefix, 'b');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       const [ra, rb] = await sharedRoom(a, b);
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
-      const bob = await (await ChatClient.connect(b.t, 'bob')).join(rb);
-      clients.push(alice, bob);
+      const alice = await clients.join(a.t, 'alice', ra);
+      const bob = await clients.join(b.t, 'bob', rb);
       assert.equal(await bob.nickname(formatUseNickname('builder')), 200);
       await until('node A sees bob as builder', () => ra.focus.cluster!.remoteSessions(ra).some((s) => s.nickname === 'builder'));
 
@@ -158,21 +126,19 @@ describe('chat: room state across nodes on Redis', () => {
       await bob.close();
 
       // Back on B, then banned on A: the session on B leaves (banned) and B refuses a rejoin.
-      const bob2 = await (await ChatClient.connect(b.t, 'bob')).join(rb);
-      clients.push(bob2);
+      const bob2 = await clients.join(b.t, 'bob', rb);
       await until('node A sees bob again', () => sees(ra, 'bob@example.com'));
       const banned = leaves(rb, 'bob@example.com');
       ra.ban('sip:bob@example.com');
       assert.equal(await banned, 'banned');
       assert.equal(rb.roleOf('bob@example.com'), 'banned');
-      await assert.rejects(ChatClient.connect(b.t, 'bob').then((c) => (clients.push(c), c.join(rb))), (e: Error & { code?: string; sipStatus?: number }) => e.code === 'forbidden' && e.sipStatus === 403);
+      await assert.rejects(clients.join(b.t, 'bob', rb), (e: Error & { code?: string; sipStatus?: number }) => e.code === 'forbidden' && e.sipStatus === 403);
       // Unbanned on B: welcome on A again.
       rb.unban('sip:bob@example.com');
       await until('node A has bob unbanned', () => ra.roleOf('bob@example.com') === 'member');
-      const bob3 = await (await ChatClient.connect(a.t, 'bob')).join(ra);
-      clients.push(bob3);
+      const bob3 = await clients.join(a.t, 'bob', ra);
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await a.t.close();
       await b.t.close();
     }
@@ -182,12 +148,11 @@ describe('chat: room state across nodes on Redis', () => {
     const prefix = newPrefix();
     const a = await startNode(prefix, 'a');
     const b = await startNode(prefix, 'b');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       assert.equal(await b.chat.rooms.open('sip:nothere@example.com'), undefined, 'no such room anywhere');
       const ra = await a.chat.rooms.create(ROOM, { subject: 'Quiet', privateMessages: false, password: 'sesame', owners: ['sip:alice@example.com'] });
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra, { password: 'sesame' });
-      clients.push(alice);
+      const alice = await clients.join(a.t, 'alice', ra, { password: 'sesame' });
       assert.equal((await alice.say('said before B had the room')).status, 200);
       // create() on B of a room A created: A's room, A's settings (the options given here are not used).
       const rb = await b.chat.rooms.create(ROOM, { subject: 'Other', privateMessages: true });
@@ -196,9 +161,8 @@ describe('chat: room state across nodes on Redis', () => {
       assert.equal(rb.roleOf('alice@example.com'), 'owner');
       assert.equal(await b.chat.rooms.open(ROOM), rb);
 
-      await assert.rejects(ChatClient.connect(b.t, 'bob').then((c) => (clients.push(c), c.join(rb))), /password/, 'the password of A holds on B');
-      const bob = await (await ChatClient.connect(b.t, 'bob')).join(rb, { password: 'sesame' });
-      clients.push(bob);
+      await assert.rejects(clients.join(b.t, 'bob', rb), /password/, 'the password of A holds on B');
+      const bob = await clients.join(b.t, 'bob', rb, { password: 'sesame' });
       assert.doesNotMatch(bob.sdpAnswer, /private-messages/, 'B’s answer says what A’s room allows (C-15)');
       await until('node B sees alice', () => sees(rb, 'alice@example.com'));
       // C-11: privateMessages false on A's room is 403 on B.
@@ -210,7 +174,7 @@ describe('chat: room state across nodes on Redis', () => {
       await new Promise((r) => setTimeout(r, 1000));
       assert.equal(bob.copies('said before B had the room').length, 1);
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await a.t.close();
       await b.t.close();
     }
@@ -220,12 +184,11 @@ describe('chat: room state across nodes on Redis', () => {
     const prefix = newPrefix();
     const a = await startNode(prefix, 'a');
     const b = await startNode(prefix, 'b');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       const [ra, rb] = await sharedRoom(a, b, { persistent: false, subject: 'Pop-up' });
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
-      const bob = await (await ChatClient.connect(b.t, 'bob')).join(rb);
-      clients.push(alice, bob);
+      const alice = await clients.join(a.t, 'alice', ra);
+      const bob = await clients.join(b.t, 'bob', rb);
       await until('node A sees bob', () => sees(ra, 'bob@example.com'));
 
       // A's last participant leaves; bob is still in on B: the room stays, on both nodes.
@@ -235,8 +198,7 @@ describe('chat: room state across nodes on Redis', () => {
       assert.equal(a.chat.rooms.get(ROOM), ra, 'node A keeps the room');
       assert.equal(b.chat.rooms.get(ROOM), rb);
       // A newcomer on A is in the same room as bob.
-      const carol = await (await ChatClient.connect(a.t, 'carol')).join(ra);
-      clients.push(carol);
+      const carol = await clients.join(a.t, 'carol', ra);
       assert.equal((await bob.say('still open')).status, 200);
       await carol.received('still open');
       ra.leave(carol.participant);
@@ -252,7 +214,7 @@ describe('chat: room state across nodes on Redis', () => {
       assert.equal(again.subject, 'New');
       assert.equal((await a.chat.rooms.open(ROOM))?.subject, 'New');
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await a.t.close();
       await b.t.close();
     }
@@ -281,7 +243,7 @@ describe('chat: room state across nodes on Redis', () => {
     const store = { driver: 'sqlite3' as const, filename: join(mkdtempSync(join(tmpdir(), 'chat-state-')), 'chat.db') };
     let a = await startNode(prefix, 'a', REDIS.port, store);
     const b = await startNode(prefix, 'b');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       const [, rb] = await sharedRoom(a, b, { subject: 'Before' });
       await a.t.close();
@@ -292,12 +254,11 @@ describe('chat: room state across nodes on Redis', () => {
       const ra = a.chat.rooms.get(ROOM)!;
       assert.ok(ra !== undefined, 'the room comes back from the store');
       await until('node A has what Redis has', () => ra.subject === 'Decided while A was down' && ra.roleOf('carol@example.com') === 'banned');
-      await assert.rejects(ChatClient.connect(a.t, 'carol').then((c) => (clients.push(c), c.join(ra))), (e: Error & { code?: string }) => e.code === 'forbidden');
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
-      clients.push(alice);
+      await assert.rejects(clients.join(a.t, 'carol', ra), (e: Error & { code?: string }) => e.code === 'forbidden');
+      const alice = await clients.join(a.t, 'alice', ra);
       assert.match(alice.sdpAnswer, /s=Decided while A was down/);
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await a.t.close();
       await b.t.close();
     }
@@ -308,12 +269,11 @@ describe('chat: room state across nodes on Redis', () => {
     const proxy = await new CutProxy(REDIS).start();
     const a = await startNode(prefix, 'a');
     const b = await startNode(prefix, 'b', proxy.port);
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       const [ra, rb] = await sharedRoom(a, b);
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
-      const bob = await (await ChatClient.connect(b.t, 'bob')).join(rb);
-      clients.push(alice, bob);
+      const alice = await clients.join(a.t, 'alice', ra);
+      const bob = await clients.join(b.t, 'bob', rb);
       await until('node A sees bob', () => sees(ra, 'bob@example.com'));
 
       await proxy.cut();
@@ -340,7 +300,7 @@ describe('chat: room state across nodes on Redis', () => {
       // The nickname is bob's across nodes now: 425 for alice.
       assert.equal(await alice.nickname(formatUseNickname('neo')), 425);
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await a.t.close();
       await b.t.close();
       await proxy.close();
@@ -352,12 +312,11 @@ describe('chat: room state across nodes on Redis', () => {
     const proxy = await new CutProxy(REDIS).start();
     const a = await startNode(prefix, 'a', proxy.port);
     const b = await startNode(prefix, 'b');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
       const [ra, rb] = await sharedRoom(a, b);
-      const alice = await (await ChatClient.connect(a.t, 'alice')).join(ra);
-      const carol = await (await ChatClient.connect(b.t, 'carol')).join(rb);
-      clients.push(alice, carol);
+      const alice = await clients.join(a.t, 'alice', ra);
+      const carol = await clients.join(b.t, 'carol', rb);
 
       await proxy.cut();
       await until('node A knows Redis is away', () => !a.chat.cluster!.connected);
@@ -381,9 +340,9 @@ describe('chat: room state across nodes on Redis', () => {
       await until('node A has alice muted', () => ra.isMuted('alice@example.com'));
       assert.equal((await alice.say('muted?')).status, 403);
       assert.equal(rb.subject, 'Online and later');
-      await assert.rejects(ChatClient.connect(b.t, 'carol').then((c) => (clients.push(c), c.join(rb))), (e: Error & { code?: string }) => e.code === 'forbidden');
+      await assert.rejects(clients.join(b.t, 'carol', rb), (e: Error & { code?: string }) => e.code === 'forbidden');
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await a.t.close();
       await b.t.close();
       await proxy.close();

@@ -8,13 +8,12 @@
 
 import assert from 'node:assert/strict';
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createServer, connect, type Server, type Socket } from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+import type { TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { formatUseNickname, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
+import { Clients, REDIS, cpimBody, redisPrefixes, seesRemote, startClusterNode, until } from '../support/chat.ts';
+import { CutProxy } from '../support/cut-proxy.ts';
 
 /** A relay in a process of its own (test/support/chat-node.ts), asked over IPC. */
 class ProcessNode {
@@ -78,60 +77,9 @@ class ProcessNode {
   }
 }
 
-const REDIS = { host: '127.0.0.1', port: 6379 };
 const ROOM = 'sip:across@example.com';
 const HEARTBEAT = 0.2;
 const ROSTER_TTL = 1;
-const prefixes: string[] = [];
-
-/** A TCP proxy in front of Redis: cut() drops every connection and refuses new ones until restore(). */
-class CutProxy {
-  port = 0;
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-
-  async start(): Promise<this> {
-    await this.listen(0);
-    return this;
-  }
-
-  private listen(port: number): Promise<void> {
-    const server = createServer((c) => {
-      const u = connect(REDIS.port, REDIS.host);
-      for (const s of [c, u]) {
-        this.sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => {
-          this.sockets.delete(s);
-          c.destroy();
-          u.destroy();
-        });
-      }
-      c.pipe(u);
-      u.pipe(c);
-    });
-    this.server = server;
-    return new Promise((resolve) => server.listen(port, '127.0.0.1', () => {
-      this.port = (server.address() as { port: number }).port;
-      resolve();
-    }));
-  }
-
-  async cut(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    for (const x of this.sockets) x.destroy();
-    await new Promise((r) => s?.close(r));
-  }
-
-  restore(): Promise<void> {
-    return this.listen(this.port);
-  }
-
-  async close(): Promise<void> {
-    if (this.server !== undefined) await this.cut();
-  }
-}
 
 interface Node {
   t: TestRelay;
@@ -140,61 +88,28 @@ interface Node {
 }
 
 async function startNode(prefix: string, nodeId: string, port = REDIS.port, extra: { maxMessageSize?: number; queue?: number; maxFileSize?: number } = {}): Promise<Node> {
-  const chat = new ChatFocus({
-    store: { driver: 'memory' },
-    cluster: {
-      redis: { url: `redis://${REDIS.host}:${port}`, keyPrefix: prefix, commandTimeout: 1, connectTimeout: 2 },
-      nodeId,
-      heartbeat: HEARTBEAT,
-      rosterTtl: ROSTER_TTL,
-      ...extra,
-    },
-  });
-  const t = await startTestRelay({ users: USERS, plugins: [chat] });
+  const { t, chat } = await startClusterNode({ prefix, nodeId, port, heartbeat: HEARTBEAT, rosterTtl: ROSTER_TTL, cluster: extra });
   const room = await chat.rooms.create(ROOM, { subject: 'Across' });
   return { t, chat, room };
 }
 
-function newPrefix(): string {
-  const p = `test:chat:${randomBytes(4).toString('hex')}:`;
-  prefixes.push(p);
-  return p;
-}
+const newPrefix = redisPrefixes('chat');
 
-/** Polls `cond` every 50 ms for up to `ms`. */
-async function until(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const sees = (n: Node, user: string) => n.chat.cluster!.remoteSessions(n.room).some((s) => s.user === user);
+const sees = (n: Node, user: string) => seesRemote(n.room, user);
 
 /** Lets the read loops run a while, so a copy that would come twice has had its chance. */
 const settle = () => new Promise((r) => setTimeout(r, 1500));
-
-after(async () => {
-  const r = new Redis(REDIS.port, REDIS.host);
-  for (const p of prefixes) {
-    const keys = await r.keys(`${p}*`);
-    if (keys.length > 0) await r.del(...keys);
-  }
-  await r.quit();
-});
 
 describe('chat: rooms across nodes on Redis', () => {
   it('participants on both nodes see each other’s regular and private messages, once', async () => {
     const prefix = newPrefix();
     const n1 = await startNode(prefix, 'one');
     const n2 = await startNode(prefix, 'two');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
-      const carol = await (await ChatClient.connect(n1.t, 'carol')).join(n1.room);
-      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
-      clients.push(alice, carol, bob);
+      const alice = await clients.join(n1.t, 'alice', n1.room);
+      const carol = await clients.join(n1.t, 'carol', n1.room);
+      const bob = await clients.join(n2.t, 'bob', n2.room);
       await until('node one sees bob', () => sees(n1, 'bob@example.com'));
       await until('node two sees alice', () => sees(n2, 'alice@example.com'));
 
@@ -214,8 +129,7 @@ describe('chat: rooms across nodes on Redis', () => {
       assert.equal((await alice.say('to nobody', { to: 'sip:nobody@example.com' })).status, 404);
 
       // A joiner on node two gets the history of both nodes from the stream, marked; no private ones.
-      const dave = await (await ChatClient.connect(n2.t, 'dave')).join(n2.room);
-      clients.push(dave);
+      const dave = await clients.join(n2.t, 'dave', n2.room);
       for (const [text, from] of [['hello from one', alice.sip], ['hello from two', bob.sip]] as const) {
         const h = await dave.received(text);
         assert.equal(h.focus('History'), 'yes');
@@ -234,7 +148,7 @@ describe('chat: rooms across nodes on Redis', () => {
       assert.equal(dave.copies('just for bob').length, 0);
       assert.equal(dave.copies('hello from one').length, 1);
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
     }
@@ -244,18 +158,17 @@ describe('chat: rooms across nodes on Redis', () => {
     const prefix = newPrefix();
     const n1 = await startNode(prefix, 'one');
     const n2 = await startNode(prefix, 'two');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
-      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
-      const alice2 = await (await ChatClient.connect(n2.t, 'alice')).join(n2.room);
-      clients.push(alice, bob, alice2);
+      const alice = await clients.join(n1.t, 'alice', n1.room);
+      const bob = await clients.join(n2.t, 'bob', n2.room);
+      const alice2 = await clients.join(n2.t, 'alice', n2.room);
       assert.equal(await alice.nickname(formatUseNickname('Star')), 200);
       assert.equal(await bob.nickname(formatUseNickname('STAR')), 425, 'folded, held on the other node');
       assert.equal(await alice2.nickname(formatUseNickname('star')), 200, 'the same user on another node (C-14)');
       assert.equal(await bob.nickname(formatUseNickname('moon')), 200);
       assert.equal(await alice.nickname(formatUseNickname('MOON')), 425);
-      await assert.rejects(ChatClient.connect(n1.t, 'carol').then((c) => (clients.push(c), c.join(n1.room, { nickname: 'Moon' }))), /nickname/);
+      await assert.rejects(clients.join(n1.t, 'carol', n1.room, { nickname: 'Moon' }), /nickname/);
       // Alice lets go of it on both sessions: Bob may take it.
       assert.equal(await alice.nickname(formatUseNickname('sun')), 200);
       assert.equal(await alice2.nickname(formatUseNickname('sun')), 200);
@@ -264,7 +177,7 @@ describe('chat: rooms across nodes on Redis', () => {
       while ((status = await bob.nickname(formatUseNickname('Star'))) !== 200 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
       assert.equal(status, 200);
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
     }
@@ -272,15 +185,15 @@ describe('chat: rooms across nodes on Redis', () => {
 
   it('a node that closes, or loses Redis for longer than rosterTtl, leaves the other’s roster', async () => {
     const prefix = newPrefix();
-    const proxy = await new CutProxy().start();
+    const proxy = await new CutProxy(REDIS).start();
     const n1 = await startNode(prefix, 'one');
     const n2 = await startNode(prefix, 'two', proxy.port);
     const n3 = await startNode(prefix, 'three');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      clients.push(await (await ChatClient.connect(n1.t, 'alice')).join(n1.room));
-      clients.push(await (await ChatClient.connect(n2.t, 'bob')).join(n2.room));
-      clients.push(await (await ChatClient.connect(n3.t, 'carol')).join(n3.room));
+      await clients.join(n1.t, 'alice', n1.room);
+      await clients.join(n2.t, 'bob', n2.room);
+      await clients.join(n3.t, 'carol', n3.room);
       await until('node one sees bob and carol', () => sees(n1, 'bob@example.com') && sees(n1, 'carol@example.com'));
       // Node two as good as dead: no heartbeat; within rosterTtl + heartbeat its participants are gone.
       await proxy.cut();
@@ -292,7 +205,7 @@ describe('chat: rooms across nodes on Redis', () => {
       await n3.t.close();
       await until('node one no longer sees carol', () => !sees(n1, 'carol@example.com'), (ROSTER_TTL + HEARTBEAT) * 1000 + 3000);
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
       await proxy.close();
@@ -301,15 +214,14 @@ describe('chat: rooms across nodes on Redis', () => {
 
   it('with Redis away, the room goes on locally and catches up when it is back, nothing twice', async () => {
     const prefix = newPrefix();
-    const proxy = await new CutProxy().start();
+    const proxy = await new CutProxy(REDIS).start();
     const n1 = await startNode(prefix, 'one');
     const n2 = await startNode(prefix, 'two', proxy.port);
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
-      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
-      const dave = await (await ChatClient.connect(n2.t, 'dave')).join(n2.room);
-      clients.push(alice, bob, dave);
+      const alice = await clients.join(n1.t, 'alice', n1.room);
+      const bob = await clients.join(n2.t, 'bob', n2.room);
+      const dave = await clients.join(n2.t, 'dave', n2.room);
       await until('node one sees bob', () => sees(n1, 'bob@example.com'));
       assert.equal((await alice.say('before')).status, 200);
       await bob.received('before');
@@ -343,7 +255,7 @@ describe('chat: rooms across nodes on Redis', () => {
       assert.ok(order[0]!.includes('while away 1') && order[1]!.includes('while away 2'), 'in the order they were sent');
       assert.equal(n2.chat.cluster!.queued, 0);
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
       await proxy.close();
@@ -352,14 +264,13 @@ describe('chat: rooms across nodes on Redis', () => {
 
   it('while Redis is away at most cluster.queue appends wait; the oldest go beyond, counted', async () => {
     const prefix = newPrefix();
-    const proxy = await new CutProxy().start();
+    const proxy = await new CutProxy(REDIS).start();
     const n1 = await startNode(prefix, 'one');
     const n2 = await startNode(prefix, 'two', proxy.port, { queue: 2 });
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
-      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
-      clients.push(alice, bob);
+      const alice = await clients.join(n1.t, 'alice', n1.room);
+      const bob = await clients.join(n2.t, 'bob', n2.room);
       await proxy.cut();
       await until('node two knows Redis is away', () => !n2.chat.cluster!.connected);
       for (const text of ['q1', 'q2', 'q3']) assert.equal((await bob.say(text)).status, 200);
@@ -371,7 +282,7 @@ describe('chat: rooms across nodes on Redis', () => {
       await settle();
       assert.equal(alice.copies('q1').length, 0, 'the oldest was dropped');
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
       await proxy.close();
@@ -382,12 +293,11 @@ describe('chat: rooms across nodes on Redis', () => {
     const prefix = newPrefix();
     const n1 = await startNode(prefix, 'one', REDIS.port, { maxMessageSize: 600, maxFileSize: 900 });
     const n2 = await startNode(prefix, 'two', REDIS.port, { maxMessageSize: 600, maxFileSize: 900 });
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      const alice = await (await ChatClient.connect(n1.t, 'alice')).join(n1.room);
-      const carol = await (await ChatClient.connect(n1.t, 'carol')).join(n1.room);
-      const bob = await (await ChatClient.connect(n2.t, 'bob')).join(n2.room);
-      clients.push(alice, carol, bob);
+      const alice = await clients.join(n1.t, 'alice', n1.room);
+      const carol = await clients.join(n1.t, 'carol', n1.room);
+      const bob = await clients.join(n2.t, 'bob', n2.room);
       // Over maxMessageSize, within maxFileSize: across in pieces (cluster-files.ts).
       const middle = 'm'.repeat(700);
       assert.equal((await alice.say(middle)).status, 200);
@@ -412,7 +322,7 @@ describe('chat: rooms across nodes on Redis', () => {
       assert.equal(alice.copies('twice?').length, 1);
       assert.ok(n2.chat.cluster!.stats.duplicates >= 1);
     } finally {
-      for (const c of clients) await c.close();
+      await clients.close();
       await n1.t.close();
       await n2.t.close();
     }
@@ -422,11 +332,10 @@ describe('chat: rooms across nodes on Redis', () => {
     const prefix = newPrefix();
     const p1 = await ProcessNode.start(prefix, 'proc-one');
     const p2 = await ProcessNode.start(prefix, 'proc-two');
-    const clients: ChatClient[] = [];
+    const clients = new Clients();
     try {
-      const alice = await (await ChatClient.connect(p1.t, 'alice')).join(p1.room);
-      const bob = await (await ChatClient.connect(p2.t, 'bob')).join(p2.room);
-      clients.push(alice, bob);
+      const alice = await clients.join(p1.t, 'alice', p1.room);
+      const bob = await clients.join(p2.t, 'bob', p2.room);
       for (let i = 0; !((await p1.sees('bob@example.com')) && (await p2.sees('alice@example.com'))); i++) {
         assert.ok(i < 200, 'the nodes see each other');
         await new Promise((r) => setTimeout(r, 50));
@@ -448,7 +357,7 @@ describe('chat: rooms across nodes on Redis', () => {
         await new Promise((r) => setTimeout(r, 50));
       }
     } finally {
-      for (const c of clients) await c.close().catch(() => undefined);
+      await clients.close();
       await p1.kill();
       await p2.kill();
     }

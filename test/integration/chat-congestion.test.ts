@@ -6,28 +6,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { hashSource, seededSource, startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { type Participant, type Room } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS, next, readCopy } from '../support/chat.ts';
+import { cpimFile, sha256 } from '../support/chat-files.ts';
 
 const MiB = 2 ** 20;
-
-/** A Message/CPIM body of `size` content bytes from a seeded source, for streamMessage. */
-function cpimFile(from: string, to: string, size: number, seed: number) {
-  const head = Buffer.from(`From: <${from}>\r\nTo: <${to}>\r\nDateTime: 2024-05-01T10:00:00Z\r\n\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="big.bin"\r\n\r\n`);
-  const content = seededSource(seed);
-  const source = (off: number, len: number): Buffer => {
-    const parts: Buffer[] = [];
-    if (off < head.length) parts.push(head.subarray(off, Math.min(head.length, off + len)));
-    const cStart = Math.max(0, off - head.length);
-    const cLen = off + len - head.length - cStart;
-    if (cLen > 0) parts.push(content(cStart, cLen));
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  };
-  return { size: head.length + size, source, contentHash: hashSource(size, content) };
-}
 
 function congestedEvent(room: Room, who: Participant, event: 'congested' | 'decongested' = 'congested'): Promise<void> {
   if ((event === 'congested') === who.congested) return Promise.resolve();
@@ -64,7 +49,7 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
     carol.c.pauseReading();
     const congested = congestedEvent(room, carol.participant);
 
-    const file = cpimFile(alice.sip, room.uri, 20 * MiB, 7);
+    const file = cpimFile({ from: alice.sip, to: room.uri, size: 20 * MiB, seed: 7, name: 'big.bin' });
     const sending = alice.c.streamMessage({ toPath: alice.toPath, size: file.size, source: file.source, contentType: 'message/cpim', chunkSize: MiB });
     await congested;
     assert.equal(carol.participant.congested, true);
@@ -79,7 +64,7 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
       assert.equal(whole.complete, true);
       const copy = readCopy({ ...last, body: whole.body! });
       assert.equal(copy.cpim.from.uri, alice.sip);
-      assert.equal(createHash('sha256').update(whole.body!.subarray(copy.cpim.contentStart)).digest('hex'), file.contentHash);
+      assert.equal(sha256(whole.body!.subarray(copy.cpim.contentStart)), file.contentHash);
     }
     assert.equal(carol.c.frames.some(isFile), false);
     assert.equal(carol.participant.congested, true);
@@ -96,7 +81,7 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
     const last = await carol.c.waitFor(isFile, 120_000);
     const whole = await carol.c.waitForMessage(last.header('Message-ID')!, 120_000);
     const copy = readCopy({ ...last, body: whole.body! });
-    assert.equal(createHash('sha256').update(whole.body!.subarray(copy.cpim.contentStart)).digest('hex'), file.contentHash);
+    assert.equal(sha256(whole.body!.subarray(copy.cpim.contentStart)), file.contentHash);
     await free;
     await alice.say('carol is back');
     await carol.received('carol is back');
@@ -114,7 +99,7 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
       erin.c.pauseReading();
       const marked = congestedEvent(room, erin.participant);
       const left = next(room, 'left');
-      const file = cpimFile(alice.sip, room.uri, 16 * MiB, 9);
+      const file = cpimFile({ from: alice.sip, to: room.uri, size: 16 * MiB, seed: 9, name: 'big.bin' });
       const sending = alice.c.streamMessage({ toPath: alice.toPath, size: file.size, source: file.source, contentType: 'message/cpim', chunkSize: MiB });
       await marked;
       const [who, reason] = await left;

@@ -12,10 +12,10 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+import type { TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, type ChatOptionsInput, type FileRecord, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, next, offerSdp } from '../support/chat.ts';
-import { cpimFile, sha256, until, wholeCopy, type CpimFile } from '../support/chat-files.ts';
+import { ChatClient, Clients, next, startChat, until } from '../support/chat.ts';
+import { cpimFile, pullOffer, pushOffer, sha256, wholeCopy, type CpimFile } from '../support/chat-files.ts';
 
 const KiB = 1024;
 const MiB = 2 ** 20;
@@ -35,33 +35,23 @@ function statusText(c: ChatClient, re: RegExp): Promise<string> {
 }
 
 /** An RFC 5547 pull offer (§8.2): recvonly, with a file-selector. */
-function pullOffer(c: ChatClient, selector: string, acceptTypes = '*'): string {
-  return offerSdp({ path: [...c.usePath, c.c.uri], chatroom: null, acceptTypes, acceptWrappedTypes: null })
-    .replace('a=sendrecv', 'a=recvonly')
-    .replace('a=setup:active', `a=setup:active\r\na=file-selector:${selector}\r\na=file-transfer-id:pull-1`);
-}
-
 describe('chat files: kept, listed, fetched, pulled', () => {
   let t: TestRelay;
   let chat: ChatFocus;
   let room: Room;
   const dir = newDir();
-  const open: ChatClient[] = [];
-  const client = async (name: string) => {
-    const c = await ChatClient.connect(t, name, { timeoutMs: 60_000 });
-    open.push(c);
-    return c;
-  };
+  const clients = new Clients({ timeoutMs: 60_000 });
+  const open = clients.open;
+  const client = (name: string) => clients.connect(t, name);
   let kept: FileRecord;
   const file = cpimFile({ from: 'sip:alice@example.com', to: 'sip:files@example.com', size: 300 * KiB + 17, seed: 3, name: 'photo.jpg', type: 'image/jpeg' });
 
   before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, files: { enabled: true, dir } });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
+    ({ t, chat } = await startChat({ store: { driver: 'memory' }, files: { enabled: true, dir } }));
     room = await chat.rooms.create('sip:files@example.com', { subject: 'Files' });
   });
   after(async () => {
-    for (const c of open) await c.close();
+    await clients.close();
     await t.close();
   });
 
@@ -133,9 +123,7 @@ describe('chat files: kept, listed, fetched, pulled', () => {
   it('an RFC 5547 push offer (file-selector, sendonly) sends a file to the room: wrapped, fanned out, kept', async () => {
     const [alice, bob] = open as [ChatClient, ChatClient];
     const pusher = await client('carol');
-    const offer = offerSdp({ path: [...pusher.usePath, pusher.c.uri], chatroom: null, acceptTypes: 'image/png', acceptWrappedTypes: null })
-      .replace('a=sendrecv', 'a=sendonly')
-      .replace('a=setup:active', 'a=setup:active\r\na=file-selector:name:"chart.png" type:image/png size:5000\r\na=file-transfer-id:push-1');
+    const offer = pushOffer(pusher, 'name:"chart.png" type:image/png size:5000', 'image/png');
     const r = await room.join({ sdpOffer: offer, identity: { uri: pusher.sip, displayName: 'Carol' } });
     assert.match(r.sdpAnswer, /\r\na=recvonly\r\n/);
     assert.match(r.sdpAnswer, /\r\na=file-selector:name:"chart\.png" type:image\/png size:5000\r\n/);
@@ -208,20 +196,18 @@ describe('chat files: limits', () => {
   let t: TestRelay;
   let chat: ChatFocus;
   const dir = newDir();
-  const open: ChatClient[] = [];
+  const clients = new Clients({ timeoutMs: 60_000 });
   before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, limits: { maxMessageSize: 4 * MiB }, files: { enabled: true, dir, maxFileSize: 256 * KiB, maxFiles: 2, types: ['image/*', 'application/octet-stream'] } });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
+    ({ t, chat } = await startChat({ store: { driver: 'memory' }, limits: { maxMessageSize: 4 * MiB }, files: { enabled: true, dir, maxFileSize: 256 * KiB, maxFiles: 2, types: ['image/*', 'application/octet-stream'] } }));
   });
   after(async () => {
-    for (const c of open) await c.close();
+    await clients.close();
     await t.close();
   });
   const pair = async (roomUri: string) => {
     const room = await chat.rooms.create(roomUri);
-    const a = await (await ChatClient.connect(t, 'alice', { timeoutMs: 60_000 })).join(room);
-    const b = await (await ChatClient.connect(t, 'bob', { timeoutMs: 60_000 })).join(room);
-    open.push(a, b);
+    const a = await clients.join(t, 'alice', room);
+    const b = await clients.join(t, 'bob', room);
     return { room, a, b };
   };
 
@@ -269,8 +255,7 @@ describe('chat files: limits', () => {
 describe('chat files: retention', () => {
   it('a file older than files.retention is no longer listed and is removed from disk', async () => {
     const dir = newDir();
-    const chat = new ChatFocus({ store: { driver: 'memory' }, files: { enabled: true, dir, retention: 1 } });
-    const t = await startTestRelay({ users: USERS, plugins: [chat] });
+    const { t, chat } = await startChat({ store: { driver: 'memory' }, files: { enabled: true, dir, retention: 1 } });
     try {
       const room = await chat.rooms.create('sip:retention@example.com');
       const a = await (await ChatClient.connect(t, 'alice')).join(room);
@@ -304,8 +289,7 @@ for (const s of restartStores) describe(`chat files: across a restart (${s.name}
   it('the kept file and its record survive; a joiner of the new relay lists and fetches it', async () => {
     const dir = newDir();
     const options: ChatOptionsInput = { store: s.store, files: { enabled: true, dir } };
-    const chat1 = new ChatFocus(options);
-    const t1 = await startTestRelay({ users: USERS, plugins: [chat1] });
+    const { t: t1, chat: chat1 } = await startChat(options);
     const room1 = await chat1.rooms.create('sip:kept-files@example.com');
     const alice = await (await ChatClient.connect(t1, 'alice')).join(room1);
     const f = cpimFile({ from: alice.sip, to: room1.uri, size: 700 * KiB, seed: 40, name: 'minutes.bin' });
@@ -315,8 +299,7 @@ for (const s of restartStores) describe(`chat files: across a restart (${s.name}
     await alice.close();
     await t1.close();
 
-    const chat2 = new ChatFocus(options);
-    const t2 = await startTestRelay({ users: USERS, plugins: [chat2] });
+    const { t: t2, chat: chat2 } = await startChat(options);
     try {
       const room = chat2.rooms.get('sip:kept-files@example.com')!;
       const bob = await (await ChatClient.connect(t2, 'bob', { timeoutMs: 60_000 })).join(room, { chatroom: null });

@@ -11,11 +11,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { startTestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { type ChatOptionsInput } from '../../plugins/chat/index.ts';
+import type { ChatOptionsInput } from '../../plugins/chat/index.ts';
 import { createStore } from '../../plugins/chat/store.ts';
 import { resolveOptions } from '../../plugins/chat/options.ts';
-import { ChatClient, USERS, cpimBody, readCopy } from '../support/chat.ts';
+import { ChatClient, cpimBody, readCopy, startChat } from '../support/chat.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'chat-history-'));
 const prefix = `chat_h${randomBytes(4).toString('hex')}_`;
@@ -35,8 +34,7 @@ after(async () => {
 for (const s of stores) {
   describe(`chat: rooms and history across a restart (${s.name})`, () => {
     it('the room comes back with its subject and roles; a joiner gets the history, marked, From and DateTime unchanged', async () => {
-      const chat1 = new ChatFocus({ store: s.store });
-      const t1 = await startTestRelay({ users: USERS, plugins: [chat1] });
+      const { t: t1, chat: chat1 } = await startChat({ store: s.store });
       const room1 = await chat1.rooms.create('sip:kept@example.com', { subject: 'Kept', owners: ['sip:alice@example.com'], moderators: ['sip:bob@example.com'] });
       await chat1.rooms.create('sip:passing@example.com', { persistent: false });
       const alice = await (await ChatClient.connect(t1, 'alice')).join(room1, { nickname: 'al' });
@@ -44,8 +42,7 @@ for (const s of stores) {
       await alice.close();
       await t1.close();
 
-      const chat2 = new ChatFocus({ store: s.store, history: { replay: 2 } });
-      const t2 = await startTestRelay({ users: USERS, plugins: [chat2] });
+      const { t: t2, chat: chat2 } = await startChat({ store: s.store, history: { replay: 2 } });
       try {
         const room = chat2.rooms.get('sip:kept@example.com');
         assert.ok(room, 'the persistent room is back');
@@ -85,8 +82,7 @@ describe('chat: history.maxAge', () => {
       await raw.appendMessage({ room: 'aged@example.com', messageId: text, sender: 'sip:alice@example.com', nickname: undefined, receivedAt: new Date(Date.now() - ago), contentType: 'text/plain', body: cpimBody({ from: 'sip:alice@example.com', to: 'sip:aged@example.com', text }) });
     }
     await raw.close();
-    const chat = new ChatFocus({ store, history: { maxAge: day / 1000 } });
-    const t = await startTestRelay({ users: USERS, plugins: [chat] });
+    const { t, chat } = await startChat({ store, history: { maxAge: day / 1000 } });
     try {
       const bob = await (await ChatClient.connect(t, 'bob')).join(chat.rooms.get('sip:aged@example.com')!);
       await bob.received('recent');

@@ -9,27 +9,22 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
+import type { TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, formatUseNickname } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, next } from '../support/chat.ts';
+import { ChatClient, Clients, next, startChat } from '../support/chat.ts';
 
 const forbidden = (e: unknown) => e instanceof ChatError && e.code === 'forbidden' && e.sipStatus === 403;
 
 describe('chat: moderation', () => {
   let t: TestRelay;
   let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  const client = async (name: string) => {
-    const c = await ChatClient.connect(t, name);
-    open.push(c);
-    return c;
-  };
+  const clients = new Clients();
+  const client = (name: string) => clients.connect(t, name);
   before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' } });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
+    ({ t, chat } = await startChat({ store: { driver: 'memory' } }));
   });
   after(async () => {
-    for (const c of open) await c.close();
+    await clients.close();
     await t.close();
   });
 
@@ -166,16 +161,14 @@ describe('chat: moderation', () => {
 describe('chat: moderation survives a restart', () => {
   it('bans, mutes, roles and the subject come back with the room', async () => {
     const store = { driver: 'sqlite3' as const, filename: join(mkdtempSync(join(tmpdir(), 'chat-mod-')), 'chat.db') };
-    const chat1 = new ChatFocus({ store });
-    const t1 = await startTestRelay({ users: USERS, plugins: [chat1] });
+    const { t: t1, chat: chat1 } = await startChat({ store });
     const room1 = await chat1.rooms.create('sip:kept@example.com');
     room1.ban('sip:mallory@example.com');
     room1.mute('sip:bob@example.com');
     room1.setRole('sip:carol@example.com', 'moderator');
     room1.setSubject('Still here');
     await t1.close();
-    const chat2 = new ChatFocus({ store });
-    const t2 = await startTestRelay({ users: USERS, plugins: [chat2] });
+    const { t: t2, chat: chat2 } = await startChat({ store });
     try {
       const room = chat2.rooms.get('sip:kept@example.com')!;
       assert.equal(room.subject, 'Still here');

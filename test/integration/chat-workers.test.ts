@@ -11,18 +11,17 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { seededSource, hashSource } from '../../core/testing/index.ts';
 import { parseUri } from '../../core/protocol/uri.ts';
 import { workerOfSession } from '../../core/session/session-table.ts';
 import { formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
 import { ChatClient, USERS, offerSdp, readCopy } from '../support/chat.ts';
+import { cpimFile, sha256 } from '../support/chat-files.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/msrprelay.js', import.meta.url));
 const CHAT = fileURLToPath(new URL('../../plugins/chat/index.ts', import.meta.url));
@@ -94,21 +93,6 @@ function workerOf(token: string): number {
   const w = workerOfSession(parseUri(token).sessionId!, 2);
   assert.notEqual(w, undefined, `token ${token} names no worker`);
   return w!;
-}
-
-/** A Message/CPIM body of `size` content bytes from a seeded source, for streamMessage. */
-function cpimFile(from: string, to: string, size: number, seed: number) {
-  const head = Buffer.from(`From: <${from}>\r\nTo: <${to}>\r\nDateTime: 2024-05-01T10:00:00Z\r\n\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="big.bin"\r\n\r\n`);
-  const content = seededSource(seed);
-  const source = (off: number, len: number): Buffer => {
-    const parts: Buffer[] = [];
-    if (off < head.length) parts.push(head.subarray(off, Math.min(head.length, off + len)));
-    const cStart = Math.max(0, off - head.length);
-    const cLen = off + len - head.length - cStart;
-    if (cLen > 0) parts.push(content(cStart, cLen));
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  };
-  return { size: head.length + size, source, contentHash: hashSource(size, content) };
 }
 
 type Member = { user: string; congested: boolean; dropped: number; delivered: number };
@@ -250,7 +234,7 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
 
   it('a 12 MiB file reaches every member whole; a member on worker 1 that reads nothing holds back neither one on worker 1 nor the room (C-16)', async () => {
     carol.c.pauseReading();
-    const file = cpimFile(bob.sip, ROOM, 12 * MiB, 21);
+    const file = cpimFile({ from: bob.sip, to: ROOM, size: 12 * MiB, seed: 21, name: 'big.bin' });
     const sending = bob.c.streamMessage({ toPath: bob.toPath, size: file.size, source: file.source, contentType: 'message/cpim', chunkSize: MiB });
     await until('carol congested', async () => ((await member(carol))?.congested === true ? true : undefined), 120_000);
     const sent = await sending;
@@ -262,7 +246,7 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
       assert.equal(m.complete, true);
       const copy = readCopy({ ...last, body: m.body! });
       assert.equal(copy.cpim.from.uri, bob.sip);
-      assert.equal(createHash('sha256').update(m.body!.subarray(copy.cpim.contentStart)).digest('hex'), file.contentHash);
+      assert.equal(sha256(m.body!.subarray(copy.cpim.contentStart)), file.contentHash);
     };
     // Dave on worker 1 and the members on worker 0 have the whole file while carol read nothing.
     await Promise.all([whole(dave), whole(alice), whole(erin)]);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
 import ChatFocus, { ChatError, formatUseNickname, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, cpimBody, next, readCopy } from '../support/chat.ts';
+import { ChatClient, USERS, cpimBody, next, readCopy, startChat } from '../support/chat.ts';
 
 const ROOM = 'sip:room@example.com';
 
@@ -21,8 +21,7 @@ describe('chat: a room of three through the relay', () => {
   let carol: ChatClient;
 
   before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' } });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
+    ({ t, chat } = await startChat({ store: { driver: 'memory' } }));
     room = await chat.rooms.create(ROOM, { subject: 'Tea' });
     alice = await (await ChatClient.connect(t, 'alice')).join(room);
     bob = await (await ChatClient.connect(t, 'bob')).join(room);
@@ -120,8 +119,7 @@ describe('chat: what each participant takes and is', () => {
     return c;
   };
   before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, reservedNicknames: ['admin'] });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
+    ({ t, chat } = await startChat({ store: { driver: 'memory' }, reservedNicknames: ['admin'] }));
   });
   after(async () => {
     for (const c of open) await c.close();
@@ -251,8 +249,7 @@ describe('chat: what each participant takes and is', () => {
   });
 
   it('C-9: a message whose next chunk never comes is aborted with # to the recipients', async () => {
-    const quick = new ChatFocus({ store: { driver: 'memory' }, chunkTimeout: 0.2 });
-    const t2 = await startTestRelay({ users: USERS, plugins: [quick] });
+    const { t: t2, chat: quick } = await startChat({ store: { driver: 'memory' }, chunkTimeout: 0.2 });
     try {
       const room = await quick.rooms.create('sip:c9@example.com');
       const a = await (await ChatClient.connect(t2, 'alice')).join(room);
@@ -287,8 +284,7 @@ describe('chat: what each participant takes and is', () => {
   });
 
   it('C-17: limits: message size (413), rate (403), members and sessions per user (486)', async () => {
-    const small = new ChatFocus({ store: { driver: 'memory' }, limits: { maxMessageSize: 2000, rate: { messages: 3, seconds: 3600 }, maxSessionsPerUser: 1 } });
-    const t2 = await startTestRelay({ users: USERS, plugins: [small] });
+    const { t: t2, chat: small } = await startChat({ store: { driver: 'memory' }, limits: { maxMessageSize: 2000, rate: { messages: 3, seconds: 3600 }, maxSessionsPerUser: 1 } });
     try {
       const room = await small.rooms.create('sip:limits@example.com', { maxMembers: 2 });
       const a = await ChatClient.connect(t2, 'alice');
@@ -424,8 +420,7 @@ describe('chat: joining', () => {
 
 describe('chat: a participant behind another relay', () => {
   it('reaches the focus through its own relay; copies go back the way its first request came', async () => {
-    const chat = new ChatFocus({ store: { driver: 'memory' } });
-    const home = await startTestRelay({ users: USERS, plugins: [chat] });
+    const { t: home, chat } = await startChat({ store: { driver: 'memory' } });
     const other = await startTestRelay({ users: USERS, plugins: [['domain-map', { default: 'example.com' }]] });
     try {
       const room = await chat.rooms.create('sip:far@example.com');

@@ -7,6 +7,9 @@
 import { createHash } from 'node:crypto';
 import { hashSource, seededSource, type MsrpTestClient, type ReceivedFrame } from '../../core/testing/index.ts';
 import { INCOMPLETE, scanCpim, type CpimMessage } from '../../plugins/chat/index.ts';
+import { offerSdp, type ChatClient } from './chat.ts';
+
+export { until } from './chat.ts';
 
 export interface CpimFile {
   /** CPIM octets in all. */
@@ -80,11 +83,16 @@ function cpimOf(f: ReceivedFrame): CpimMessage | undefined {
   }
 }
 
-/** Polls `cond` every 50 ms for up to `ms`. */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** An RFC 5547 pull offer (§8.2: a=file-selector, a=recvonly) of the client, for a kept file. */
+export function pullOffer(c: ChatClient, selector: string, acceptTypes = '*'): string {
+  return offerSdp({ path: [...c.usePath, c.c.uri], chatroom: null, acceptTypes, acceptWrappedTypes: null })
+    .replace('a=sendrecv', 'a=recvonly')
+    .replace('a=setup:active', `a=setup:active\r\na=file-selector:${selector}\r\na=file-transfer-id:pull-1`);
+}
+
+/** An RFC 5547 push offer (§8.1: a=file-selector, a=sendonly) of the client, to send a file to the room. */
+export function pushOffer(c: ChatClient, selector: string, acceptTypes: string, transferId = 'push-1'): string {
+  return offerSdp({ path: [...c.usePath, c.c.uri], chatroom: null, acceptTypes, acceptWrappedTypes: null })
+    .replace('a=sendrecv', 'a=sendonly')
+    .replace('a=setup:active', `a=setup:active\r\na=file-selector:${selector}\r\na=file-transfer-id:${transferId}`);
 }

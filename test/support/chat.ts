@@ -1,12 +1,17 @@
 /**
  * Chat participants for the integration tests: an MSRP test client that AUTHs at the relay,
  * offers SDP the way a chat client does (its relay token then its own URI in a=path), joins a
- * room through the focus's API as a SIP application would, and then speaks Message/CPIM.
+ * room through the focus's API as a SIP application would, and then speaks Message/CPIM. Also
+ * what the tests share around it: a relay with the chat focus (alone or as a node of a cluster
+ * on the real Redis, with a key prefix of its own), the clients a test opened, and waiting for a
+ * condition.
  */
 
 import assert from 'node:assert/strict';
-import { MsrpTestClient, type ReceivedFrame, type TestRelay } from '../../core/testing/index.ts';
-import type { Participant, Room } from '../../plugins/chat/index.ts';
+import { randomBytes } from 'node:crypto';
+import { after } from 'node:test';
+import { MsrpTestClient, startTestRelay, type ReceivedFrame, type TestRelay } from '../../core/testing/index.ts';
+import ChatFocus, { type ChatOptionsInput, type Participant, type Room } from '../../plugins/chat/index.ts';
 import { INCOMPLETE, msrpMedia, parseSdp, scanCpim, type CpimMessage } from '../../plugins/chat/index.ts';
 
 export const USERS = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'].map((username) => ({ username, domain: 'example.com', password: 'secret' }));
@@ -179,4 +184,107 @@ export class ChatClient {
 /** Resolves at the next `event` of an emitter. */
 export function next<T extends unknown[]>(emitter: { once(e: string, l: (...a: T) => void): unknown }, event: string): Promise<T> {
   return new Promise((resolve) => emitter.once(event, (...a: T) => resolve(a)));
+}
+
+/** Polls `cond` every 50 ms for up to `ms`; fails with `what` when it never holds. */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A relay with a chat focus of these options, and the users of USERS. */
+export async function startChat(options: ChatOptionsInput = { store: { driver: 'memory' } }): Promise<{ t: TestRelay; chat: ChatFocus }> {
+  const chat = new ChatFocus(options);
+  const t = await startTestRelay({ users: USERS, plugins: [chat] });
+  return { t, chat };
+}
+
+/** The clients a test opened (connect() and join() keep them), closed together at its end. */
+export class Clients {
+  readonly open: ChatClient[] = [];
+
+  constructor(private readonly o: { timeoutMs?: number } = {}) {}
+
+  /** Connects and AUTHs as `name` at the relay `t`. */
+  async connect(t: Pick<TestRelay, 'tcpPort'>, name: string): Promise<ChatClient> {
+    const c = await ChatClient.connect(t, name, this.o.timeoutMs !== undefined ? { timeoutMs: this.o.timeoutMs } : {});
+    this.open.push(c);
+    return c;
+  }
+
+  /** Connects as `name` at `t` and joins `room` (throws what join() throws; the client is closed at the end all the same). */
+  async join(t: Pick<TestRelay, 'tcpPort'>, name: string, room: Room, o: Parameters<ChatClient['join']>[1] = {}): Promise<ChatClient> {
+    return (await this.connect(t, name)).join(room, o);
+  }
+
+  async close(): Promise<void> {
+    // A client whose relay went first (a node killed) may fail to close: it is gone all the same.
+    for (const c of this.open.splice(0)) await c.close().catch(() => undefined);
+  }
+}
+
+// ------------------------------------------------------------------ rooms across nodes (the cluster option)
+
+/** The real Redis of the cluster tests. */
+export const REDIS = { host: '127.0.0.1', port: 6379 };
+
+/**
+ * Key prefixes of one test file on the real Redis, each new one unique (tests run side by side
+ * with others): every key under them is deleted after the file's tests.
+ */
+export function redisPrefixes(tag: string): () => string {
+  const made: string[] = [];
+  after(async () => {
+    const { Redis } = await import('ioredis');
+    const r = new Redis(REDIS.port, REDIS.host);
+    for (const p of made) {
+      const keys = await r.keys(`${p}*`);
+      if (keys.length > 0) await r.del(...keys);
+    }
+    await r.quit();
+  });
+  return () => {
+    const p = `test:${tag}:${randomBytes(4).toString('hex')}:`;
+    made.push(p);
+    return p;
+  };
+}
+
+export interface ClusterNodeOptions {
+  prefix: string;
+  nodeId: string;
+  /** Where Redis is (a CutProxy's port in front of it): REDIS.port by default. */
+  port?: number;
+  /** cluster.heartbeat (0.2 s) and rosterTtl (1 s), short so that the tests are quick. */
+  heartbeat?: number;
+  rosterTtl?: number;
+  /** Further cluster options (queue, maxMessageSize, …). */
+  cluster?: Omit<NonNullable<ChatOptionsInput['cluster']>, 'redis' | 'nodeId'>;
+  /** cluster.redis.commandTimeout, 1 s by default. */
+  commandTimeout?: number;
+  /** The other options of the focus (store: memory by default). */
+  options?: Omit<ChatOptionsInput, 'cluster'>;
+}
+
+/** A relay whose chat focus is a node of a cluster on Redis. */
+export function startClusterNode(o: ClusterNodeOptions): Promise<{ t: TestRelay; chat: ChatFocus }> {
+  return startChat({
+    store: { driver: 'memory' },
+    ...o.options,
+    cluster: {
+      redis: { url: `redis://${REDIS.host}:${o.port ?? REDIS.port}`, keyPrefix: o.prefix, commandTimeout: o.commandTimeout ?? 1, connectTimeout: 2 },
+      nodeId: o.nodeId,
+      heartbeat: o.heartbeat ?? 0.2,
+      rosterTtl: o.rosterTtl ?? 1,
+      ...o.cluster,
+    },
+  });
+}
+
+/** The room's node has `user` (a user key) in its shared roster, on another node. */
+export function seesRemote(room: Room, user: string): boolean {
+  return room.focus.cluster!.remoteSessions(room).some((s) => s.user === user);
 }
