@@ -292,6 +292,8 @@ export class InboundMessage {
       const text = body.subarray(this.cpim!.contentStart).toString('utf8');
       if (this.room.runCommand(this.sender, text)) {
         this.sender.stats.received++;
+        // The focus is the command's endpoint (C-1): a Success-Report is answered as for a message.
+        if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received - this.reportOffset, this.cpim!, false);
         this.cleanup();
         return { status: 200 };
       }

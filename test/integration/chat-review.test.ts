@@ -445,3 +445,28 @@ describe('chat review: checked and found right', () => {
     await bob.received('still talking');
   });
 });
+
+describe('chat review: reports', () => {
+  let t: TestRelay;
+  let chat: ChatFocus;
+  const open: ChatClient[] = [];
+  before(async () => {
+    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
+    t = await startTestRelay({ users: USERS, plugins: [chat] });
+  });
+  after(async () => {
+    for (const c of open) await c.close();
+    await t.close();
+  });
+
+  it('a /command with Success-Report yes gets its 200 REPORT from the focus, as any message (C-1, RFC 4975 §7.1.2)', async () => {
+    const room = await chat.rooms.create('sip:cmdreport@example.com');
+    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
+    open.push(alice);
+    const sent = await alice.say('/help', { successReport: 'yes' });
+    assert.equal(sent.status, 200);
+    await alice.received((c) => c.focus('Type') === 'status' && c.text.startsWith('Commands:'));
+    const report = await alice.c.waitFor((f) => f.method === 'REPORT' && f.header('Message-ID') === sent.messageId);
+    assert.equal(report.header('Status'), '000 200 OK');
+  });
+});
