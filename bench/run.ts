@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { auth } from './scenarios/auth.ts';
 import { bulk } from './scenarios/bulk.ts';
+import { chat } from './scenarios/chat.ts';
 import { idle } from './scenarios/idle.ts';
 import { latency } from './scenarios/latency.ts';
 import { rate } from './scenarios/rate.ts';
@@ -30,11 +31,11 @@ import { summariseProfile } from './profile-summary.ts';
 import { callgrindWrapper, countInstructions } from './instructions.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SCENARIOS: Scenario[] = [bulk, rate, auth, idle, latency];
+const SCENARIOS: Scenario[] = [bulk, rate, auth, idle, latency, chat];
 
 const HELP = `usage: npm run bench -- [options]
 
-  --scenarios LIST     bulk,rate,auth,idle,latency (default: all)
+  --scenarios LIST     bulk,rate,auth,idle,latency,chat (default: all)
   --targets LIST       msrprelay,kamailio,raw,direct (default; msrprelay-sql is added when
                        plugins/auth-sql exists; msrprelay-wN runs --workers N)
   --transports LIST    tcp,tls,ws,wss, or A-B pairs such as tcp-ws (A, the sender, on TCP;
@@ -49,6 +50,9 @@ const HELP = `usage: npm run bench -- [options]
   idle:    --idle-sessions N (10000)  --idle-per-conn N (1)  --idle-samples N (50)
            --idle-hold S (60; 0 with --quick: no held reading)
   latency: --round-trips N (20000)
+  chat:    --participants N (100)  --senders N (10)  --chat-window N (8)  --message-size SIZE
+           (100, the text)  --duration S (5, each phase)  --chat-paths token,direct (token)
+           --no-half (skip the phase at half the measured rate)
   --cold               no unmeasured warm-up run of each variant after a target starts
                        (default: one, so steady state is compared; see bench/README.md)
   --profile            instead of comparing: run this relay under node --cpu-prof for
@@ -100,6 +104,11 @@ async function main(): Promise<number> {
       'idle-samples': { type: 'string' },
       'idle-hold': { type: 'string' },
       'round-trips': { type: 'string' },
+      participants: { type: 'string' },
+      senders: { type: 'string' },
+      'chat-window': { type: 'string' },
+      'chat-paths': { type: 'string' },
+      'no-half': { type: 'boolean' },
       profile: { type: 'boolean' },
       instructions: { type: 'boolean' },
       cold: { type: 'boolean' },
@@ -131,6 +140,14 @@ async function main(): Promise<number> {
     idleSamples: num(values['idle-samples'], 50),
     idleHold: num(values['idle-hold'], quick ? 0 : 60),
     roundTrips: num(values['round-trips'], quick ? 1000 : 20_000),
+    chatParticipants: num(values.participants, 100),
+    chatSenders: num(values.senders, 10),
+    chatWindow: num(values['chat-window'], 8),
+    chatPaths: (values['chat-paths'] ?? 'token').split(',').map((p) => {
+      if (p !== 'token' && p !== 'direct') throw new Error(`--chat-paths: ${p}: not token or direct`);
+      return p;
+    }),
+    chatHalf: values['no-half'] !== true,
     cold: values.cold === true,
     log,
   };
@@ -179,7 +196,8 @@ async function main(): Promise<number> {
     const onlyTcp = legsList.length === 1 && legsList[0]!.name === 'tcp';
     const variants: Variant[] = sc.variants(o).flatMap((v) => legsList.map((legs) => ({ ...v, name: onlyTcp ? v.name : `${v.name} ${legs.name}`.trim(), legs })));
     for (let rep = 1; rep <= reps; rep++) {
-      for (const spec of targets) {
+      for (const generic of targets) {
+        const spec = sc.target?.(generic, o) ?? generic;
         const skip = spec.unavailable() ?? spec.skips(sc.name);
         const served = spec.transports ?? ['tcp'];
         const notHere = (v: Variant) =>
@@ -291,7 +309,8 @@ async function profile(opts: BenchOptions, names: string[] | undefined, outDir: 
   for (const sc of cases) {
     const dir = join(outDir, `profile-${sc.name}`);
     mkdirSync(dir, { recursive: true });
-    const spec = msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], transports: needed });
+    const relay = msrprelayTarget({ root: ROOT, auth: 'memory', workers: 1, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`], transports: needed });
+    const spec = sc.target?.(relay, opts) ?? relay;
     const before = new Set(readdirSync(dir));
     const t0 = Date.now();
     const running = await spec.start();

@@ -194,9 +194,17 @@ export interface OutgoingRequest {
    * other streams may go first (the piece ends with `+`, R-67) until it writes again.
    */
   idle(): void;
-  /** Called when write() may be called again. */
+  /**
+   * Called when write() may be called again; and once after end() when the last write()
+   * returned false, as soon as the request is all written and the connection has room again
+   * (the peer is reading), so a sender of whole bodies can tell a peer that stopped reading.
+   */
   onWritable: (() => void) | undefined;
-  /** Settles with the response, the timeout, or status 0 when no response is due. */
+  /**
+   * Settles with the response, the timeout, or status 0 when no response is due: REPORT,
+   * Failure-Report no, and Failure-Report partial (R-65: no 200 comes, so none is awaited and
+   * no timer runs; it settles once written, and an error answer to it is not passed on).
+   */
   readonly result: Promise<OriginateResult>;
 }
 

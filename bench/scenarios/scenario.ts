@@ -27,6 +27,12 @@ export interface BenchOptions {
   idleHold: number;
   /** latency: round trips timed (after a warm-up of 5 s and at least a tenth of them). */
   roundTrips: number;
+  /** chat: sessions in the room, how many of them send, messages outstanding per sender, how they reach the focus, the half-rate phase. */
+  chatParticipants: number;
+  chatSenders: number;
+  chatWindow: number;
+  chatPaths: Array<'token' | 'direct'>;
+  chatHalf: boolean;
   /** No unmeasured warm-up run after a target starts (see Scenario.warmup). */
   cold: boolean;
   log(msg: string): void;
@@ -71,6 +77,12 @@ export interface Scenario {
   /** Why this variant cannot run on this target (undefined = it can). */
   notApplicable?(v: Variant, spec: TargetSpec, o: BenchOptions): string | undefined;
   run(target: RunningTarget, spec: TargetSpec, v: Variant, o: BenchOptions): Promise<Outcome>;
+  /**
+   * The system this scenario runs on in place of a target of --targets (chat: this relay with
+   * the chat focus for msrprelay and baseline, the raw fan-out for raw); one whose
+   * unavailable() says why for the others. Undefined: the targets as they are.
+   */
+  target?(spec: TargetSpec, o: BenchOptions): TargetSpec;
   /**
    * Options for one unmeasured run of each variant right after a target starts (steady
    * state is what is compared: a relay on a JIT runtime runs its first thousands of

@@ -37,14 +37,19 @@ export interface MsrprelayOptions {
   transports?: ReadonlySet<Transport>;
 }
 
+/** True when the checkout's dist/ build is there and newer than its sources. */
+export function distIsFresh(root: string): boolean {
+  const built = join(root, 'dist/core/cli.js');
+  if (!existsSync(built)) return false;
+  return Math.max(newestTs(join(root, 'core')), newestTs(join(root, 'plugins'))) <= statSync(built).mtimeMs;
+}
+
 /** Which code the relay child runs: the build in dist/ when it is there and fresh, else the sources through tsx. */
 export function relayRunner(root: string): { args: string[]; note: string } {
   const bin = join(root, 'bin/msrprelay.js');
   const built = join(root, 'dist/core/cli.js');
   if (!existsSync(built)) return { args: [bin], note: 'bin/msrprelay.js, no dist/: sources through tsx (same code, slower start)' };
-  const builtAt = statSync(built).mtimeMs;
-  const newest = Math.max(newestTs(join(root, 'core')), newestTs(join(root, 'plugins')));
-  if (newest > builtAt) {
+  if (!distIsFresh(root)) {
     return {
       // tsx by its resolved location: the relay runs in a temp dir, where a bare 'tsx' does not resolve.
       args: ['--import', import.meta.resolve('tsx'), join(root, 'bench/targets/relay-main.ts')],
@@ -71,6 +76,11 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
   return {
     name,
     kind: 'relay',
+    root: o.root,
+    ...(o.nodeArgs !== undefined ? { nodeArgs: o.nodeArgs } : {}),
+    keep: o.keep === true,
+    workers: o.workers,
+    auth: o.auth,
     transports: ['tcp', ...wanted],
     description:
       o.label !== undefined

@@ -17,6 +17,7 @@ import { createWriteStream, readFileSync } from 'node:fs';
 import { Endpoint, relayAuthUri, type Address, type Transport } from '../loadgen/endpoint.ts';
 import type { Legs } from '../scenarios/scenario.ts';
 import { groupMembers } from '../process-stats.ts';
+import type { ChatAccess } from './chat.ts';
 
 /** One endpoint of a session, with the URIs a peer writes in front of its own URI. */
 export interface Leg {
@@ -57,6 +58,8 @@ export interface RunningTarget {
   stop(): Promise<void>;
   /** The same target with A and B on these transports (--transports); absent: TCP only. */
   via?(legs: Legs): RunningTarget;
+  /** The chat scenario's room (targets/chat.ts): how its participants get in. */
+  chat?: ChatAccess;
 }
 
 export interface TargetSpec {
@@ -73,6 +76,12 @@ export interface TargetSpec {
   readonly maxConnections?: number;
   /** The transports its endpoints can connect over (default tcp only). */
   readonly transports?: readonly Transport[];
+  /** This project's relay (targets/msrprelay.ts): its checkout, extra node flags, how it runs; scenarios with a relay of their own (chat) start it the same way. */
+  readonly root?: string;
+  readonly nodeArgs?: readonly string[];
+  readonly keep?: boolean;
+  readonly workers?: number;
+  readonly auth?: 'memory' | 'sql';
   /** Why the target cannot run at all on this machine (undefined = it can). */
   unavailable(): string | undefined;
   /** Why a scenario does not apply (undefined = it does). */

@@ -216,7 +216,8 @@ const SINGLE = new Map(SINGLE_NAMES.map((n, i) => [n, 1 << i]));
 /** The bits of To-Path and From-Path in SINGLE (bits 0 and 1). */
 const PATH_HEADERS = 0b11;
 
-interface Paths {
+/** The two paths of a head, read and checked (readPaths). */
+export interface Paths {
   toPath: string[];
   fromPath: string[];
   toUris: MsrpUri[];
@@ -224,7 +225,7 @@ interface Paths {
 }
 
 /** R-20: To-Path first, From-Path second, both parseable; else the message cannot be answered. */
-function readPaths(head: FrameHead, maxPathUris: number): Paths {
+export function readPaths(head: FrameHead, maxPathUris: number): Paths {
   const h = head.headers;
   if (h.length < 2 || !nameIs(h[0]![0], 'to-path') || !nameIs(h[1]![0], 'from-path')) {
     throw new MessageError('To-Path and From-Path must be the first two headers', false);
@@ -248,10 +249,10 @@ function readPaths(head: FrameHead, maxPathUris: number): Paths {
 
 /**
  * Validates a framed request head (R-17 … R-29, R-44 port rule). Throws MessageError.
+ * `paths`: the head's own two paths, already read by readPaths with the same limit (a relay
+ * that originates many requests on one route reads them once).
  */
-export function parseRequestHead(head: FrameHead, opts: ValidationOptions = {}): MsrpRequestHead {
-  const maxPathUris = opts.maxPathUris ?? 16;
-  const paths = readPaths(head, maxPathUris);
+export function parseRequestHead(head: FrameHead, opts: ValidationOptions = {}, paths: Paths = readPaths(head, opts.maxPathUris ?? 16)): MsrpRequestHead {
   // From here on a 400 can be addressed (R-19: if the tid is usable at all).
   if (!isIdent(head.tid)) throw new MessageError('the transaction id is not an ident of 4 to 32 characters', true);
   if (!isMethod(head.method)) throw new MessageError(`the method "${head.method.slice(0, 32)}" is not upper-case letters`, true);

@@ -8,7 +8,7 @@
  */
 
 import type { EndFlag, FrameHead, RawHeader } from '../protocol/framer.ts';
-import { formatByteRange, getHeader, newTransactionId, parseRequestHead, type MsrpRequestHead } from '../protocol/message.ts';
+import { formatByteRange, getHeader, newTransactionId, parseRequestHead, readPaths, type MsrpRequestHead, type Paths } from '../protocol/message.ts';
 import { randomBase62 } from '../protocol/random.ts';
 import { statusComment } from '../protocol/status.ts';
 import type { OriginateOptions, OriginateResult, OutgoingRequest } from '../types.ts';
@@ -18,13 +18,50 @@ import { peerOf } from './peer.ts';
 import { pieceTransaction, type Transaction, type TransactionOrigin, type Transactions } from './transactions.ts';
 import { OutStream, type OutStreamEvents } from './writer.ts';
 
+/**
+ * The paths of originated requests, read and checked once per route: a plugin sends many
+ * requests with the same To-Path and From-Path arrays (a chat focus, a copy per message per
+ * participant), and joining and parsing the same URIs again was a seventh of its fan-out.
+ * Kept by the To-Path array, with copies of both arrays' items: a caller that changes an
+ * array in place, or passes new ones, gets its paths read again.
+ */
+interface RouteText {
+  readonly to: string;
+  readonly from: string;
+  readonly toItems: readonly string[];
+  readonly fromItems: readonly string[];
+  readonly paths: Paths;
+}
+const routes = new WeakMap<readonly string[], RouteText>();
+
+function sameItems(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function routeText(toPath: readonly string[], fromPath: readonly string[]): RouteText {
+  const known = routes.get(toPath);
+  if (known !== undefined && sameItems(known.toItems, toPath) && sameItems(known.fromItems, fromPath)) return known;
+  const to = toPath.join(' ');
+  const from = fromPath.join(' ');
+  const head: FrameHead = { kind: 'request', tid: '', method: '', status: 0, comment: '', headers: [['To-Path', to], ['From-Path', from]], hasBody: false, problem: undefined };
+  let paths: Paths;
+  try {
+    paths = readPaths(head, 16);
+  } catch (e) {
+    throw new Error(`relay.originate(): the request is not valid MSRP: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const r: RouteText = { to, from, toItems: [...toPath], fromItems: [...fromPath], paths };
+  routes.set(toPath, r);
+  return r;
+}
+
 /** Builds and validates the head of an originated request (the same checks as a received one, R-17 … R-29). */
 export function originatedHead(o: OriginateOptions): MsrpRequestHead {
-  const headers: RawHeader[] = [
-    ['To-Path', o.toPath.join(' ')],
-    ['From-Path', o.fromPath.join(' ')],
-    ...(o.headers ?? []).map(([n, v]): RawHeader => [n, v]),
-  ];
+  const route = routeText(o.toPath, o.fromPath);
+  const headers: RawHeader[] = [['To-Path', route.to], ['From-Path', route.from]];
+  if (o.headers !== undefined) for (const [n, v] of o.headers) headers.push([n, v]);
   const hasBody = o.contentType !== undefined;
   const body = typeof o.body === 'string' ? Buffer.from(o.body) : o.body;
   if (o.method === 'SEND' && getHeader(headers, 'Message-ID') === undefined) headers.push(['Message-ID', randomBase62(16)]);
@@ -35,7 +72,7 @@ export function originatedHead(o: OriginateOptions): MsrpRequestHead {
   if (hasBody) headers.push(['Content-Type', o.contentType!]);
   const head: FrameHead = { kind: 'request', tid: newTransactionId(), method: o.method, status: 0, comment: '', headers, hasBody, problem: undefined };
   try {
-    return parseRequestHead(head);
+    return parseRequestHead(head, {}, route.paths);
   } catch (e) {
     throw new Error(`relay.originate(): the request is not valid MSRP: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -52,6 +89,8 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
   private open = 0;
   private finished = false;
   private settled = false;
+  /** The last write() returned false. */
+  private full = false;
 
   constructor(
     private readonly conn: Connection,
@@ -60,26 +99,41 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
   ) {
     const starEnd = hasStarEnd(req);
     super(req, { toPath: req.toPath, fromPath: req.fromPath }, starEnd);
-    this.kind = answerKind(req);
+    // R-65: with Failure-Report partial no 200 comes; nothing is awaited and no timer runs.
+    this.kind = req.failureReport === 'partial' ? undefined : answerKind(req);
     this.result = new Promise((r) => (this.resolve = r));
     const events: OutStreamEvents = {
       onPieceStart: (tid, off) => this.pieceStarted(tid, off),
       onPieceEnd: (tid, _flag, _off, bytes) => this.transactions.pieceEnded(peerOf(this.conn), tid, bytes),
       onWritable: () => this.onWritable?.(),
-      onFinished: () => this.finish(),
+      onFinished: () => {
+        this.finish();
+        if (this.full) this.whenRoom();
+      },
       onDropped: () => {
         this.finished = true;
         this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
       },
     };
-    this.stream = new OutStream({ tid: newTransactionId(), interruptible: isInterruptible(req, starEnd), hasBody: req.hasBody, render: this, events });
+    // The head's own tid (fresh, checked with it) names the first piece.
+    this.stream = new OutStream({ tid: req.tid, interruptible: isInterruptible(req, starEnd), hasBody: req.hasBody, render: this, events });
     conn.writer.open(this.stream);
     if (conn.isClosed) this.done({ status: 408, comment: 'connection closed', headers: [], timedOut: true });
   }
 
   write(data: Buffer): boolean {
     if (this.finished || this.conn.isClosed) return true;
-    return this.conn.writer.body(this.stream, data);
+    const ok = this.conn.writer.body(this.stream, data);
+    this.full = !ok;
+    return ok;
+  }
+
+  /** All written after a write() that returned false: onWritable once the connection has room. */
+  private whenRoom(): void {
+    this.full = false;
+    const w = this.conn.writer;
+    if (w.writable) queueMicrotask(() => this.onWritable?.());
+    else w.whenDrained(() => this.onWritable?.());
   }
 
   end(flag: EndFlag = '$'): void {

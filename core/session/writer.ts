@@ -102,8 +102,10 @@ type WrittenSocket = MsrpStream & { [kWriter]: Writer };
 const END_LINE_ROOM = 2 + 7 + 32 + 1 + 2;
 
 function onDrain(this: WrittenSocket): void {
-  const a = this[kWriter].activeStream;
+  const w = this[kWriter];
+  const a = w.activeStream;
   if (a !== undefined) a.events.onWritable();
+  w.drained();
 }
 
 function flushWriter(w: Writer): void {
@@ -125,6 +127,8 @@ export class Writer {
   private closed = false;
   /** True while writes of this tick are gathered (see out()). */
   private corked = false;
+  /** Called at the next 'drain' (whenDrained); the shared empty array until the first one. */
+  private drainWaiters: Array<() => void> = NONE;
 
   constructor(socket: MsrpStream) {
     this.socket = socket;
@@ -143,6 +147,21 @@ export class Writer {
     if (!this.corked) return;
     this.corked = false;
     this.socket.uncork?.();
+  }
+
+  /** Calls `fn` once at the socket's next 'drain' (never when it closes first). */
+  whenDrained(fn: () => void): void {
+    if (this.closed) return;
+    if (this.drainWaiters === NONE) this.drainWaiters = [];
+    this.drainWaiters.push(fn);
+  }
+
+  /** @internal for the shared drain listener */
+  drained(): void {
+    if (this.drainWaiters.length === 0) return;
+    const ws = this.drainWaiters;
+    this.drainWaiters = NONE;
+    for (const fn of ws) fn();
   }
 
   /** True when the socket has room (below its high-water mark). */
@@ -288,6 +307,7 @@ export class Writer {
     this.active = undefined;
     this.waiting = NONE;
     this.heldControl = NONE;
+    this.drainWaiters = NONE;
     return dropped;
   }
 

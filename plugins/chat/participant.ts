@@ -54,6 +54,9 @@ export type LeaveReason = 'left' | 'kicked' | 'banned' | 'congested' | 'disconne
  */
 const MAX_ACTIVE = 4;
 
+/** How often a copy sent whole asks for a 200 (wantsAnswer()). */
+const ANSWER_EVERY_MS = 10_000;
+
 export class Participant implements DeliveryOwner {
   /** A public id (the roster's endpoint entity is `urn:uuid:<id>`); not the secret session id. */
   readonly id = randomUUID();
@@ -79,6 +82,9 @@ export class Participant implements DeliveryOwner {
   congestedSince: Date | undefined;
   /** An RFC 5547 file session (files.ts), no member of the room: a pull gets one kept file, a push sends one to the room. */
   fileSession: 'pull' | 'push' | undefined;
+  /** The route on which a copy last asked for a 200, and when (wantsAnswer()). */
+  private askedRoute: Route | undefined;
+  private askedAt = 0;
   /** Messages being received from it, by Message-ID (C-8, C-9). */
   readonly inbound = new Map<string, InboundMessage>();
   private readonly refusedIds = new Map<string, LocalResponse>();
@@ -225,6 +231,19 @@ export class Participant implements DeliveryOwner {
       this.markTimer = undefined;
     }
     this.checkCongestion();
+  }
+
+  /**
+   * Copies sent whole ask for error answers only (delivery.ts), which the relay cannot match to
+   * a transaction: the first copy on each route, then one every ANSWER_EVERY_MS, asks for a 200,
+   * so a route whose token is gone (481) is noticed within that time of a message.
+   */
+  wantsAnswer(): boolean {
+    const now = Date.now();
+    if (this.route === this.askedRoute && now - this.askedAt < ANSWER_EVERY_MS) return false;
+    this.askedRoute = this.route;
+    this.askedAt = now;
+    return true;
   }
 
   /** No copy can reach it (481 on the way: a token of another relay or worker gone, or never there): it leaves. */

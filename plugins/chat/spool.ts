@@ -131,6 +131,16 @@ export class Spool {
     this.waiters.push(fn);
   }
 
+  /**
+   * The whole body, when the message has ended `$` and is one segment in memory (a message
+   * that arrived in one chunk): every recipient's copy is written from this one Buffer.
+   */
+  whole(): Buffer | undefined {
+    if (this.ended !== '$' || this.segments.length !== 1) return undefined;
+    const seg = this.segments[0]!;
+    return seg.start === 0 && seg.length === this.length && seg.fileOffset === -1 ? seg.buf : undefined;
+  }
+
   /** @internal */
   readAt(pos: number): Buffer | Promise<Buffer> | null {
     if (pos >= this.length) return null;

@@ -89,6 +89,54 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
     for (const c of [alice, bob, dave, carol]) await c.close();
   });
 
+  it('short messages to a member that reads nothing: it is marked congested, the others get every one, and it is free again once it reads', async () => {
+    // Copies of short messages go out whole, asking for error answers only (Failure-Report
+    // partial): what marks the member is its connection staying full (markAfter), not a 200.
+    const quick = new ChatFocus({ store: { driver: 'memory' }, limits: { rate: { messages: 1_000_000, seconds: 1 } }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.2, dropAfter: 600 } });
+    const t2 = await startTestRelay({ users: USERS, plugins: [quick] });
+    try {
+      const room = await quick.rooms.create('sip:short@example.com');
+      const alice = await (await ChatClient.connect(t2, 'alice', { timeoutMs: 60_000, storeBodies: false })).join(room);
+      const bob = await (await ChatClient.connect(t2, 'bob', { timeoutMs: 60_000, storeBodies: false })).join(room);
+      const erin = await (await ChatClient.connect(t2, 'erin', { timeoutMs: 60_000, storeBodies: false })).join(room);
+      erin.c.pauseReading();
+      const marked = congestedEvent(room, erin.participant);
+      let congested = false;
+      void marked.then(() => (congested = true));
+      const text = 'x'.repeat(1500);
+      const started = Date.now();
+      let n = 0;
+      while (!congested && n < 50_000) {
+        assert.equal((await alice.say(`${n} ${text}`, { to: room.uri })).status, 200, 'the sender is never held back');
+        n++;
+      }
+      await marked;
+      // While erin is congested a regular message is dropped for her and counted (C-16).
+      const dropped = erin.participant.stats.dropped;
+      await alice.say('while erin is congested', { to: room.uri });
+      assert.equal(erin.participant.stats.dropped, dropped + 1);
+      // Bob read along: he has every one of them, whole, each asking for error answers only.
+      const bobs = () => bob.c.frames.filter((f) => f.method === 'SEND' && f.bodyLength > 1500);
+      for (let i = 0; bobs().length < n; i++) {
+        assert.ok(i < 3000, `bob has ${bobs().length} of ${n}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(bobs().every((f) => f.header('Byte-Range') === `1-${f.bodyLength}/${f.bodyLength}`));
+      // All but the first copy on bob's route and one every 10 s after it (which ask for a 200,
+      // so that a route that is gone is noticed) ask for error answers only.
+      const asking = bobs().filter((f) => f.header('Failure-Report') !== 'partial').length;
+      assert.ok(asking >= 1 && asking <= 1 + Math.ceil((Date.now() - started) / 10_000), `${asking} of ${bobs().length} copies asked for a 200`);
+      const free = congestedEvent(room, erin.participant, 'decongested');
+      erin.c.resumeReading();
+      await free;
+      await alice.say('erin reads again', { to: room.uri });
+      await erin.c.waitFor((f) => f.method === 'SEND' && f.bodyLength > 0 && f.bodyLength < 1000, 60_000);
+      for (const c of [alice, bob, erin]) await c.close();
+    } finally {
+      await t2.close();
+    }
+  });
+
   it('a member whose output stays blocked is marked congested, then dropped from the room after dropAfter', async () => {
     const quick = new ChatFocus({ store: { driver: 'memory' }, limits: { maxMessageSize: 32 * MiB }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.05, dropAfter: 0.2 } });
     const t2 = await startTestRelay({ users: USERS, plugins: [quick], limits: { maxMessageSize: 64 * MiB } });

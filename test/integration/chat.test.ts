@@ -48,6 +48,9 @@ describe('chat: a room of three through the relay', () => {
     for (const copy of [b, c]) {
       // C-1: a SEND of the focus, with its own Message-ID, on the recipient's session.
       assert.notEqual(copy.frame.header('Message-ID'), sent.messageId);
+      // C-12: the focus's own report model. The first copy on a route asks for a 200 (the
+      // focus learns the route leads somewhere); later copies sent whole ask for errors only.
+      assert.equal(copy.frame.header('Failure-Report'), undefined);
       assert.equal(copy.cpim.from.uri, alice.sip);
       assert.equal(copy.cpim.dateTime, '2024-05-01T10:00:00+02:00');
       assert.ok(copy.focus('Timestamp') !== undefined);
@@ -60,6 +63,9 @@ describe('chat: a room of three through the relay', () => {
     assert.deepEqual(b.frame.toPath, [bob.c.uri]);
     assert.deepEqual(b.frame.fromPath, [bob.usePath[0], bob.focusUri]);
     assert.equal(alice.copies('hello room').length, 0);
+    await alice.say('hello again');
+    const again = await Promise.all([bob.received('hello again'), carol.received('hello again')]);
+    for (const copy of again) assert.equal(copy.frame.header('Failure-Report'), 'partial');
   });
 
   it('NICKNAME: 200, then the nickname rides in the focus namespace; 425 for another user, 424 malformed (C-13)', async () => {
@@ -242,6 +248,8 @@ describe('chat: what each participant takes and is', () => {
     assert.equal((await a.c.waitForResponse(last)).status, 200);
     const whole = await b.received((x) => x.text === 'x'.repeat(6000));
     assert.equal(whole.frame.flag, '$');
+    // A streamed copy wants its 200s (Failure-Report absent: yes), so an error answer can stop it.
+    assert.equal(whole.frame.header('Failure-Report'), undefined);
     assert.equal(whole.cpim.from.uri, a.sip);
     await a.say('after the chunks', { to: room.uri });
     await c.received('after the chunks');

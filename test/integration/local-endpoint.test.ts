@@ -172,3 +172,97 @@ describe('receiveRequest answering a request itself ({ respond })', () => {
     }
   });
 });
+
+/**
+ * Whole bodies with Failure-Report partial, as a chat focus sends its copies: R-65, no 200 comes,
+ * so none is awaited and no timer runs; a sender told that its last write found the connection
+ * full hears onWritable once the request is written and the connection has room again.
+ */
+class BurstPlugin implements RelayPlugin {
+  readonly name = 'burst';
+  id = '';
+  results: Array<{ status: number; timedOut: boolean }> = [];
+  sent = 0;
+  full = 0;
+  drained = 0;
+
+  apply(relay: PluginHost): void {
+    this.id = relay.newSessionId();
+    relay.hooks.claimRequest.tapPromise(this.name, async (lr: LocalRequest) => {
+      if (lr.uri.sessionId !== this.id) return undefined;
+      const count = Number(lr.request.messageId!.slice(5));
+      return {
+        onEnd: () => {
+          setImmediate(() => this.burst(relay, lr, count));
+          return { status: 200 };
+        },
+      };
+    });
+  }
+
+  /** `count` SENDs of 2000 octets, each whole; after a write that found the connection full, the next waits for onWritable. */
+  private burst(relay: PluginHost, lr: LocalRequest, count: number): void {
+    const body = Buffer.alloc(2000, 0x62);
+    while (this.sent < count) {
+      const i = this.sent++;
+      const out = relay.originate(lr.session ?? lr.connection, {
+        method: 'SEND',
+        toPath: lr.reply.toPath,
+        fromPath: lr.reply.fromPath,
+        headers: [
+          ['Message-ID', `burst${i}x0000`],
+          ['Byte-Range', `1-${body.length}/${body.length}`],
+          ['Failure-Report', 'partial'],
+        ],
+        contentType: 'text/plain',
+      });
+      void out.result.then((r) => this.results.push({ status: r.status, timedOut: r.timedOut }));
+      const ok = out.write(body);
+      out.end('$');
+      if (!ok) {
+        this.full++;
+        out.onWritable = () => {
+          this.drained++;
+          this.burst(relay, lr, count);
+        };
+        return;
+      }
+    }
+  }
+}
+
+describe('originated whole bodies with Failure-Report partial (R-65)', () => {
+  it('settle once written with no 200 awaited; after a write finds the connection full, onWritable comes once the peer reads again', async () => {
+    const burst = new BurstPlugin();
+    const t = await startTestRelay({ users: [{ username: 'alice', domain: 'example.com', password: 'secret' }], plugins: [burst] });
+    try {
+      const c = await MsrpTestClient.connect({ port: t.tcpPort, storeBodies: false, timeoutMs: 60_000 });
+      const r = await c.auth({ relayUri: 'msrp://example.com;tcp', username: 'alice', password: 'secret' });
+      const to = [...r.usePath, `msrp://${t.relay.hostname}:${t.tcpPort}/${burst.id};tcp`];
+      assert.equal((await c.sendMessage({ toPath: to, body: 'go', messageId: 'count20000' })).responses[0]!.status, 200);
+      // The client reads nothing: 40 MB do not fit in the sockets' buffers, so the burst stops at a full connection.
+      c.pauseReading();
+      await waitUntil(() => burst.full > burst.drained);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(burst.sent < 20_000, 'a peer that reads nothing holds the sender back');
+      assert.ok(burst.results.every((x) => x.status === 0 && !x.timedOut), 'each settled as written, no 200 awaited');
+      c.resumeReading();
+      await c.waitFor((f) => f.kind === 'request' && f.header('Message-ID') === 'burst19999x0000', 60_000);
+      await waitUntil(() => burst.results.length === 20_000);
+      assert.equal(burst.drained, burst.full);
+      assert.ok(burst.results.every((x) => x.status === 0 && !x.timedOut));
+      // The client answered none of them (Failure-Report partial), and the relay waits for none.
+      await c.close();
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+async function waitUntil(cond: () => boolean, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
