@@ -190,6 +190,11 @@ export interface OutgoingRequest {
   /** The end-line (R-69: `$`, or `#` to abort the message). */
   end(flag?: EndFlag): void;
   /**
+   * The caller has no body bytes for now (its own source is slow or stalled): the connection's
+   * other streams may go first (the piece ends with `+`, R-67) until it writes again.
+   */
+  idle(): void;
+  /**
    * Called when write() may be called again; and once after end() when the last write()
    * returned false, as soon as the request is all written and the connection has room again
    * (the peer is reading), so a sender of whole bodies can tell a peer that stopped reading.

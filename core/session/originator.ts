@@ -140,6 +140,10 @@ class Outgoing extends PieceRenderer implements OutgoingRequest, TransactionOrig
     this.conn.writer.end(this.stream, flag);
   }
 
+  idle(): void {
+    if (!this.finished && !this.conn.isClosed) this.conn.writer.idle(this.stream);
+  }
+
   // -- writer events
 
   private pieceStarted(tid: string, off: number): void {

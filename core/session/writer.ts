@@ -77,6 +77,8 @@ export class OutStream {
   held: Buffer[] = NONE;
   /** @internal the end flag, when it arrived while not active. */
   heldEnd: EndFlag | undefined;
+  /** @internal its source said it has nothing to write for now (Writer.idle), and wrote nothing since. */
+  sourceIdle = false;
 
   constructor(o: { tid: string; interruptible: boolean; hasBody: boolean; render: HeadRenderer; events: OutStreamEvents }) {
     this.tid = o.tid;
@@ -198,16 +200,42 @@ export class Writer {
       s.state = 'queued';
       if (this.waiting === NONE) this.waiting = [];
       this.waiting.push(s);
+      if (this.active.sourceIdle) this.yieldActive();
     }
+  }
+
+  /**
+   * The source of a stream has no body bytes for now (a sender that is slow, or stalled,
+   * mid-message). While it writes nothing, an interruptible stream gives the socket to the
+   * streams that wait (R-67, R-68): its piece ends with `+` and it goes on later, so one
+   * stalled source never holds back the others on the connection.
+   */
+  idle(s: OutStream): void {
+    if (this.closed || s.state === 'done') return;
+    s.sourceIdle = true;
+    if (s === this.active && this.waiting.length > 0) this.yieldActive();
+  }
+
+  /** The active stream, idle, makes way for the waiting ones (when it may be interrupted). */
+  private yieldActive(): void {
+    const a = this.active;
+    if (a === undefined || !a.interruptible || this.waiting.length === 0) return;
+    if (a.headWritten) this.interrupt(a);
+    a.state = 'queued';
+    this.waiting.push(a);
+    this.active = undefined;
+    this.next();
   }
 
   /** Body bytes of a stream. Returns false when the source should pause until onWritable. */
   body(s: OutStream, slice: Buffer): boolean {
     if (this.closed || s.state === 'done') return true;
+    s.sourceIdle = false;
     if (s !== this.active) {
       if (s.held === NONE) s.held = [];
       s.held.push(slice);
-      return false;
+      if (this.active?.sourceIdle === true) this.yieldActive();
+      return s === this.active && !this.socket.writableNeedDrain;
     }
     if (this.maxMessage > 0) this.gatherBody(s, slice);
     else this.writeBody(s, slice);
@@ -226,8 +254,10 @@ export class Writer {
   /** The stream's end-line. */
   end(s: OutStream, flag: EndFlag): void {
     if (this.closed || s.state === 'done') return;
+    s.sourceIdle = false;
     if (s !== this.active) {
       s.heldEnd = flag;
+      if (this.active?.sourceIdle === true) this.yieldActive();
       return;
     }
     this.finish(s, flag);
@@ -257,6 +287,7 @@ export class Writer {
       // It was interrupted earlier: its message must still be ended.
       s.held = NONE;
       s.heldEnd = '#';
+      s.sourceIdle = false;
       if (this.waiting === NONE) this.waiting = [];
       this.waiting.unshift(s);
       if (this.active === undefined) this.next();
@@ -309,7 +340,8 @@ export class Writer {
     this.active = s;
     s.state = 'active';
     s.sinceActive = 0;
-    if (!s.headWritten) this.writeHead(s);
+    // An idle stream with nothing to write writes its head with its next byte (writeBody, finish).
+    if (!s.headWritten && !(s.sourceIdle && s.held.length === 0 && s.heldEnd === undefined)) this.writeHead(s);
     if (s.held.length > 0) {
       const held = s.held;
       s.held = NONE;
@@ -334,8 +366,10 @@ export class Writer {
       if (this.heldControl.length > 0) {
         for (const f of this.heldControl.splice(0)) this.out(f);
       }
-      const s = this.waiting.length > 0 ? this.waiting.shift() : undefined;
-      if (s === undefined) return;
+      if (this.waiting.length === 0) return;
+      // Streams with something to write go before those whose source is idle.
+      const i = this.waiting.findIndex((w) => !w.sourceIdle);
+      const s = this.waiting.splice(i === -1 ? 0 : i, 1)[0]!;
       this.activate(s);
     }
   }

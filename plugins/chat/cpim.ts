@@ -391,11 +391,14 @@ export interface FocusNamespace {
 
 /**
  * The prefix under which the focus writes its headers into `msg`: the configured one, or,
- * when the sender declared that prefix for another URI, the first free `<prefix>N`.
+ * when the sender declared that prefix for another URI or wrote a header with it (declared or
+ * not: a reader resolves prefixes over the whole block, so `Chat.Type: status` would read as the
+ * focus's once the focus declares `Chat`, C-6), the first free `<prefix>N`.
  */
-export function focusPrefix(msg: Pick<CpimMessage, 'namespaces'>, ns: FocusNamespace): string {
+export function focusPrefix(msg: Pick<CpimMessage, 'namespaces' | 'headers'>, ns: FocusNamespace): string {
+  const taken = (p: string) => (msg.namespaces.has(p) && msg.namespaces.get(p) !== ns.uri) || msg.headers.some((h) => h.prefix === p);
   let prefix = ns.prefix;
-  for (let n = 2; msg.namespaces.has(prefix) && msg.namespaces.get(prefix) !== ns.uri; n++) prefix = `${ns.prefix}${n}`;
+  for (let n = 2; taken(prefix); n++) prefix = `${ns.prefix}${n}`;
   return prefix;
 }
 

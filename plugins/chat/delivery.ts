@@ -28,6 +28,8 @@ export interface DeliveryOwner {
   blocked(d: Delivery): void;
   unblocked(d: Delivery): void;
   finished(d: Delivery, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void;
+  /** It wrote all its spool has and waits for the sender's next bytes (C-8): it holds no writing slot. */
+  starved?(d: Delivery): void;
   /** A token on the way does not exist (481): expired, invalidated or never there. */
   unreachable?(d: Delivery): void;
   /**
@@ -90,6 +92,11 @@ export class Delivery {
     readonly contentType = 'message/cpim',
   ) {
     this.cursor = spool.cursor();
+  }
+
+  /** It has written all the sender has sent so far and waits for more (C-8). */
+  get starved(): boolean {
+    return this.waiting;
   }
 
   /** Bytes of the message not yet written to the recipient. */
@@ -207,6 +214,9 @@ export class Delivery {
             this.waiting = false;
             this.pump();
           });
+          // The connection's other copies go meanwhile, and the session's next ones start.
+          this.out!.idle();
+          this.owner.starved?.(this);
         }
         return;
       }

@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import { Delivery } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import { formatDateTime, focusHeaderLines, focusPrefix, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
-import { InboundMessage } from './inbound.ts';
+import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import type { FocusCore } from './focus-core.ts';
 import type { ChatOptions } from './options.ts';
 import { Participant } from './participant.ts';
@@ -42,6 +42,8 @@ export type FilesOptions = ChatOptions['files'];
 
 /** Types that steer the chat and are never files. */
 const CONTROL_TYPES = new Set(['application/im-iscomposing+xml', 'application/conference-info+xml']);
+/** `/get` files on their way to one session at once, at most. */
+const MAX_GETS = 2;
 
 /** A Content-Disposition (RFC 6266 / RFC 2183): its type and parameters, names lower case. */
 export interface Disposition {
@@ -311,6 +313,7 @@ class DiskSpool extends Spool {
     private readonly fh: FileHandle,
     private readonly offset: number,
     size: number,
+    private readonly onClose?: () => void,
   ) {
     super({ memoryBytes: 1024, dir: '.' });
     this.length = head.length + size;
@@ -333,6 +336,7 @@ class DiskSpool extends Spool {
     if (this.closed) return;
     this.closed = true;
     void this.fh.close().catch(() => undefined);
+    this.onClose?.();
   }
 }
 
@@ -347,6 +351,8 @@ export class ChatFiles {
   private readonly finishing = new Set<Promise<unknown>>();
   /** Push sessions and the name their selector gave. */
   private readonly pushes = new WeakMap<Participant, string | undefined>();
+  /** /get files on their way to each session. */
+  private readonly getting = new WeakMap<Participant, number>();
   /** Push sessions and the Message-ID of the file each carries (RFC 5547 §8.7: one per session). */
   private readonly pushed = new WeakMap<Participant, string>();
 
@@ -447,12 +453,31 @@ export class ChatFiles {
     return [`Files (${files.length}${files.length > shown.length ? `, the newest ${shown.length}` : ''}):`, ...lines, 'Fetch one with /get <id>.'].join('\n');
   }
 
-  /** `/get <id>`: the file to the session that asked, as the sender's CPIM with History and File marks. */
+  /**
+   * `/get <id>`: the file to the session that asked, as the sender's CPIM with History and File
+   * marks. At most MAX_GETS at once per session: each holds an open file until it is written,
+   * and a session that asks without reading must not take the process's descriptors (C-17).
+   */
   async get(room: Room, p: Participant, id: string): Promise<string | undefined> {
-    const f = (await this.list(room)).find((x) => x.id === id.trim().toLowerCase());
-    if (f === undefined) return `No file ${id} here; /files lists them.`;
-    const opened = await this.openWrapped(f);
-    if (opened === undefined) return `The file ${id} is gone.`;
+    const n = this.getting.get(p) ?? 0;
+    if (n >= MAX_GETS) return `${n} files are on their way to you already; ask again once they are in.`;
+    this.getting.set(p, n + 1);
+    let closed = false;
+    const done = (): void => {
+      if (closed) return;
+      closed = true;
+      this.getting.set(p, (this.getting.get(p) ?? 1) - 1);
+    };
+    // Until the file is open, the count is this call's; then its spool's, which ends it when it closes.
+    let opened: Spool | undefined;
+    try {
+      const f = (await this.list(room)).find((x) => x.id === id.trim().toLowerCase());
+      if (f === undefined) return `No file ${id} here; /files lists them.`;
+      opened = await this.openWrapped(f, done);
+      if (opened === undefined) return `The file ${id} is gone.`;
+    } finally {
+      if (opened === undefined) done();
+    }
     this.stats.sent++;
     p.deliver(new Delivery(p, opened, 'private', opened.length));
     return undefined;
@@ -565,7 +590,11 @@ export class ChatFiles {
     if (refused !== undefined) return refused;
     const ongoing = p.inbound.get(id);
     if (ongoing !== undefined) return ongoing.chunk(shifted(req, ongoing.reportOffset, false));
-    if ((req.byteRange?.start ?? 1) !== 1) return { status: 413, comment: 'Stop-sending-message' };
+    if ((req.byteRange?.start ?? 1) !== 1) {
+      // As in a room (room.ts receiveSend): the chunks of it that come later get 413 too (R-72).
+      p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
+      return { status: 413, comment: 'Stop-sending-message' };
+    }
     const first = this.pushed.get(p);
     if (first !== undefined && first !== id) {
       // RFC 5547 §8.7: a session carries one file; another "MUST NOT" be sent on it. 413 is how a
@@ -586,6 +615,7 @@ export class ChatFiles {
       p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
       return { status: 413, comment: 'Stop-sending-message' };
     }
+    if (p.inbound.size >= MAX_IN_PROGRESS) return { status: 403, comment: 'Too many messages in progress' };
     if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
     const shiftedFirst = shifted(req, head.length, true);
     const msg = new InboundMessage(room, p, shiftedFirst);
@@ -654,7 +684,7 @@ export class ChatFiles {
   }
 
   /** The sender's CPIM with the focus's lines: Timestamp (when it was sent), Nickname, History, File (C-6). */
-  private async openWrapped(f: FileRecord): Promise<Spool | undefined> {
+  private async openWrapped(f: FileRecord, onClose?: () => void): Promise<Spool | undefined> {
     let fh: FileHandle;
     try {
       fh = await open(this.filePath(f.id), 'r');
@@ -671,7 +701,7 @@ export class ChatFiles {
       if (f.nickname !== undefined) fields.push(['Nickname', quoteCpimString(f.nickname)]);
       fields.push(['History', 'yes'], ['File', f.id]);
       const lines = focusHeaderLines(focusPrefix(m, ns), ns.uri, fields, m.lineEnding);
-      return new DiskSpool(insertHeaderLines(head, m, lines), fh, f.headerBytes, f.size);
+      return new DiskSpool(insertHeaderLines(head, m, lines), fh, f.headerBytes, f.size, onClose);
     } catch (e) {
       await fh.close().catch(() => undefined);
       this.log('chat: a kept file could not be read', { file: f.id, error: (e as Error).message });

@@ -30,6 +30,13 @@ import { Spool } from './spool.ts';
 
 const PROBLEM_STATUS = { malformed: 400, from: 403, to: 403 } as const;
 
+/**
+ * Messages one session may have in progress at once (started, not ended). Each holds a copy on
+ * its way to every recipient until it ends or the C-9 timer fires, 540 s later: without a
+ * bound, one session could load every recipient with thousands of them (C-17 anti-DoS).
+ */
+export const MAX_IN_PROGRESS = 16;
+
 export class InboundMessage {
   readonly messageId: string;
   /** Body octets of the message received so far. */
@@ -261,6 +268,14 @@ export class InboundMessage {
       return r;
     }
     if (this.finished) return { status: 200 };
+    if (flag === '$' && this.total >= 0 && this.received < this.total) {
+      // The last chunk ends short of the total its Byte-Range announced: bytes are missing, and
+      // the copies, which announced that total, must not end with `$` (a gap, R-72: 413).
+      const answer = { status: 413, comment: 'Stop-sending-message' };
+      this.fail(answer);
+      this.cleanup();
+      return answer;
+    }
     if (this.head !== undefined) {
       if (flag === '+') return { status: 200 };
       if (flag === '#') {
@@ -281,6 +296,8 @@ export class InboundMessage {
       const text = body.subarray(this.cpim!.contentStart).toString('utf8');
       if (this.room.runCommand(this.sender, text)) {
         this.sender.stats.received++;
+        // The focus is the command's endpoint (C-1): a Success-Report is answered as for a message.
+        if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received - this.reportOffset, this.cpim!, false);
         this.cleanup();
         return { status: 200 };
       }

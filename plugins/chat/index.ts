@@ -139,7 +139,16 @@ export class Rooms extends EventEmitter {
 
   private async opened(record: RoomRecord): Promise<Room> {
     const room = this.adopt(record);
-    if (room.settings.persistent) await this.focus.store.saveRoom(record);
+    if (room.settings.persistent) {
+      try {
+        await this.focus.store.saveRoom(record);
+      } catch (e) {
+        // A room the store could not keep is not made at all (not half: here without its record).
+        if (this.byKey.get(record.key) === room) this.byKey.delete(record.key);
+        room.close('closed');
+        throw e;
+      }
+    }
     this.emit('created', room);
     return room;
   }

@@ -47,7 +47,11 @@ export interface ParticipantStats {
 
 export type LeaveReason = 'left' | 'kicked' | 'banned' | 'congested' | 'disconnected' | 'no-connection' | 'closed';
 
-/** At most this many copies are written to one session at once; the others wait their turn. */
+/**
+ * At most this many copies are written to one session at once; the others wait their turn. A
+ * copy that waits for its sender's next chunk (C-8) does not count: a sender that is slow, or
+ * never finishes, must not hold back the other messages until the C-9 timer (C-16).
+ */
 const MAX_ACTIVE = 4;
 
 /** How often a copy sent whole asks for a 200 (wantsAnswer()). */
@@ -167,7 +171,7 @@ export class Participant implements DeliveryOwner {
       d.abort();
       return false;
     }
-    if (this.held || this.route === undefined || this.active.size >= MAX_ACTIVE) this.pending.push(d);
+    if (this.held || this.route === undefined || this.writing >= MAX_ACTIVE) this.pending.push(d);
     else this.startDelivery(d);
     this.checkCongestion();
     return true;
@@ -188,7 +192,18 @@ export class Participant implements DeliveryOwner {
 
   private flush(): void {
     if (this.held || this.route === undefined) return;
-    while (this.active.size < MAX_ACTIVE && this.pending.length > 0) this.startDelivery(this.pending.shift()!);
+    while (this.pending.length > 0 && this.writing < MAX_ACTIVE) this.startDelivery(this.pending.shift()!);
+  }
+
+  /** Copies being written that have bytes to write (not waiting for their sender). */
+  private get writing(): number {
+    let n = 0;
+    for (const d of this.active) if (!d.starved) n++;
+    return n;
+  }
+
+  starved(_d: Delivery): void {
+    if (this.left === undefined) this.flush();
   }
 
   private startDelivery(d: Delivery): void {

@@ -27,7 +27,7 @@ import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHea
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { FocusCore } from './focus-core.ts';
-import { InboundMessage } from './inbound.ts';
+import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import { NicknameError, nicknameKey, parseUseNickname, prepareNickname } from './nickname.ts';
 import { Participant, type LeaveReason, type ParticipantIdentity } from './participant.ts';
 import { buildAnswer, mediaTypeMatches, msrpMedia, parseSdp, wrappedTypesOf, type MsrpMedia } from './sdp.ts';
@@ -265,6 +265,10 @@ export class Room extends EventEmitter {
       if (this.closed) throw new ChatError('closed', 'the room is closed');
       // Checked again: others may have joined while the history was read.
       this.admit(user, o);
+      // C-13: unique in the room; another joiner or a NICKNAME may have taken it meanwhile.
+      if (p.nicknameKey !== undefined && this.members.some((m) => m.user !== user && m.nicknameKey === p.nicknameKey)) {
+        throw new ChatError('nickname', `nickname ${JSON.stringify(o.nickname)}: Nickname reserved or already in use`);
+      }
     } catch (e) {
       // A nickname claimed across nodes for a joiner that does not come in is let go.
       if (p.nicknameKey !== undefined) this.focus.cluster?.releaseNickname(this, p.user, p.nicknameKey);
@@ -451,9 +455,12 @@ export class Room extends EventEmitter {
       return { status: 413, comment: 'Stop-sending-message' };
     }
     if ((req.byteRange?.start ?? 1) !== 1) {
-      // A continuation of a message the focus has no state for (aborted, timed out): stop it.
+      // A continuation of a message the focus has no state for (aborted, timed out, or a chunk
+      // that came before the first): stop it, and every chunk of it after this one (R-72).
+      p.refuse(id, { status: 413, comment: 'Stop-sending-message' });
       return { status: 413, comment: 'Stop-sending-message' };
     }
+    if (p.inbound.size >= MAX_IN_PROGRESS) return { status: 403, comment: 'Too many messages in progress' };
     if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
     return new InboundMessage(this, p, req).chunk(req);
   }
@@ -650,6 +657,8 @@ export class Room extends EventEmitter {
   private nickname(p: Participant, req: MsrpRequestHead): LocalResponse | Promise<LocalResponse> {
     // RFC 7701 §7.1: a NICKNAME carries no report headers (C-13).
     if (req.headers.some(([n]) => /^(success|failure)-report$/i.test(n))) return { status: 400, comment: 'Unintelligible' };
+    // C-17: a change is told to the room (announcements, roster NOTIFYs): it counts in the session's rate.
+    if (!p.takeRateToken()) return { status: 403, comment: 'Too many messages' };
     const values = getHeaders(req.headers, 'Use-Nickname');
     if (values.length !== 1) return { status: 424, comment: 'Malformed nickname' };
     let wanted: string;
@@ -818,6 +827,8 @@ export class Room extends EventEmitter {
     if (o.by !== undefined && role === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', 'only owners make owners');
     const u = this.resolveUser(who);
     if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
+    // An owner's role is changed by owners only: else a moderator would demote and then ban owners.
+    if (o.by !== undefined && this.roleOf(u.user) === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', "only owners change an owner's role");
     if (role === 'member') this.roles.delete(u.user);
     else this.roles.set(u.user, role);
     this.changed('role', u.uri, role, o.by);

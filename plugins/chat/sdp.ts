@@ -299,7 +299,9 @@ export function buildAnswer(o: AnswerOptions): string {
   const ipv6 = o.address.includes(':');
   const addrType = ipv6 ? 'IP6' : 'IP4';
   const id = o.sessionId ?? String(Math.floor(Date.now() / 1000));
-  const lines = ['v=0', `o=- ${id} ${id} IN ${addrType} ${o.address}`, `s=${o.sessionName ?? '-'}`, `c=IN ${addrType} ${o.address}`, 't=0 0'];
+  // RFC 4566 §5.3: s= is one line of text, never empty. A name from a room subject may hold line breaks and controls: each becomes a space.
+  const name = (o.sessionName ?? '').replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  const lines = ['v=0', `o=- ${id} ${id} IN ${addrType} ${o.address}`, `s=${name !== '' ? name : '-'}`, `c=IN ${addrType} ${o.address}`, 't=0 0'];
   for (const m of o.offer.media) {
     if (m.index !== o.accept) {
       // RFC 3264 §6: a declined stream keeps its m-line with port 0.

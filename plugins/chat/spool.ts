@@ -122,6 +122,8 @@ export class Spool {
     if (this.ended !== undefined) return;
     this.ended = flag;
     this.wake();
+    // Every reader went away before the end (recipients that left mid-message): nobody will close the file.
+    if (this.cursors.size === 0) this.destroy();
   }
 
   /** Calls `fn` once, at the next append or end. */
