@@ -277,8 +277,9 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     // Its offer's path: a token of worker 1 that nobody was given, then its own URI.
     const forged = ghost.usePath[0]!.replace(/\/[0-9A-Za-z]+;tcp$/, `/1${'x'.repeat(22)};tcp`);
     const { sdpAnswer } = await post<{ sdpAnswer: string }>('/join', { room: ROOM, sdpOffer: offerSdp({ path: [forged, ghost.c.uri] }), identity: { uri: ghost.sip } });
+    // Joined (room.join answered); it may already be gone by the time the roster is read: the
+    // history the focus sends at once is its first copy, and that copy gets the 481.
     assert.ok(sdpAnswer.includes('a=path:'));
-    assert.ok((await members()).some((m) => m.user === ghost.sip));
     await alice.say('anyone there');
     await until('the member of the forged token gone', async () => ((await members()).some((m) => m.user === ghost.sip) ? undefined : true), 60_000);
   });
