@@ -22,7 +22,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import type { ChatCluster, ClusterMessage } from './cluster.ts';
+import { messageFields, readMessageFields, type ChatCluster, type MessageMeta } from './cluster.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery } from './delivery.ts';
 import type { FileSink } from './files.ts';
@@ -36,7 +36,7 @@ export const PIECE_BYTES = 256 * 1024;
 const MAX_PENDING = 4;
 
 /** What the other nodes need to know of a large message before its bytes. */
-export type CrossMeta = Pick<ClusterMessage, 'kind' | 'messageId' | 'from' | 'fromUri' | 'nickname' | 'receivedAt' | 'to' | 'mediaType' | 'history'>;
+export type CrossMeta = MessageMeta;
 
 export interface ClusterFileStats {
   /** Large messages this node sent across whole. */
@@ -234,14 +234,7 @@ export class ClusterFiles {
       'k', 'file',
       'fk', key,
       'mk', meta.kind,
-      'id', meta.messageId,
-      'f', meta.from,
-      'fu', meta.fromUri,
-      'nk', meta.nickname ?? '',
-      'at', meta.receivedAt.toISOString(),
-      'h', meta.history ? '1' : '0',
-      'to', meta.to ?? '',
-      'ty', meta.mediaType,
+      ...messageFields(meta),
       'tot', String(total),
     ]);
     return new CrossUpload(this, key, first);
@@ -250,21 +243,9 @@ export class ClusterFiles {
   /** A `file` entry of another node's room stream: read its pieces for this node's sessions. */
   receive(room: Room, id: string, f: ReadonlyMap<string, Buffer>): void {
     const s = (k: string): string => f.get(k)?.toString() ?? '';
-    const kind = s('mk');
+    const meta = readMessageFields(f, s('mk'));
     const key = s('fk');
-    if ((kind !== 'regular' && kind !== 'private') || !key.startsWith(`${this.cluster.options.redis.keyPrefix}file:`)) return;
-    const at = new Date(s('at'));
-    const meta: CrossMeta = {
-      kind,
-      messageId: s('id'),
-      from: s('f'),
-      fromUri: s('fu'),
-      nickname: s('nk') === '' ? undefined : s('nk'),
-      receivedAt: Number.isNaN(at.getTime()) ? new Date() : at,
-      history: s('h') === '1',
-      to: s('to') === '' ? undefined : s('to'),
-      mediaType: s('ty'),
-    };
+    if (meta === undefined || !key.startsWith(`${this.cluster.options.redis.keyPrefix}file:`)) return;
     const total = Number(s('tot'));
     const task = this.read(room, key, new RemoteLarge(this.focus, room, id, meta, Number.isInteger(total) ? total : -1)).catch((e: unknown) => {
       this.focus.log.warn('chat: a large message of another node could not be read', { room: room.uri, error: (e as Error).message });

@@ -252,20 +252,7 @@ export class ChatCluster {
       this.stats.tooLarge++;
       return;
     }
-    const fields: Entry = [
-      'n', this.nodeId,
-      'u', `${this.nodeId}:${++this.counter}`,
-      'k', m.kind,
-      'id', m.messageId,
-      'f', m.from,
-      'fu', m.fromUri,
-      'nk', m.nickname ?? '',
-      'at', m.receivedAt.toISOString(),
-      'h', m.history ? '1' : '0',
-      'to', m.to ?? '',
-      'ty', m.mediaType,
-      'b', m.body,
-    ];
+    const fields: Entry = ['n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, 'k', m.kind, ...messageFields(m), 'b', m.body];
     this.queue.push({ key: this.key(room, 'stream'), fields });
     while (this.queue.length > this.options.queue) {
       this.queue.shift();
@@ -583,14 +570,20 @@ export function streamIdAfter(a: string, b: string): boolean {
   return am > bm || (am === bm && as > bs);
 }
 
-function parseEntry(id: string, f: Map<string, Buffer>): ClusterMessage | undefined {
-  const s = (k: string): string => f.get(k)?.toString() ?? '';
-  const kind = s('k');
+/** What a message entry says of its message, whole (a `regular`/`private` entry) or in pieces (a `file` entry, cluster-files.ts). */
+export type MessageMeta = Pick<ClusterMessage, 'kind' | 'messageId' | 'from' | 'fromUri' | 'nickname' | 'receivedAt' | 'to' | 'mediaType' | 'history'>;
+
+/** The fields of a stream entry that describe its message (the kind is the caller's: `k`, or `mk` of a `file` entry). */
+export function messageFields(m: Omit<MessageMeta, 'kind'>): string[] {
+  return ['id', m.messageId, 'f', m.from, 'fu', m.fromUri, 'nk', m.nickname ?? '', 'at', m.receivedAt.toISOString(), 'h', m.history ? '1' : '0', 'to', m.to ?? '', 'ty', m.mediaType];
+}
+
+/** messageFields() read back; undefined when `kind` is no message kind. */
+export function readMessageFields(f: ReadonlyMap<string, Buffer>, kind: string): MessageMeta | undefined {
   if (kind !== 'regular' && kind !== 'private') return undefined;
+  const s = (k: string): string => f.get(k)?.toString() ?? '';
   const at = new Date(s('at'));
   return {
-    id,
-    node: s('n'),
     kind,
     messageId: s('id'),
     from: s('f'),
@@ -600,8 +593,13 @@ function parseEntry(id: string, f: Map<string, Buffer>): ClusterMessage | undefi
     history: s('h') === '1',
     to: s('to') === '' ? undefined : s('to'),
     mediaType: s('ty'),
-    body: f.get('b') ?? Buffer.alloc(0),
   };
+}
+
+function parseEntry(id: string, f: Map<string, Buffer>): ClusterMessage | undefined {
+  const meta = readMessageFields(f, f.get('k')?.toString() ?? '');
+  if (meta === undefined) return undefined;
+  return { ...meta, id, node: f.get('n')?.toString() ?? '', body: f.get('b') ?? Buffer.alloc(0) };
 }
 
 function sleep(ms: number): Promise<void> {
