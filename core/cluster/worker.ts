@@ -34,8 +34,8 @@ import {
   type WorkerOptions,
 } from './worker-link.ts';
 
-/** The transport name of the links between workers. */
-export const WORKER_TRANSPORT = 'worker';
+import { WORKER_TRANSPORT } from '../transport/stream.ts';
+export { WORKER_TRANSPORT };
 
 /** What a worker needs of its relay. */
 export interface WorkerHost {

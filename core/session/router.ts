@@ -31,6 +31,7 @@ import { Replies } from './replies.ts';
 import { maskId, type FarLeg, type Session, type SessionTable } from './session-table.ts';
 import { Transactions, type Transaction } from './transactions.ts';
 import { DestinationPolicy } from '../transport/destination-policy.ts';
+import { WORKER_TRANSPORT } from '../transport/stream.ts';
 import { legUser, OutwardLegs } from './outward-legs.ts';
 
 /** failed requests tolerated before the first success. */
@@ -38,8 +39,6 @@ const MAX_PROBATION_FAILURES = 5;
 /** The default MSRP relay port (RFC 4976 §8; I-3). */
 export const DEFAULT_RELAY_PORT = 2855;
 const KNOWN_METHODS = new Set(['SEND', 'REPORT', 'AUTH', 'NICKNAME']);
-/** The transport of the links between cluster workers (core/cluster/worker.ts, WORKER_TRANSPORT). */
-const WORKER_LINK = 'worker';
 /** Why reading pauses while a decision is awaited. */
 const DECIDE = 'decide';
 
@@ -266,7 +265,7 @@ export class Router implements PeerEvents<Inbound, Transaction> {
       // Cluster mode: a worker link another worker opened toward this session (a session's leg,
       // or a local endpoint's, openWorkerLink; never shared) ends with it, so that side learns
       // it is gone (a chat focus there: the participant leaves).
-      if (far.connection.transport === WORKER_LINK && far.connection.direction === 'inbound' && fp.farSessions.size === 0) {
+      if (far.connection.transport === WORKER_TRANSPORT && far.connection.direction === 'inbound' && fp.farSessions.size === 0) {
         far.connection.close({ code: 'owner-closed' });
       }
     } else if (far?.kind === 'local' && far.session.farLeg?.kind === 'local' && far.session.farLeg.session === s) {

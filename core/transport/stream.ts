@@ -156,3 +156,6 @@ export function describeEntry(entry: Pick<ListenConfig, 'transport' | 'host' | '
   const host = entry.host.includes(':') ? `[${entry.host}]` : entry.host;
   return `${entry.transport}://${host}:${entry.port}`;
 }
+
+/** The transport name of the links between cluster workers (core/cluster/worker.ts). */
+export const WORKER_TRANSPORT = 'worker';
