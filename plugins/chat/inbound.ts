@@ -246,6 +246,7 @@ export class InboundMessage {
     } else this.carried.push(Buffer.from(data));
   }
 
+  /** What another node needs to know of this message, whole (cluster.publish) or in pieces (cluster-files.ts). */
   private crossingMeta(): CrossMeta {
     const d = this.decision!;
     return {
@@ -322,18 +323,7 @@ export class InboundMessage {
     this.crossing = undefined;
     crossing?.end('$');
     if (this.carried !== undefined && d.nowhere !== true) {
-      this.room.focus.cluster?.publish(this.room, {
-        kind: d.private ? 'private' : 'regular',
-        messageId: this.messageId,
-        from: this.sender.user,
-        fromUri: this.sender.identity.uri,
-        nickname: this.sender.nickname,
-        receivedAt: this.receivedAt,
-        to: d.to,
-        mediaType: m.mediaType,
-        history: d.store,
-        body: Buffer.concat(this.carried),
-      });
+      this.room.focus.cluster?.publish(this.room, { ...this.crossingMeta(), body: Buffer.concat(this.carried) });
       this.carried = undefined;
     }
     if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received - this.reportOffset, m, d.private);
