@@ -57,9 +57,8 @@ export interface SipChatServer {
   close(): Promise<void>;
 }
 
-/** An INVITE dialog: one participant. */
-interface CallDialog {
-  kind: 'call';
+/** What every dialog of the server holds: its identifiers, the far end, its room. */
+interface DialogBase {
   callId: string;
   localTag: string;
   localUri: string;
@@ -67,20 +66,18 @@ interface CallDialog {
   remoteTarget: string;
   cseq: number;
   room: Room;
+}
+
+/** An INVITE dialog: one participant. */
+interface CallDialog extends DialogBase {
+  kind: 'call';
   participant: Participant;
   sdpAnswer: string;
 }
 
 /** A SUBSCRIBE dialog of the conference event package. */
-interface Subscription {
+interface Subscription extends DialogBase {
   kind: 'subscription';
-  callId: string;
-  localTag: string;
-  localUri: string;
-  remote: NameAddr;
-  remoteTarget: string;
-  cseq: number;
-  room: Room;
   version: number;
   expiresAt: number;
   timer: NodeJS.Timeout;
