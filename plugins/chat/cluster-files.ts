@@ -25,18 +25,13 @@ import { randomBytes } from 'node:crypto';
 import { messageFields, readMessageFields, type ChatCluster, type MessageMeta } from './cluster.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery } from './delivery.ts';
-import type { FileSink } from './files.ts';
-import type { FocusCore } from './focus-core.ts';
-import type { Room } from './room.ts';
+import type { Crossing, Crossings, FileKeeper, FocusCore, RoomCore } from './focus-core.ts';
 import { Spool } from './spool.ts';
 
 /** Bytes of one piece in Redis. */
 export const PIECE_BYTES = 256 * 1024;
 /** Pieces waiting for Redis before the sender is paused. */
 const MAX_PENDING = 4;
-
-/** What the other nodes need to know of a large message before its bytes. */
-export type CrossMeta = MessageMeta;
 
 export interface ClusterFileStats {
   /** Large messages this node sent across whole. */
@@ -50,7 +45,7 @@ export interface ClusterFileStats {
 }
 
 /** The pieces of one message this node sends across. */
-export class CrossUpload {
+export class CrossUpload implements Crossing {
   private piece: Buffer[] = [];
   private pieceBytes = 0;
   private bytes = 0;
@@ -136,14 +131,14 @@ class RemoteLarge {
   private head: Buffer[] = [];
   private headBytes = 0;
   private spool: Spool | undefined;
-  private keeper: FileSink | undefined;
+  private keeper: FileKeeper | undefined;
   private started = false;
 
   constructor(
     private readonly focus: FocusCore,
-    private readonly room: Room,
+    private readonly room: RoomCore,
     private readonly id: string,
-    private readonly meta: CrossMeta,
+    private readonly meta: MessageMeta,
     private readonly total: number,
   ) {}
 
@@ -208,7 +203,7 @@ class RemoteLarge {
 }
 
 /** Large messages of the focus across nodes. */
-export class ClusterFiles {
+export class ClusterFiles implements Crossings {
   readonly stats: ClusterFileStats = { sent: 0, received: 0, tooLarge: 0, failed: 0 };
   private readonly reading = new Set<Promise<void>>();
 
@@ -222,7 +217,7 @@ export class ClusterFiles {
    * far (the sender's CPIM from its first octet); undefined when it stays on this node (over
    * cluster.maxFileSize, or Redis away).
    */
-  begin(room: Room, meta: CrossMeta, first: readonly Buffer[], total: number): CrossUpload | undefined {
+  begin(room: RoomCore, meta: MessageMeta, first: readonly Buffer[], total: number): CrossUpload | undefined {
     if (total > this.cluster.options.maxFileSize) {
       this.stats.tooLarge++;
       return undefined;
@@ -241,7 +236,7 @@ export class ClusterFiles {
   }
 
   /** A `file` entry of another node's room stream: read its pieces for this node's sessions. */
-  receive(room: Room, id: string, f: ReadonlyMap<string, Buffer>): void {
+  receive(room: RoomCore, id: string, f: ReadonlyMap<string, Buffer>): void {
     const s = (k: string): string => f.get(k)?.toString() ?? '';
     const meta = readMessageFields(f, s('mk'));
     const key = s('fk');
@@ -259,7 +254,7 @@ export class ClusterFiles {
     await Promise.all([...this.reading]);
   }
 
-  private async read(room: Room, key: string, large: RemoteLarge): Promise<void> {
+  private async read(room: RoomCore, key: string, large: RemoteLarge): Promise<void> {
     const redis = this.cluster.client;
     const ttl = this.cluster.options.fileTtl * 1000;
     let last: string | undefined;

@@ -14,8 +14,28 @@
  * private status message. A claim of a node whose key has expired counts for nothing.
  */
 
-import type { ChatCluster } from './cluster.ts';
-import type { Room } from './room.ts';
+import type { Redis } from 'ioredis';
+import type { DeliveryKind } from './delivery.ts';
+import type { Participant } from './participant.ts';
+
+/** What the settlement needs of a room (room.ts): its sessions, and a nickname taken away. */
+export interface NicknameRoom {
+  readonly key: string;
+  readonly participants: readonly Participant[];
+  nicknameAnswer(p: Participant, wanted: string): { status: number; comment: string };
+  status(p: Participant, text: string, kind?: DeliveryKind): void;
+}
+
+/** What it needs of the cluster (cluster.ts): Redis, the node, and when each claim was made. */
+export interface NicknameClaims {
+  readonly nodeId: string;
+  readonly commands: Redis;
+  readonly claimedAt: Map<string, number>;
+  /** The key prefix of the nodes' liveness keys (`<prefix>node:<id>`). */
+  readonly nodeKeyPrefix: string;
+  now(): number;
+  key(room: NicknameRoom, what: 'nick'): string;
+}
 
 /** The value of a claim in `<prefix>room:<key>:nick`: user, node, and when it was claimed. */
 export function claimValue(user: string, node: string, at: number): string {
@@ -45,7 +65,7 @@ return 'lost\\n' .. user
 `;
 
 /** Claims this node's nicknames of the room again; the losers of a clash lose them here. */
-export async function reclaimNicknames(cluster: ChatCluster, room: Room): Promise<void> {
+export async function reclaimNicknames(cluster: NicknameClaims, room: NicknameRoom): Promise<void> {
   const claims = new Map<string, { user: string; key: string; at: number }>();
   for (const p of room.participants) {
     if (p.nicknameKey === undefined || p.left !== undefined) continue;
@@ -58,7 +78,7 @@ export async function reclaimNicknames(cluster: ChatCluster, room: Room): Promis
   const redis = cluster.commands;
   const nk = cluster.key(room, 'nick');
   const m = redis.pipeline();
-  for (const c of claims.values()) m.eval(CLAIM, 1, nk, c.key, c.user, cluster.nodeId, String(Math.round(c.at)), `${cluster.options.redis.keyPrefix}node:`);
+  for (const c of claims.values()) m.eval(CLAIM, 1, nk, c.key, c.user, cluster.nodeId, String(Math.round(c.at)), cluster.nodeKeyPrefix);
   const results = (await m.exec()) ?? [];
   let i = 0;
   for (const c of claims.values()) {
@@ -70,7 +90,7 @@ export async function reclaimNicknames(cluster: ChatCluster, room: Room): Promis
 }
 
 /** The user's sessions here give the nickname up, each told why (a private status message). */
-function lose(cluster: ChatCluster, room: Room, user: string, key: string, holder: string): void {
+function lose(cluster: NicknameClaims, room: NicknameRoom, user: string, key: string, holder: string): void {
   cluster.claimedAt.delete(`${room.key}\n${user}\n${key}`);
   for (const p of room.participants.filter((s) => s.user === user && s.nicknameKey === key)) {
     const name = p.nickname ?? '';

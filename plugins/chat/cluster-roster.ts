@@ -16,7 +16,7 @@
  */
 
 import type { RemoteSession } from './cluster.ts';
-import type { Room } from './room.ts';
+import type { RoomCore } from './focus-core.ts';
 import type { Role } from './store.ts';
 
 /** A user of the room on any node, as the welcome and `/who` name it. */
@@ -36,7 +36,7 @@ function remoteName(s: RemoteSession): string {
 }
 
 /** The users of other nodes that have no session on this node (user key → name and URI). */
-function remoteOnly(room: Room): Map<string, { name: string; uri: string; nickname: boolean }> {
+function remoteOnly(room: RoomCore): Map<string, { name: string; uri: string; nickname: boolean }> {
   const local = new Set(room.participants.map((p) => p.user));
   const out = new Map<string, { name: string; uri: string; nickname: boolean }>();
   for (const s of room.focus.cluster?.remoteSessions(room) ?? []) {
@@ -49,14 +49,14 @@ function remoteOnly(room: Room): Map<string, { name: string; uri: string; nickna
 }
 
 /** Every user in the room: this node's (in the order they joined), then the other nodes'. */
-export function roomUsers(room: Room): RoomUser[] {
+export function roomUsers(room: RoomCore): RoomUser[] {
   const users: RoomUser[] = room.roster().map((u) => ({ uri: u.uri, user: u.user, name: u.nickname ?? u.displayName ?? u.uri, role: u.role, muted: u.muted, remote: false }));
   for (const [user, r] of remoteOnly(room)) users.push({ uri: r.uri, user, name: r.name, role: room.roleOf(user), muted: room.isMuted(user), remote: true });
   return users;
 }
 
 /** The user has a session on another node (as this node last read the shared roster). */
-export function presentElsewhere(room: Room, user: string): boolean {
+export function presentElsewhere(room: RoomCore, user: string): boolean {
   return room.focus.cluster?.remoteSessions(room).some((s) => s.user === user) ?? false;
 }
 
@@ -65,9 +65,9 @@ export function presentElsewhere(room: Room, user: string): boolean {
  * of other nodes' users (C-17), once per user. Watches every room this node has.
  */
 export class RemoteAnnouncer {
-  private readonly watched = new WeakSet<Room>();
+  private readonly watched = new WeakSet<RoomCore>();
 
-  watch(room: Room): void {
+  watch(room: RoomCore): void {
     if (this.watched.has(room)) return;
     this.watched.add(room);
     // Users only on other nodes, as last seen; anyone there before this node had the room was

@@ -143,7 +143,7 @@ function parse<T>(json: string | undefined): T | undefined {
   }
 }
 
-export class SharedRooms implements ClusterExtension {
+export class SharedRooms implements ClusterExtension<Room> {
   /** Per room: the stamp of each field as this node applied or made it. */
   private readonly stamps = new Map<string, Map<string, Stamp>>();
   /** Per room: the version of the hash this node last loaded. */
@@ -171,7 +171,7 @@ export class SharedRooms implements ClusterExtension {
   private readonly announcer = new RemoteAnnouncer();
 
   constructor(
-    private readonly cluster: ChatCluster,
+    private readonly cluster: ChatCluster<Room>,
     private readonly host: SharedRoomsHost,
   ) {}
 

@@ -34,9 +34,8 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../../core/index.ts';
 import type { ChatOptions } from './options.ts';
 import type { Participant } from './participant.ts';
-import type { Room } from './room.ts';
 import type { HistoryRecord } from './store.ts';
-import { claimValue, reclaimNicknames } from './cluster-nicknames.ts';
+import { claimValue, reclaimNicknames, type NicknameClaims, type NicknameRoom } from './cluster-nicknames.ts';
 
 export type ClusterOptions = NonNullable<ChatOptions['cluster']>;
 
@@ -94,27 +93,41 @@ export interface ClusterStats {
 
 type Entry = Array<string | Buffer>;
 
+/**
+ * What the cluster needs of a room (room.ts): its key and URI, since when it exists, its
+ * sessions on this node, and its `roster` event when the shared roster changed. An interface,
+ * so that the cluster does not import the room; ChatCluster is generic in it, so the focus gets
+ * its own rooms back in the host's calls.
+ */
+export interface ClusterRoom extends NicknameRoom {
+  readonly uri: string;
+  readonly createdAt: Date;
+  /** Closed rooms read no entries. */
+  readonly isClosed: boolean;
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
 /** What the rooms of a focus give the cluster. */
-export interface ClusterHost {
+export interface ClusterHost<R extends ClusterRoom = ClusterRoom> {
   readonly log: Logger;
-  rooms(): readonly Room[];
+  rooms(): readonly R[];
   /** A message of another node for the room's local participants. */
-  deliver(room: Room, m: ClusterMessage): void;
+  deliver(room: R, m: ClusterMessage): void;
   /** A `file` entry of another node (a message too large for one entry, cluster-files.ts). */
-  deliverLarge?(room: Room, id: string, fields: ReadonlyMap<string, Buffer>): void;
+  deliverLarge?(room: R, id: string, fields: ReadonlyMap<string, Buffer>): void;
 }
 
 /** What cluster-state.ts hangs on the cluster: its stream entries and its part of each heartbeat. */
-export interface ClusterExtension {
+export interface ClusterExtension<R extends ClusterRoom = ClusterRoom> {
   /** A `state` entry of another node in the room's stream (fields as read). */
-  entry(room: Room, fields: Map<string, Buffer>): void;
+  entry(room: R, fields: Map<string, Buffer>): void;
   /** After each heartbeat's sweeps, Redis being there. */
   tick(): Promise<void>;
 }
 
 const SEEN_KEEP = 10_000;
 
-export class ChatCluster {
+export class ChatCluster<R extends ClusterRoom = ClusterRoom> implements NicknameClaims {
   readonly nodeId: string;
   readonly stats: ClusterStats = { published: 0, received: 0, tooLarge: 0, dropped: 0, duplicates: 0 };
   private redis!: Redis;
@@ -134,13 +147,13 @@ export class ChatCluster {
   private skew = 0;
   private startedAt = Date.now();
   private ticking = false;
-  private extension: ClusterExtension | undefined;
+  private extension: ClusterExtension<R> | undefined;
   /** When this node's users claimed their nicknames (`<room>\n<user>\n<key>` → ms, Redis's clock). */
   readonly claimedAt = new Map<string, number>();
 
   constructor(
     readonly options: ClusterOptions,
-    private readonly host: ClusterHost,
+    private readonly host: ClusterHost<R>,
   ) {
     // Under `msrprelay --workers` each worker is a node of its own: its index keeps a configured id apart.
     const worker = process.env['MSRPRELAY_WORKER_ID'];
@@ -196,7 +209,7 @@ export class ChatCluster {
     await this.flush().catch(() => undefined);
     try {
       // The rooms closed first (their participants left the shared roster); the node goes now.
-      if (this.redis.status === 'ready') await this.redis.del(`${this.prefix}node:${this.nodeId}`);
+      if (this.redis.status === 'ready') await this.redis.del(`${this.nodeKeyPrefix}${this.nodeId}`);
     } catch {
       // Redis is away: the node's key expires and the others sweep its entries.
     }
@@ -225,7 +238,7 @@ export class ChatCluster {
   }
 
   /** @internal appends an entry of another kind (cluster-files.ts) to the room's stream, with this node's id and a unique id, in order with the messages. */
-  publishEntry(room: Room, fields: Entry): void {
+  publishEntry(room: R, fields: Entry): void {
     this.queue.push({ key: this.key(room, 'stream'), fields: ['n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, ...fields] });
     while (this.queue.length > this.options.queue) {
       this.queue.shift();
@@ -240,14 +253,14 @@ export class ChatCluster {
   }
 
   /** The sessions of the room on other nodes, as this node knows them. */
-  remoteSessions(room: Room): RemoteSession[] {
+  remoteSessions(room: R): RemoteSession[] {
     return [...(this.remote.get(room.key)?.values() ?? [])];
   }
 
   // ------------------------------------------------------------------ messages
 
   /** A message complete on this node goes to the room's stream (or waits for Redis). */
-  publish(room: Room, m: Omit<ClusterMessage, 'node' | 'id'>): void {
+  publish(room: R, m: Omit<ClusterMessage, 'node' | 'id'>): void {
     if (m.body.length > this.options.maxMessageSize) {
       this.stats.tooLarge++;
       return;
@@ -312,7 +325,7 @@ export class ChatCluster {
   }
 
   /** Where the room's reading goes on: its last id, or from when the room opened on this node. */
-  private lastId(room: Room): string {
+  private lastId(room: R): string {
     let id = this.lastIds.get(room.key);
     if (id === undefined) {
       id = `${Math.max(room.createdAt.getTime(), this.startedAt) + this.skew - 1}-0`;
@@ -321,7 +334,7 @@ export class ChatCluster {
     return id;
   }
 
-  private take(room: Room, id: string, raw: Buffer[]): void {
+  private take(room: R, id: string, raw: Buffer[]): void {
     const f = new Map<string, Buffer>();
     for (let i = 0; i + 1 < raw.length; i += 2) f.set(raw[i]!.toString(), raw[i + 1]!);
     const node = f.get('n')?.toString();
@@ -361,7 +374,7 @@ export class ChatCluster {
    * history; undefined when Redis is away (the local store answers then). Looks at the last
    * 4 × limit entries (private messages and typing notices are there too and are skipped).
    */
-  async history(room: Room, limit: number, since: Date | undefined): Promise<{ records: HistoryRecord[]; upTo: string | undefined } | undefined> {
+  async history(room: R, limit: number, since: Date | undefined): Promise<{ records: HistoryRecord[]; upTo: string | undefined } | undefined> {
     if (this.redis.status !== 'ready') return undefined;
     let raw: Array<[Buffer, Buffer[]]>;
     try {
@@ -386,7 +399,7 @@ export class ChatCluster {
   // ------------------------------------------------------------------ roster
 
   /** A local participant joined, left or changed its nickname: the shared roster hears at once. */
-  rosterChanged(room: Room): void {
+  rosterChanged(room: R): void {
     void this.sweepRoom(room).catch(() => undefined);
   }
 
@@ -394,7 +407,7 @@ export class ChatCluster {
    * Claims a nickname key for a user in a room: false when another user holds it (on any node).
    * While Redis is away, nicknames are unique on this node only (true).
    */
-  async claimNickname(room: Room, user: string, key: string): Promise<boolean> {
+  async claimNickname(room: R, user: string, key: string): Promise<boolean> {
     const claim = `${room.key}\n${user}\n${key}`;
     const at = this.claimedAt.get(claim) ?? this.now();
     // Remembered even while Redis is away: the claim's time settles a clash once it is back.
@@ -413,7 +426,7 @@ export class ChatCluster {
         return true;
       }
       // A claim of a node that is gone does not count.
-      if (node !== undefined && node !== this.nodeId && (await this.redis.exists(`${this.prefix}node:${node}`)) === 0) {
+      if (node !== undefined && node !== this.nodeId && (await this.redis.exists(`${this.nodeKeyPrefix}${node}`)) === 0) {
         await this.redis.hset(k, key, value);
         return mine();
       }
@@ -424,7 +437,7 @@ export class ChatCluster {
   }
 
   /** Lets go of a nickname key the user no longer holds on this node. */
-  releaseNickname(room: Room, user: string, key: string): void {
+  releaseNickname(room: R, user: string, key: string): void {
     if (room.participants.some((p) => p.user === user && p.nicknameKey === key)) return;
     this.claimedAt.delete(`${room.key}\n${user}\n${key}`);
     // The same user may hold it on another node (C-14): then it stays.
@@ -437,7 +450,7 @@ export class ChatCluster {
       .catch(() => undefined);
   }
 
-  private rosterOf(room: Room): Map<string, string> {
+  private rosterOf(room: R): Map<string, string> {
     const m = new Map<string, string>();
     for (const p of room.participants) m.set(p.id, JSON.stringify(this.entryOf(p)));
     return m;
@@ -452,7 +465,7 @@ export class ChatCluster {
     if (this.ticking || this.redis === undefined || this.redis.status !== 'ready') return;
     this.ticking = true;
     try {
-      await this.redis.set(`${this.prefix}node:${this.nodeId}`, '1', 'PX', Math.round(this.options.rosterTtl * 1000));
+      await this.redis.set(`${this.nodeKeyPrefix}${this.nodeId}`, '1', 'PX', Math.round(this.options.rosterTtl * 1000));
       await this.flush();
       const rooms = this.host.rooms();
       // Rooms this node no longer has: their reading and remote rosters go.
@@ -469,14 +482,14 @@ export class ChatCluster {
   }
 
   /** Writes this node's entries, removes its stale ones and those of dead nodes, and reads the others. */
-  private sweepRoom(room: Room): Promise<void> {
+  private sweepRoom(room: R): Promise<void> {
     const prev = this.sweeping ?? Promise.resolve();
     const next = prev.catch(() => undefined).then(() => this.sweepNow(room));
     this.sweeping = next;
     return next;
   }
 
-  private async sweepNow(room: Room): Promise<void> {
+  private async sweepNow(room: R): Promise<void> {
     if (this.redis.status !== 'ready') return;
     const rk = this.key(room, 'roster');
     const nk = this.key(room, 'nick');
@@ -501,7 +514,7 @@ export class ChatCluster {
         continue;
       }
       let alive = nodes.get(e.node);
-      if (alive === undefined) nodes.set(e.node, (alive = (await this.redis.exists(`${this.prefix}node:${e.node}`)) === 1));
+      if (alive === undefined) nodes.set(e.node, (alive = (await this.redis.exists(`${this.nodeKeyPrefix}${e.node}`)) === 1));
       if (alive) others.set(session, { session, ...e });
       else gone.push(session);
     }
@@ -520,14 +533,14 @@ export class ChatCluster {
     if (changed) room.emit('roster');
   }
 
-  key(room: Room | string, what: 'stream' | 'roster' | 'nick' | 'state'): string {
+  key(room: { readonly key: string } | string, what: 'stream' | 'roster' | 'nick' | 'state'): string {
     return `${this.prefix}room:${typeof room === 'string' ? room : room.key}:${what}`;
   }
 
   // ------------------------------------------------------------------ for cluster-state.ts and cluster-nicknames.ts
 
   /** Hangs the room state on the cluster (before start()). */
-  attach(extension: ClusterExtension): void {
+  attach(extension: ClusterExtension<R>): void {
     this.extension = extension;
   }
 
@@ -536,18 +549,23 @@ export class ChatCluster {
     return this.redis;
   }
 
+  /** The nodes' liveness keys are this and the node id. */
+  get nodeKeyPrefix(): string {
+    return `${this.prefix}node:`;
+  }
+
   /** Now, in milliseconds of Redis's clock (as far as this node knows it). */
   now(): number {
     return Date.now() + this.skew;
   }
 
   /** A room this node has from now on (opened, or another node's adopted): its stream is read from now, not from its creation. */
-  follow(room: Room): void {
+  follow(room: R): void {
     if (!this.lastIds.has(room.key)) this.lastIds.set(room.key, `${this.now() - 1}-0`);
   }
 
   /** The room's sessions on other nodes, read from Redis now; undefined while Redis is away. */
-  async freshRemoteSessions(room: Room): Promise<RemoteSession[] | undefined> {
+  async freshRemoteSessions(room: R): Promise<RemoteSession[] | undefined> {
     if (!this.connected) return undefined;
     try {
       await this.sweepRoom(room);
@@ -558,7 +576,7 @@ export class ChatCluster {
   }
 
   /** Appends an entry of this node to the room's stream now (throws while Redis is away). */
-  async appendNow(room: Room, fields: Array<string | Buffer>): Promise<void> {
+  async appendNow(room: R, fields: Array<string | Buffer>): Promise<void> {
     await this.redis.xadd(this.key(room, 'stream'), 'MAXLEN', '~', String(this.options.streamMaxLen), '*', 'n', this.nodeId, 'u', `${this.nodeId}:${++this.counter}`, ...fields);
   }
 }

@@ -30,10 +30,9 @@ import { Delivery } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import { formatDateTime, focusHeaderLines, focusPrefix, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
 import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
-import type { FocusCore } from './focus-core.ts';
+import type { FileKeeper, FileKeeping, FileOrigin, FocusCore, JoinOptions, JoinResult, RoomCore } from './focus-core.ts';
 import type { ChatOptions } from './options.ts';
 import { Participant } from './participant.ts';
-import type { JoinOptions, JoinResult, Room } from './room.ts';
 import { buildAnswer, mediaTypeMatches, type FileSelector, type MsrpMedia, type Sdp } from './sdp.ts';
 import { Spool } from './spool.ts';
 import type { FileRecord } from './store.ts';
@@ -181,19 +180,11 @@ export interface FileStats {
   sent: number;
 }
 
-/** What the sender and its message are, for a file's record. */
-export interface FileOrigin {
-  readonly messageId: string;
-  readonly sender: string;
-  readonly nickname: string | undefined;
-  readonly receivedAt: Date;
-}
-
 /**
  * One file on its way to disk, fed the sender's CPIM bytes as they arrive (never the whole
  * file in memory: a write stream with back-pressure, write() false until onDrain).
  */
-export class FileSink {
+export class FileSink implements FileKeeper {
   private readonly stream: WriteStream;
   private readonly sha256: Hash = createHash('sha256');
   private readonly sha1: Hash = createHash('sha1');
@@ -203,7 +194,7 @@ export class FileSink {
 
   constructor(
     private readonly files: ChatFiles,
-    readonly room: Room,
+    readonly room: RoomCore,
     readonly id: string,
     private readonly m: CpimMessage,
     private readonly origin: FileOrigin,
@@ -341,7 +332,7 @@ class DiskSpool extends Spool {
 }
 
 /** The files of a focus: keeping, listing, sending, expiring. */
-export class ChatFiles {
+export class ChatFiles implements FileKeeping {
   readonly stats: FileStats = { kept: 0, refused: 0, aborted: 0, removed: 0, sent: 0 };
   /** Which records are this node's: its host and folder. */
   readonly owner: string;
@@ -410,7 +401,7 @@ export class ChatFiles {
    * A sink for a regular message to the room whose headers are in, when it is a file that may
    * be kept; undefined otherwise. `total` is the sender's CPIM octets when announced (-1: `*`).
    */
-  begin(room: Room, m: CpimMessage, total: number, origin: FileOrigin): FileSink | undefined {
+  begin(room: RoomCore, m: CpimMessage, total: number, origin: FileOrigin): FileSink | undefined {
     if (!isFileMessage(m)) return undefined;
     if (!mediaTypeMatches(this.options.types, m.mediaType) || (total >= 0 && total - m.contentStart > Math.min(this.options.maxFileSize, this.options.maxRoomBytes))) {
       this.stats.refused++;
@@ -420,7 +411,7 @@ export class ChatFiles {
   }
 
   /** @internal a whole file: recorded, then the room's quota applied (oldest first). */
-  added(room: Room, rec: FileRecord): Promise<void> {
+  added(room: RoomCore, rec: FileRecord): Promise<void> {
     return this.serial(room.key, async () => {
       await this.focus.store.addFile(rec);
       this.stats.kept++;
@@ -438,14 +429,14 @@ export class ChatFiles {
   }
 
   /** The room's files still kept (not expired), newest first. */
-  async list(room: Room): Promise<FileRecord[]> {
+  async list(room: RoomCore): Promise<FileRecord[]> {
     const all = await this.focus.store.files(room.key, this.owner);
     const cutoff = this.cutoff();
     return all.filter((f) => cutoff === undefined || f.receivedAt >= cutoff).reverse();
   }
 
   /** The text `/files` answers with. */
-  async listText(room: Room): Promise<string> {
+  async listText(room: RoomCore): Promise<string> {
     const files = await this.list(room);
     if (files.length === 0) return 'No files are kept in this room.';
     const shown = files.slice(0, this.options.list);
@@ -458,7 +449,7 @@ export class ChatFiles {
    * marks. At most MAX_GETS at once per session: each holds an open file until it is written,
    * and a session that asks without reading must not take the process's descriptors (C-17).
    */
-  async get(room: Room, p: Participant, id: string): Promise<string | undefined> {
+  async get(room: RoomCore, p: Participant, id: string): Promise<string | undefined> {
     const n = this.getting.get(p) ?? 0;
     if (n >= MAX_GETS) return `${n} files are on their way to you already; ask again once they are in.`;
     this.getting.set(p, n + 1);
@@ -490,7 +481,7 @@ export class ChatFiles {
    * sendonly with the file's selector. No match: ChatError `no-such-file` (SIP 404) whose
    * sdpAnswer declines the stream with port 0 (RFC 3264 §6), for a front that answers so.
    */
-  async pull(room: Room, o: JoinOptions, offer: Sdp, media: MsrpMedia, user: string): Promise<JoinResult> {
+  async pull(room: RoomCore, o: JoinOptions, offer: Sdp, media: MsrpMedia, user: string): Promise<JoinResult> {
     const matches = (await this.list(room)).filter((f) => selectorMatches(media.fileSelector!, f));
     const f = matches[0];
     const declined = (): string => declineAnswer(offer, media);
@@ -542,7 +533,7 @@ export class ChatFiles {
    * to the room: fanned out (C-6 … C-9, C-16) and kept as any file. The answer is recvonly, with
    * the offer's selector and file-transfer-id.
    */
-  async push(room: Room, o: JoinOptions, offer: Sdp, media: MsrpMedia, user: string): Promise<JoinResult> {
+  async push(room: RoomCore, o: JoinOptions, offer: Sdp, media: MsrpMedia, user: string): Promise<JoinResult> {
     const sessionId = this.focus.relay.newSessionId();
     const focus = this.focus.focusUri(sessionId, media);
     const preRoute = this.focus.routeFromPath(media.path, focus.uri);
@@ -581,7 +572,7 @@ export class ChatFiles {
   }
 
   /** A request on a push session: its SENDs carry the file bare (see push()). */
-  receivePush(p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse {
+  receivePush(room: RoomCore, p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse {
     if (req.method === 'REPORT') return { onEnd: () => undefined };
     if (req.method !== 'SEND') return { status: 403, comment: 'Action-not-allowed' };
     if (!req.hasBody) return { onEnd: () => ({ status: 200 }) };
@@ -607,7 +598,6 @@ export class ChatFiles {
     }
     // The session's file (refused or not): any other Message-ID on it from now on is refused.
     this.pushed.set(p, id);
-    const room = p.room;
     const head = this.pushHead(p, req.contentType ?? 'application/octet-stream');
     const total = req.byteRange?.total ?? -1;
     if (total >= 0 && total + head.length > room.maxMessageSize) {

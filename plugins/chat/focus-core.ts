@@ -1,42 +1,103 @@
 /**
- * What rooms and participants need of the focus (the plugin, index.ts): the relay, the
- * options, the store, and the bookkeeping of participants' URIs and routes. An interface, so
- * that room.ts does not import the plugin.
+ * The focus and a room as the room's parts see them: what a message on its way in
+ * (inbound.ts), the files kept in rooms (files.ts), large messages across nodes
+ * (cluster-files.ts) and the remote roster (cluster-roster.ts) need of the plugin (index.ts,
+ * FocusCore) and of a room (room.ts, RoomCore). Interfaces only, so that those parts do not
+ * import the room that uses them, nor the plugin: the imports of plugins/chat run one way, from
+ * index.ts down to room.ts, its parts, this file, and the session and cluster below it.
  */
 
-import type { AsyncSeriesBailHook } from 'tapable';
 import type { Logger, PluginHost } from '../../core/index.ts';
-import type { ChatCluster } from './cluster.ts';
-import type { ClusterFiles } from './cluster-files.ts';
-import type { ChatFiles } from './files.ts';
-import type { Route } from './delivery.ts';
+import type { ChatCluster, ClusterMessage, ClusterRoom, MessageMeta } from './cluster.ts';
+import type { CpimMessage } from './cpim.ts';
+import type { DeliveryKind, Route } from './delivery.ts';
 import type { ChatOptions } from './options.ts';
-import type { Participant } from './participant.ts';
-import type { JoinDecision, JoinRequest, Room } from './room.ts';
+import type { Participant, ParticipantIdentity, ParticipantRoom } from './participant.ts';
 import type { MsrpMedia } from './sdp.ts';
-import type { ChatStore } from './store.ts';
+import type { ChatStore, FileRecord, Role } from './store.ts';
 
-/** Hooks of the chat plugin (ChatFocus.hooks), for the application. */
-export interface ChatHooks {
-  /**
-   * Before a participant joins (after bans, ACL and password): return `{ reject: reason }` to
-   * refuse (ChatError forbidden, SIP 403), `{ role }` to give a role, or undefined to pass.
-   */
-  readonly authorizeJoin: AsyncSeriesBailHook<[JoinRequest], JoinDecision | undefined>;
+export interface JoinOptions {
+  /** The participant's SDP offer. */
+  sdpOffer: string;
+  /** Who it is, as the application authenticated it (the SIP identity). */
+  identity: ParticipantIdentity;
+  /** The room password, if the room has one. */
+  password?: string;
+  /** A nickname to start with (checked as NICKNAME would be). */
+  nickname?: string;
 }
 
+export interface JoinResult {
+  sdpAnswer: string;
+  participant: Participant;
+}
+
+/** Who gets a message whose CPIM headers are in (room.decide), or why it is refused. */
+export type RouteDecision =
+  | { readonly kind: 'reject'; readonly status: number; readonly comment: string }
+  | { readonly kind: 'deliver'; readonly private: boolean; readonly recipients: readonly Participant[]; readonly store: boolean; readonly to?: string; readonly nowhere?: true };
+
+/** One user of the roster with its sessions (C-10). */
+export interface RosterEntry {
+  readonly uri: string;
+  readonly user: string;
+  readonly displayName: string | undefined;
+  readonly nickname: string | undefined;
+  readonly role: Role;
+  readonly muted: boolean;
+  readonly sessions: readonly Participant[];
+}
+
+/** What the sender and its message are, for a kept file's record. */
+export interface FileOrigin {
+  readonly messageId: string;
+  readonly sender: string;
+  readonly nickname: string | undefined;
+  readonly receivedAt: Date;
+}
+
+/** A message being kept as a file (files.ts FileSink), fed the sender's CPIM bytes as they arrive. */
+export interface FileKeeper {
+  /** False when its disk writes lag: the sender waits for onDrain. */
+  write(data: Buffer): boolean;
+  onDrain(fn: () => void): void;
+  /** The message ended whole: the file is recorded (undefined when it was refused). */
+  finish(): Promise<FileRecord | undefined>;
+  /** The message was aborted: the part written goes. */
+  discard(): void;
+}
+
+/** Files kept in rooms (files.ts ChatFiles), as a message on its way in uses them. */
+export interface FileKeeping {
+  /** A keeper for a message whose CPIM headers are in, when it is a file this room keeps. */
+  begin(room: RoomCore, m: CpimMessage, total: number, origin: FileOrigin): FileKeeper | undefined;
+}
+
+/** A message crossing to other nodes in pieces (cluster-files.ts CrossUpload). */
+export interface Crossing {
+  write(data: Buffer): boolean;
+  onDrain(fn: () => void): void;
+  end(flag: '$' | '#'): void;
+}
+
+/** Large messages across nodes (cluster-files.ts ClusterFiles), as a message on its way in uses them. */
+export interface Crossings {
+  /** Starts the crossing with the bytes so far; undefined when the message stays on this node. */
+  begin(room: RoomCore, meta: MessageMeta, first: readonly Buffer[], total: number): Crossing | undefined;
+}
+
+/** What a room and its parts need of the focus (the plugin, index.ts). */
 export interface FocusCore {
   readonly relay: PluginHost;
   readonly options: ChatOptions;
   readonly store: ChatStore;
   readonly log: Logger;
-  readonly hooks: ChatHooks;
   /** Rooms across nodes (the cluster option), when configured. */
   readonly cluster: ChatCluster | undefined;
   /** Files kept in rooms (the files option), when enabled. */
-  readonly files?: ChatFiles | undefined;
+  readonly files?: FileKeeping | undefined;
   /** Large messages across nodes (cluster-files.ts), with the cluster option. */
-  readonly clusterFiles?: ClusterFiles | undefined;
+  readonly clusterFiles?: Crossings | undefined;
   /** The focus's URI for a new participant, and the host and port its SDP answer names. */
   focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number };
   /** The route to a participant whose a=path starts with a session of this relay, else undefined. */
@@ -49,8 +110,38 @@ export interface FocusCore {
   /** Drops the participant if no request of it arrives within connectTimeout. */
   awaitRoute(p: Participant): void;
   /** Saves the room (persistent rooms). */
-  persist(room: Room): void;
+  persist(room: RoomCore): void;
   /** Runs store work for a room in order; failures are logged. */
-  queue(room: Room, op: (store: ChatStore) => Promise<void>): void;
-  deleteRoom(room: Room): Promise<void>;
+  queue(room: RoomCore, op: (store: ChatStore) => Promise<void>): void;
+  deleteRoom(room: RoomCore): Promise<void>;
+}
+
+/**
+ * What a room's parts need of the room (room.ts's Room implements it): besides what its
+ * sessions (ParticipantRoom) and the cluster (ClusterRoom) need, the rules a message is checked
+ * by, the focus's own lines and reports, the history, the roster and the room's notices.
+ */
+export interface RoomCore extends ParticipantRoom, ClusterRoom {
+  readonly focus: FocusCore;
+  readonly subject: string;
+  /** The largest message the room takes (413 above, C-17). */
+  readonly maxMessageSize: number;
+  isMuted(user: string): boolean;
+  roster(): RosterEntry[];
+  /** Who gets a message whose CPIM headers are in, or why it is refused (C-4, C-5, C-7, C-11). */
+  decide(p: Participant, m: CpimMessage): RouteDecision;
+  /** The focus's header lines of a copy: its server timestamp and the sender's nickname (C-6). */
+  focusLines(p: { nickname: string | undefined }, m: CpimMessage, at: Date, history: boolean): string;
+  /** A `/command` to the focus: true when the text was one and was answered. */
+  runCommand(p: Participant, text: string): boolean;
+  /** Keeps a regular message in the room's history. */
+  remember(p: Participant, messageId: string, m: CpimMessage, receivedAt: Date, body: Buffer): void;
+  /** The success REPORT the sender asked for, sent by the focus (C-12). */
+  reportSuccess(p: Participant, messageId: string, bytes: number, m: CpimMessage, isPrivate: boolean): void;
+  /** This node's sessions that get a message of another node. */
+  remoteRecipients(m: Pick<ClusterMessage, 'id' | 'kind' | 'mediaType' | 'to' | 'from'>): Participant[];
+  /** Joins, leaves and nickname changes told to the sessions that have no other roster (C-17); `about` is not told of itself. */
+  announce(text: string, about?: Participant): void;
+  status(p: Participant, text: string, kind?: DeliveryKind): void;
+  on(event: string, listener: (...args: unknown[]) => void): this;
 }

@@ -19,13 +19,12 @@
 
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import type { EndFlag, MsrpRequestHead } from '../../core/protocol/index.ts';
-import type { CrossMeta, CrossUpload } from './cluster-files.ts';
+import type { MessageMeta } from './cluster.ts';
 import { CpimError, INCOMPLETE, insertHeaderLines, scanCpim, type CpimMessage } from './cpim.ts';
 import { MAX_COMMAND_BYTES } from './commands.ts';
 import { Delivery } from './delivery.ts';
-import type { FileSink } from './files.ts';
-import type { Participant } from './participant.ts';
-import type { Room, RouteDecision } from './room.ts';
+import type { Crossing, FileKeeper, RoomCore, RouteDecision } from './focus-core.ts';
+import type { MessageInProgress, Participant } from './participant.ts';
 import { Spool } from './spool.ts';
 
 const PROBLEM_STATUS = { malformed: 400, from: 403, to: 403 } as const;
@@ -37,7 +36,7 @@ const PROBLEM_STATUS = { malformed: 400, from: 403, to: 403 } as const;
  */
 export const MAX_IN_PROGRESS = 16;
 
-export class InboundMessage {
+export class InboundMessage implements MessageInProgress {
   readonly messageId: string;
   /** Body octets of the message received so far. */
   received = 0;
@@ -58,16 +57,16 @@ export class InboundMessage {
   private carried: Buffer[] | undefined;
   private carriedBytes = 0;
   /** The copy crossing to other nodes in pieces, once it outgrew cluster.maxMessageSize. */
-  private crossing: CrossUpload | undefined;
+  private crossing: Crossing | undefined;
   /** The file being kept (files.ts). */
-  private keeper: FileSink | undefined;
+  private keeper: FileKeeper | undefined;
   private rejection: LocalResponse | undefined;
   private timer: NodeJS.Timeout | undefined;
   private armedAt = 0;
   private finished = false;
 
   constructor(
-    readonly room: Room,
+    readonly room: RoomCore,
     readonly sender: Participant,
     first: MsrpRequestHead,
   ) {
@@ -247,7 +246,7 @@ export class InboundMessage {
   }
 
   /** What another node needs to know of this message, whole (cluster.publish) or in pieces (cluster-files.ts). */
-  private crossingMeta(): CrossMeta {
+  private crossingMeta(): MessageMeta {
     const d = this.decision!;
     return {
       kind: d.private ? 'private' : 'regular',

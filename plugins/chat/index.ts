@@ -26,10 +26,9 @@ import { ChatFiles } from './files.ts';
 import type { Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import { RelayedRefusals } from './relayed-report.ts';
-import type { ChatHooks, FocusCore } from './focus-core.ts';
 import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } from './options.ts';
 import type { Participant } from './participant.ts';
-import { Room, hashPassword, sameMsrpUri, type JoinDecision, type JoinRequest, type RoomOptions, type RoomSettings } from './room.ts';
+import { Room, hashPassword, sameMsrpUri, type ChatHooks, type JoinDecision, type JoinRequest, type RoomFocus, type RoomOptions, type RoomSettings } from './room.ts';
 import type { MsrpMedia } from './sdp.ts';
 import { createStore } from './stores/index.ts';
 import type { ChatStore, Role, RoomRecord } from './store.ts';
@@ -44,12 +43,12 @@ export type { ClusterMessage, ClusterStats, RemoteSession } from './cluster.ts';
 export { ChatFiles, isFileMessage, selectorMatches, formatSelector } from './files.ts';
 export type { FileStats } from './files.ts';
 export type { ClusterFiles, ClusterFileStats } from './cluster-files.ts';
-export type { ChatMessageEvent, JoinOptions, JoinResult, JoinRequest, JoinDecision, RoomOptions, RoomSettings, RosterEntry } from './room.ts';
+export type { ChatHooks, ChatMessageEvent, JoinRequest, JoinDecision, RoomOptions, RoomSettings } from './room.ts';
+export type { JoinOptions, JoinResult, RosterEntry } from './focus-core.ts';
 export { Participant } from './participant.ts';
 export type { ParticipantIdentity, Capabilities, LeaveReason, ParticipantStats } from './participant.ts';
 export type { ChatOptions, ChatOptionsInput } from './options.ts';
 export type { ChatStore, FileRecord, HistoryRecord, RoomRecord, Role } from './store.ts';
-export type { ChatHooks } from './focus-core.ts';
 export * from './sdp.ts';
 export * from './cpim.ts';
 export * from './nickname.ts';
@@ -179,7 +178,7 @@ export class Rooms extends EventEmitter {
   }
 }
 
-export default class ChatFocus implements RelayPlugin, FocusCore {
+export default class ChatFocus implements RelayPlugin, RoomFocus {
   static readonly schema = CHAT_SCHEMA;
   readonly name = 'chat';
   readonly options: ChatOptions;
@@ -187,7 +186,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
   readonly rooms: Rooms;
   private host: PluginHost | undefined;
   private storeImpl: ChatStore | undefined;
-  private clusterImpl: ChatCluster | undefined;
+  private clusterImpl: ChatCluster<Room> | undefined;
   private sharedImpl: SharedRooms | undefined;
   private filesImpl: ChatFiles | undefined;
   private clusterFilesImpl: ClusterFiles | undefined;
@@ -311,7 +310,7 @@ export default class ChatFocus implements RelayPlugin, FocusCore {
     for (const p of [...ps]) p.room.leave(p, 'disconnected');
   }
 
-  // ------------------------------------------------------------------ FocusCore
+  // ------------------------------------------------------------------ RoomFocus
 
   focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number } {
     const ls = this.relay.listeners;

@@ -6,11 +6,10 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import type { OriginateResult } from '../../core/index.ts';
-import type { LocalResponse } from '../../core/index.ts';
+import type { LocalReceiver, LocalResponse, OriginateResult, PluginHost } from '../../core/index.ts';
+import type { MsrpRequestHead } from '../../core/protocol/index.ts';
 import type { Delivery, DeliveryOwner, Route } from './delivery.ts';
-import type { InboundMessage } from './inbound.ts';
-import type { Room } from './room.ts';
+import type { ChatOptions } from './options.ts';
 import { throughOtherRelay } from './relayed-report.ts';
 import type { Role } from './store.ts';
 
@@ -43,6 +42,30 @@ export interface ParticipantStats {
   dropped: number;
   /** Body bytes written to it. */
   bytesOut: number;
+}
+
+/**
+ * What a participant needs of its room (room.ts's Room, or a file session's room, files.ts):
+ * the relay and the options, its user's role, and where it goes when it leaves. An interface,
+ * so that the session does not import the room that holds it.
+ */
+export interface ParticipantRoom {
+  readonly uri: string;
+  readonly focus: { readonly relay: PluginHost; readonly options: ChatOptions };
+  roleOf(user: string): Role;
+  /** The session's requests go to its room (index.ts hands them on). */
+  receive(p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse;
+  leave(p: Participant, reason?: LeaveReason): void;
+  /** `congested` / `decongested` (C-16). */
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
+/** A message of this session still arriving (inbound.ts): its next chunks go to it. */
+export interface MessageInProgress {
+  /** Octets the focus put before the sender's (a pushed file's CPIM head, files.ts). */
+  readonly reportOffset: number;
+  chunk(req: MsrpRequestHead): LocalReceiver | LocalResponse;
+  abort(): void;
 }
 
 export type LeaveReason = 'left' | 'kicked' | 'banned' | 'congested' | 'disconnected' | 'no-connection' | 'closed';
@@ -86,7 +109,7 @@ export class Participant implements DeliveryOwner {
   private askedRoute: Route | undefined;
   private askedAt = 0;
   /** Messages being received from it, by Message-ID (C-8, C-9). */
-  readonly inbound = new Map<string, InboundMessage>();
+  readonly inbound = new Map<string, MessageInProgress>();
   private readonly refusedIds = new Map<string, LocalResponse>();
   private readonly pending: Delivery[] = [];
   private readonly active = new Set<Delivery>();
@@ -99,7 +122,7 @@ export class Participant implements DeliveryOwner {
   private refilledAt = Date.now();
 
   constructor(
-    readonly room: Room,
+    readonly room: ParticipantRoom,
     o: { sessionId: string; uri: string; identity: ParticipantIdentity; user: string; caps: Capabilities; path: readonly string[] },
   ) {
     this.sessionId = o.sessionId;

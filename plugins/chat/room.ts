@@ -17,6 +17,7 @@
 
 import { EventEmitter } from 'node:events';
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import type { AsyncSeriesBailHook } from 'tapable';
 import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
 import { HELP_TEXT, parseCommand } from './commands.ts';
@@ -26,7 +27,8 @@ import { buildConferenceInfo, type ConferenceUser } from './conference-info.ts';
 import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHeaderLines, quoteCpimString, scanCpim, type CpimMessage } from './cpim.ts';
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
-import type { FocusCore } from './focus-core.ts';
+import type { ChatFiles } from './files.ts';
+import type { FocusCore, JoinOptions, JoinResult, RosterEntry, RouteDecision, RoomCore } from './focus-core.ts';
 import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import { NicknameError, nicknameKey, parseUseNickname, prepareNickname } from './nickname.ts';
 import { Participant, type LeaveReason, type ParticipantIdentity } from './participant.ts';
@@ -72,20 +74,19 @@ export interface RoomOptions {
   reservedNicknames?: string[];
 }
 
-export interface JoinOptions {
-  /** The participant's SDP offer. */
-  sdpOffer: string;
-  /** Who it is, as the application authenticated it (the SIP identity). */
-  identity: ParticipantIdentity;
-  /** The room password, if the room has one. */
-  password?: string;
-  /** A nickname to start with (checked as NICKNAME would be). */
-  nickname?: string;
+/** Hooks of the chat plugin (ChatFocus.hooks), for the application. */
+export interface ChatHooks {
+  /**
+   * Before a participant joins (after bans, ACL and password): return `{ reject: reason }` to
+   * refuse (ChatError forbidden, SIP 403), `{ role }` to give a role, or undefined to pass.
+   */
+  readonly authorizeJoin: AsyncSeriesBailHook<[JoinRequest], JoinDecision | undefined>;
 }
 
-export interface JoinResult {
-  sdpAnswer: string;
-  participant: Participant;
+/** What a room needs of the focus: what its parts need (FocusCore), its hooks, and the files' sessions. */
+export interface RoomFocus extends FocusCore {
+  readonly hooks: ChatHooks;
+  readonly files?: ChatFiles | undefined;
 }
 
 /** The join hook's question (ChatHooks.authorizeJoin). */
@@ -99,10 +100,6 @@ export interface JoinRequest {
 /** The join hook's answer: refuse, or give a role; undefined passes. */
 export type JoinDecision = { readonly reject: string } | { readonly role: Exclude<Role, 'banned'> };
 
-export type RouteDecision =
-  | { readonly kind: 'reject'; readonly status: number; readonly comment: string }
-  | { readonly kind: 'deliver'; readonly private: boolean; readonly recipients: readonly Participant[]; readonly store: boolean; readonly to?: string; readonly nowhere?: true };
-
 export interface ChatMessageEvent {
   readonly participant: Participant;
   readonly messageId: string;
@@ -112,17 +109,6 @@ export interface ChatMessageEvent {
   readonly receivedAt: Date;
   /** The CPIM body, when it was small enough to keep (history.maxMessageSize). */
   readonly body: Buffer | undefined;
-}
-
-/** One user of the roster with its sessions (C-10). */
-export interface RosterEntry {
-  readonly uri: string;
-  readonly user: string;
-  readonly displayName: string | undefined;
-  readonly nickname: string | undefined;
-  readonly role: Role;
-  readonly muted: boolean;
-  readonly sessions: readonly Participant[];
 }
 
 const IS_COMPOSING = 'application/im-iscomposing+xml';
@@ -140,7 +126,7 @@ function checkPassword(stored: string, given: string): boolean {
   return timingSafeEqual(want, got);
 }
 
-export class Room extends EventEmitter {
+export class Room extends EventEmitter implements RoomCore {
   readonly uri: string;
   /** userKey(uri): rooms are found by it. */
   readonly key: string;
@@ -154,7 +140,7 @@ export class Room extends EventEmitter {
   private appended = 0;
 
   constructor(
-    readonly focus: FocusCore,
+    readonly focus: RoomFocus,
     record: RoomRecord,
   ) {
     super();
@@ -423,7 +409,7 @@ export class Room extends EventEmitter {
   receive(p: Participant, req: MsrpRequestHead): LocalReceiver | LocalResponse {
     // A pull session only receives its file (RFC 5547 §8.2: the focus's side is sendonly); a push sends one (files.ts).
     if (p.fileSession === 'pull' && req.method !== 'REPORT' && (req.method !== 'SEND' || req.hasBody)) return { status: 403, comment: 'Action-not-allowed' };
-    if (p.fileSession === 'push') return this.focus.files!.receivePush(p, req);
+    if (p.fileSession === 'push') return this.focus.files!.receivePush(this, p, req);
     switch (req.method) {
       case 'SEND':
         return this.receiveSend(p, req);
