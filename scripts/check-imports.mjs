@@ -10,8 +10,13 @@
 // Scans ROOT/plugins and ROOT/examples for .ts files, reads their static
 // `import … from`, `export … from`, `import '…'` and literal dynamic `import('…')`
 // specifiers (comments skipped), resolves relative ones, and prints one line per
-// import of a core/ file other than the three entries. Exit status: 0 none, 1 some,
-// 2 nothing to check.
+// import of a core/ file other than the three entries.
+//
+// And the imports run one way: among the .ts files of core/, plugins/, examples/ and bench/,
+// no file imports one that imports it back, however far round (type imports count: a
+// circle of types is a circle of ideas). Each circle is printed once, as a path.
+//
+// Exit status: 0 neither, 1 some, 2 nothing to check.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -183,6 +188,106 @@ for (const file of files) {
 for (const p of problems) console.error(p);
 if (problems.length > 0) {
   console.error(`check-imports: ${problems.length} import${problems.length === 1 ? '' : 's'} past the plugin boundary (plugins and examples use the core's public entries only)`);
-  process.exit(1);
 }
-console.log(`check-imports: ${files.length} files in ${dirs.map((d) => `${relative(root, d) || d}/`).join(', ')} use only the public entries of the core`);
+
+// -- circles
+
+const GRAPHED = ['core', 'plugins', 'examples', 'bench'];
+const graphed = GRAPHED.map((d) => join(root, d)).filter((d) => existsSync(d)).flatMap(walk);
+const known = new Set(graphed);
+/** file → the files of the set it imports, relative specifiers only, in the order written. */
+const edges = new Map();
+for (const file of graphed) {
+  const to = [];
+  for (const { spec } of specifiers(readFileSync(file, 'utf8'))) {
+    if (!spec.startsWith('.')) continue;
+    const target = resolve(dirname(file), spec);
+    if (known.has(target) && !to.includes(target)) to.push(target);
+  }
+  edges.set(file, to);
+}
+
+/** Strongly connected components (Tarjan, iterative): the files of each circle. */
+function components() {
+  let counter = 0;
+  const index = new Map();
+  const low = new Map();
+  const stack = [];
+  const onStack = new Set();
+  const out = [];
+  for (const start of graphed) {
+    if (index.has(start)) continue;
+    const work = [[start, 0]];
+    index.set(start, counter);
+    low.set(start, counter++);
+    stack.push(start);
+    onStack.add(start);
+    while (work.length > 0) {
+      const top = work[work.length - 1];
+      const [v, i] = top;
+      const next = edges.get(v)[i];
+      if (next !== undefined) {
+        top[1]++;
+        if (!index.has(next)) {
+          index.set(next, counter);
+          low.set(next, counter++);
+          stack.push(next);
+          onStack.add(next);
+          work.push([next, 0]);
+        } else if (onStack.has(next)) low.set(v, Math.min(low.get(v), index.get(next)));
+        continue;
+      }
+      work.pop();
+      if (work.length > 0) {
+        const parent = work[work.length - 1][0];
+        low.set(parent, Math.min(low.get(parent), low.get(v)));
+      }
+      if (low.get(v) === index.get(v)) {
+        const c = [];
+        let w;
+        do {
+          w = stack.pop();
+          onStack.delete(w);
+          c.push(w);
+        } while (w !== v);
+        if (c.length > 1 || edges.get(v).includes(v)) out.push(c);
+      }
+    }
+  }
+  return out;
+}
+
+/** One way round a component: the shortest path from its first file back to it. */
+function wayRound(c) {
+  const inside = new Set(c);
+  const first = [...c].sort()[0];
+  const from = new Map([[first, undefined]]);
+  const queue = [first];
+  while (queue.length > 0) {
+    const v = queue.shift();
+    for (const w of edges.get(v)) {
+      if (w === first) {
+        const path = [v];
+        for (let u = from.get(v); u !== undefined; u = from.get(u)) path.unshift(u);
+        return [...path, first];
+      }
+      if (inside.has(w) && !from.has(w)) {
+        from.set(w, v);
+        queue.push(w);
+      }
+    }
+  }
+  return [first, first];
+}
+
+const name = (f) => relative(root, f).split(sep).join('/');
+const circles = components();
+for (const c of circles) {
+  const files = c.map(name).sort();
+  console.error(`circle of ${c.length} file${c.length === 1 ? '' : 's'}: ${wayRound(c).map(name).join(' → ')}${c.length > 2 ? ` (all of it: ${files.join(', ')})` : ''}`);
+}
+if (circles.length > 0) {
+  console.error(`check-imports: ${circles.length} circle${circles.length === 1 ? '' : 's'} of imports; a lower file names what it needs of a higher one in an interface of its own`);
+}
+if (problems.length > 0 || circles.length > 0) process.exit(1);
+console.log(`check-imports: ${files.length} files in ${dirs.map((d) => `${relative(root, d) || d}/`).join(', ')} use only the public entries of the core; ${graphed.length} files of ${GRAPHED.filter((d) => existsSync(join(root, d))).map((d) => `${d}/`).join(', ')} import in no circle`);

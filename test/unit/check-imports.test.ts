@@ -73,7 +73,30 @@ describe('check-imports', () => {
     assert.equal(r.stderr, '');
   });
 
-  it('the repository itself keeps the boundary', () => {
+  it('a circle of imports fails, type imports included, printed once as a way round it', () => {
+    const root = tree({
+      'plugins/loop/room.ts': "import { Member } from './member.ts';\nexport class Room { m = new Member(); }\n",
+      'plugins/loop/member.ts': "import type { Inbox } from './inbox.ts';\nexport class Member { box?: Inbox; }\n",
+      'plugins/loop/inbox.ts': "import type { Room } from './room.ts';\nexport interface Inbox { room: Room }\n",
+      'core/self.ts': "export type { A } from './self.ts';\nexport interface A { a: 1 }\n",
+      'core/index.ts': "import './self.ts';\n",
+      // One way down, however many files: no circle.
+      'bench/a.ts': "import './b.ts';\nimport './c.ts';\n",
+      'bench/b.ts': "import './c.ts';\n",
+      'bench/c.ts': "export const c = 1;\n",
+    });
+    const r = check(root);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const circles = r.stderr.split('\n').filter((l) => l.startsWith('circle'));
+    assert.deepEqual(circles.sort(), [
+      'circle of 1 file: core/self.ts → core/self.ts',
+      'circle of 3 files: plugins/loop/inbox.ts → plugins/loop/room.ts → plugins/loop/member.ts → plugins/loop/inbox.ts (all of it: plugins/loop/inbox.ts, plugins/loop/member.ts, plugins/loop/room.ts)',
+    ]);
+    assert.match(r.stderr, /2 circles of imports/);
+    assert.doesNotMatch(r.stderr, /bench\//);
+  });
+
+  it('the repository itself keeps the boundary and imports in no circle', () => {
     const r = check(REPO);
     assert.equal(r.code, 0, r.stderr);
   });
