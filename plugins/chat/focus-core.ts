@@ -7,7 +7,7 @@
  * index.ts down to room.ts, its parts, this file, and the session and cluster below it.
  */
 
-import type { Logger, PluginHost } from '../../core/index.ts';
+import type { ConnectionContext, Logger, PluginHost } from '../../core/index.ts';
 import type { ChatCluster, ClusterMessage, ClusterRoom, MessageMeta } from './cluster.ts';
 import type { CpimMessage } from './cpim.ts';
 import type { DeliveryKind, Route } from './delivery.ts';
@@ -107,8 +107,16 @@ export interface FocusCore {
   unregister(p: Participant): void;
   /** Copies to the participant go this way; when the route's session or connection ends, it leaves. */
   bindRoute(p: Participant, route: Route): void;
-  /** Drops the participant if no request of it arrives within connectTimeout. */
-  awaitRoute(p: Participant): void;
+  /**
+   * Cluster mode (`--workers`): a connection of its own over the worker link toward a path whose
+   * first URI is a token another worker issued (relay.openWorkerLink); undefined otherwise.
+   */
+  linkToward(path: readonly string[]): Promise<ConnectionContext> | undefined;
+  /**
+   * Drops the participant if no request of it arrives within connectTimeout. Its copies go over
+   * `link` (linkToward) as soon as that is open, unless a request of it came first another way.
+   */
+  awaitRoute(p: Participant, link?: Promise<ConnectionContext>): void;
   /** Saves the room (persistent rooms). */
   persist(room: RoomCore): void;
   /** Runs store work for a room in order; failures are logged. */

@@ -364,22 +364,22 @@ export default class ChatFocus implements RelayPlugin, RoomFocus {
     p.setRoute(route);
   }
 
-  awaitRoute(p: Participant): void {
+  /**
+   * Cluster mode (`--workers`): a participant whose token another worker issued is reached over
+   * a worker link of its own, at once (as a token of this worker is), and one slow participant
+   * holds back no other (C-16).
+   */
+  linkToward(path: readonly string[]): Promise<ConnectionContext> | undefined {
+    return path.length >= 2 ? this.relay.openWorkerLink(path[0]!) : undefined;
+  }
+
+  awaitRoute(p: Participant, link = this.linkToward(p.path)): void {
     const t = setTimeout(() => {
       this.routeTimers.delete(p);
       if (p.route === undefined && p.left === undefined) p.room.leave(p, 'no-connection');
     }, this.options.connectTimeout * 1000).unref();
     this.routeTimers.set(p, t);
-    this.routeAcrossWorkers(p);
-  }
-
-  /**
-   * Cluster mode (`--workers`): a participant whose token another worker issued is reached over
-   * a worker link of its own, at once (as a token of this worker is), and one slow participant
-   * holds back no other (C-16). Its first request may still come first another way: that wins.
-   */
-  private routeAcrossWorkers(p: Participant): void {
-    const link = p.path.length >= 2 ? this.relay.openWorkerLink(p.path[0]!) : undefined;
+    // Its first request may still come first another way: that wins.
     link?.then(
       (conn) => {
         if (p.route !== undefined || p.left !== undefined) return conn.close();

@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import type { AsyncSeriesBailHook } from 'tapable';
-import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
+import type { ConnectionContext, LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
 import { HELP_TEXT, parseCommand } from './commands.ts';
 import { streamIdAfter, type ClusterMessage } from './cluster.ts';
@@ -32,7 +32,7 @@ import type { FocusCore, JoinOptions, JoinResult, RosterEntry, RouteDecision, Ro
 import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import { NicknameError, nicknameKey, parseUseNickname, prepareNickname } from './nickname.ts';
 import { Participant, type LeaveReason, type ParticipantIdentity } from './participant.ts';
-import { buildAnswer, mediaTypeMatches, msrpMedia, parseSdp, wrappedTypesOf, type MsrpMedia } from './sdp.ts';
+import { buildAnswer, mediaTypeMatches, msrpMedia, parseSdp, wrappedTypesOf, type MsrpMedia, type Sdp } from './sdp.ts';
 import { Spool } from './spool.ts';
 import type { HistoryRecord, Role, RoomRecord } from './store.ts';
 import { matchesUserPattern, sameUser, userKey } from './user-uri.ts';
@@ -109,6 +109,19 @@ export interface ChatMessageEvent {
   readonly receivedAt: Date;
   /** The CPIM body, when it was small enough to keep (history.maxMessageSize). */
   readonly body: Buffer | undefined;
+}
+
+/** What join() has settled when a session enters the room (Room.enter). */
+interface Entering {
+  readonly o: JoinOptions;
+  readonly user: string;
+  readonly offer: Sdp;
+  readonly media: MsrpMedia;
+  readonly role: Exclude<Role, 'banned'> | undefined;
+  readonly sessionId: string;
+  readonly focus: { readonly uri: string; readonly host: string; readonly port: number };
+  readonly preRoute: Route | undefined;
+  readonly link: Promise<ConnectionContext> | undefined;
 }
 
 const IS_COMPOSING = 'application/im-iscomposing+xml';
@@ -219,10 +232,26 @@ export class Room extends EventEmitter implements RoomCore {
     const sessionId = this.focus.relay.newSessionId();
     const focus = this.focus.focusUri(sessionId, media);
     const preRoute = this.focus.routeFromPath(media.path, focus.uri);
-    if (preRoute === undefined && media.setup === 'passive') {
-      // RFC 6135: a passive offerer waits to be dialled; the focus never dials (it answers from the relay).
-      throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), which it does not');
+    // Cluster mode: a token another worker issued is reached over a worker link of its own
+    // (index.ts), opened now, so that a passive offerer is reached that way too.
+    const link = preRoute === undefined ? this.focus.linkToward(media.path) : undefined;
+    // Handled here too: it may fail while the join still reads the history (awaitRoute logs it).
+    link?.catch(() => undefined);
+    if (preRoute === undefined && link === undefined && media.setup === 'passive') {
+      // RFC 6135: a passive offerer waits to be dialled; the focus dials nothing but the relay's own sessions.
+      throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), and its path starts with no session of this relay');
     }
+    try {
+      return await this.enter({ o, user, offer, media, role, sessionId, focus, preRoute, link });
+    } catch (e) {
+      void link?.then((c) => c.close(), () => undefined);
+      throw e;
+    }
+  }
+
+  /** join() once the offer is taken: the session, its nickname, welcome and history, the answer. */
+  private async enter(j: Entering): Promise<JoinResult> {
+    const { o, user, offer, media, role, sessionId, focus, preRoute, link } = j;
     const chatroom = media.chatroom;
     const p = new Participant(this, {
       sessionId,
@@ -282,7 +311,7 @@ export class Room extends EventEmitter implements RoomCore {
     this.focus.register(p);
     this.focus.cluster?.rosterChanged(this);
     if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
-    else this.focus.awaitRoute(p);
+    else this.focus.awaitRoute(p, link);
     // The welcome and the history go first; then what is said from now on (C-17).
     if (welcome) this.status(p, this.welcomeText(p), 'private');
     for (const h of history) this.replay(p, h);

@@ -290,6 +290,25 @@ describe('chat under msrprelay --workers 2: one room, members on both workers', 
     await bob.say('after carol');
     for (const c of [alice, dave]) await c.received('after carol', 60_000);
   });
+
+  it('a passive offerer (RFC 6135) whose token worker 1 issued joins: the focus reaches it over a worker link of its own', async () => {
+    // carol again (she left above), on a new connection.
+    const passive = await on(1, 'carol');
+    const { sdpAnswer } = await post<{ sdpAnswer: string }>('/join', { room: ROOM, sdpOffer: passive.offer({ setup: 'passive' }), identity: { uri: passive.sip } });
+    // The answerer of a passive offer is the active end (RFC 4145 §4.1).
+    assert.match(sdpAnswer, /\r\na=setup:active\r\n/);
+    passive.sdpAnswer = sdpAnswer;
+    passive.room = ROOM;
+    passive.focusUri = msrpMedia(parseSdp(sdpAnswer))[0]!.path[0]!;
+    passive.toPath = [...passive.usePath, passive.focusUri];
+    // It has sent nothing: the copy comes over the focus's link to worker 1, through carol's token.
+    await alice.say('to the passive one');
+    const copy = await passive.received('to the passive one', 60_000);
+    assert.deepEqual(copy.frame.fromPath, [passive.usePath[0], passive.focusUri]);
+    assert.ok((await members()).some((m) => m.user === passive.sip));
+    assert.equal((await passive.say('the passive one speaks')).status, 200);
+    await dave.received('the passive one speaks', 60_000);
+  });
 });
 
 describe('chat under msrprelay --workers 2 with the cluster option: each worker a node on Redis', () => {

@@ -402,7 +402,7 @@ describe('chat: joining', () => {
     await a.close();
   });
 
-  it('a passive offerer not behind this relay is refused (488): the focus never dials', async () => {
+  it('a passive offerer not behind this relay is refused (488): the focus dials nothing but the relay\'s own sessions', async () => {
     const room = await chat.rooms.create('sip:passive@example.com');
     const d = await ChatClient.direct(t, 'frank');
     await assert.rejects(d.join(room, { setup: 'passive' }), (e: unknown) => e instanceof ChatError && e.sipStatus === 488);
