@@ -337,4 +337,38 @@ describe('examples/sip-chat-server: SIP Digest authentication', () => {
     assert.equal(challengeOf(stale).stale, true);
     assert.equal(inRoom('dialogs', 'alice'), true);
   });
+
+  it('a nonce held by one dialog of a user is good in her other dialog (clients keep one per realm); a flood of replays adds no state', async () => {
+    const call = await authenticated('INVITE', { room: 'dialogs', user: 'bob', password: 'secret', sdp: await msrpOffer('bob') });
+    assert.equal(call.rs.status, 200);
+    const subscription = await authenticated('SUBSCRIBE', { room: 'dialogs', user: 'bob', password: 'secret', headers: { event: 'conference', expires: '60' } });
+    assert.equal(subscription.rs.status, 200);
+    await nextRequest((m) => m.method === 'NOTIFY' && m.headers['call-id'] === subscription.dialog.callId);
+    const held = server.sipAuth!.heldNonces;
+    // A re-INVITE in the call with the SUBSCRIBE's nonce and its next nc, as a client that
+    // caches the realm's last challenge sends it: taken, and the call now holds that nonce too.
+    const sdp = { headers: { 'content-type': 'application/sdp' }, content: 'v=0\r\n' };
+    const reinvite = resign(subscription.dialog, inDialog(call.dialog, 'INVITE', sdp));
+    const rs = await send(reinvite);
+    assert.equal(rs.status, 200);
+    ack(rs, call.dialog.from, call.dialog.callId);
+    assert.equal(server.sipAuth!.heldNonces, held - 1, 'the call gave its INVITE nonce back; both dialogs hold one');
+    // 200 replays of that re-INVITE (same nonce, same nc): each challenged (stale: the response
+    // is right), nothing more held, bob still in the room.
+    for (let i = 0; i < 200; i++) {
+      const replay = inDialog(call.dialog, 'INVITE', sdp);
+      replay.headers.authorization = reinvite.headers.authorization;
+      const r = await send(replay);
+      assert.equal(r.status, 401);
+      assert.equal(challengeOf(r).stale, true);
+    }
+    assert.equal(server.sipAuth!.heldNonces, held - 1);
+    assert.equal(inRoom('dialogs', 'bob'), true);
+    // The subscription ends; the call still holds the nonce, and the next nc still works there.
+    assert.equal((await send(resign(subscription.dialog, inDialog(subscription.dialog, 'SUBSCRIBE', { headers: { event: 'conference', expires: '0' } })))).status, 200);
+    assert.equal(server.sipAuth!.heldNonces, held - 1);
+    assert.equal((await send(resign(subscription.dialog, inDialog(call.dialog, 'BYE')))).status, 200);
+    assert.equal(inRoom('dialogs', 'bob'), false);
+    assert.equal(server.sipAuth!.heldNonces, held - 2);
+  });
 });
