@@ -241,6 +241,11 @@ describe('examples/sip-chat-server: SIP Digest authentication', () => {
     const { rs, dialog } = await authenticated('INVITE', { room: 'dialogs', user: 'alice', password: 'secret', sdp: await msrpOffer('alice') });
     assert.equal(rs.status, 200);
     const held = server.sipAuth!.heldNonces;
+    // A MESSAGE in the dialog: challenged too, then the room's 405; with a To tag of no dialog, 481.
+    const message = await inDialogAuthenticated(dialog, 'MESSAGE', { headers: { 'content-type': 'text/plain' }, content: 'in the dialog' });
+    assert.equal(message.first.status, 401);
+    assert.equal(message.rs.status, 405);
+    assert.equal((await send(resign(dialog, inDialog({ ...dialog, to: { ...dialog.to, params: { tag: 'nodialog' } } }, 'MESSAGE', { content: 'x' })))).status, 481);
     const { first, rs: bye } = await inDialogAuthenticated(dialog, 'BYE');
     assert.equal(first.status, 401);
     assert.equal(challengeOf(first).realm, 'example.com');

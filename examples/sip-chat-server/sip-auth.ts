@@ -15,8 +15,8 @@
  *   retries with the new nonce without asking for the password again); a wrong one gets a plain
  *   401, again and again: the client gives up.
  * - The Digest `uri` must be the Request-URI (§22.4); another one is a 400.
- * - In a dialog, the nonce that last authenticated a request of the dialog stays usable for the
- *   dialog's user while a dialog holds it, with a greater nc each time (RFC 2617 §3.2.2: SIP
+ * - In a dialog, the nonce that last authenticated a request of a dialog stays usable in its
+ *   user's dialogs while a dialog holds it, with a greater nc each time (RFC 2617 §3.2.2: SIP
  *   clients re-send their last credentials with nc + 1 rather than wait for a challenge).
  *   A repeated or smaller nc is a replay: a fresh challenge. Out of a dialog a nonce stays
  *   single-use. What is held is one nonce and one counter per dialog, so it grows with the
