@@ -17,6 +17,12 @@
  *   authenticated user is the participant's identity (the focus holds every CPIM From to it,
  *   C-4) and a From naming someone else gets 403. `auth: false` takes the From as it comes
  *   (behind a proxy that authenticates).
+ * - So are the requests in a dialog (BYE, re-INVITE, re-SUBSCRIBE, MESSAGE): they must carry
+ *   credentials of the user who set the dialog up (401 without, 403 with another user's), so
+ *   nobody who learnt a dialog's Call-ID and tags can hang up or re-route someone else's call.
+ *   The dialog's nonce may be re-used with a greater nc (sip-auth.ts). ACK and CANCEL are not
+ *   challenged: neither can be sent again with credentials (an ACK gets no response; a CANCEL
+ *   copies its INVITE's CSeq number, RFC 3261 §9.1, so it cannot take the next one).
  *
  * What an example may skip and a service may not: Record-Route sets are
  * not kept (no proxy between the clients and this server). SIP bodies must be ASCII for the
@@ -54,15 +60,21 @@ export interface SipChatServerOptions {
 export interface SipChatServer {
   readonly relay: Relay;
   readonly chat: ChatFocus;
+  /** The SIP Digest state (undefined with `auth: false`). */
+  readonly sipAuth: SipDigest | undefined;
   close(): Promise<void>;
 }
 
-/** What every dialog of the server holds: its identifiers, the far end, its room. */
+/** What every dialog of the server holds: its identifiers, the far end, its room, its user. */
 interface DialogBase {
   callId: string;
   localTag: string;
   localUri: string;
   remote: NameAddr;
+  /** The user whose credentials set the dialog up (undefined without authentication): every request in it must be theirs. */
+  user: string | undefined;
+  /** The nonce the dialog holds (sip-auth.ts): the one of its last authenticated request. */
+  nonce: string | undefined;
   remoteTarget: string;
   cseq: number;
   room: Room;
@@ -170,7 +182,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       const d = byParticipant.get(p);
       if (d === undefined) return;
       byParticipant.delete(p);
-      dialogs.delete(key(d.callId, d.localTag));
+      forget(d);
       log(`${p.identity.uri} left ${room.uri} (${reason})`);
       if (reason !== 'left') request(d, 'BYE');
     });
@@ -185,9 +197,45 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     return `sip:${u.user}@${o.domain}`;
   }
 
+  /** The dialog a request with a To tag is in (RFC 3261 §12.2.2: Call-ID and both tags match; none is a 481). */
   function inDialog(rq: SipMessage): Dialog | undefined {
     const tag = rq.headers.to.params.tag;
-    return typeof tag === 'string' ? dialogs.get(key(rq.headers['call-id'], tag)) : undefined;
+    const d = typeof tag === 'string' ? dialogs.get(key(rq.headers['call-id'], tag)) : undefined;
+    return d !== undefined && d.remote.params.tag === rq.headers.from.params.tag ? d : undefined;
+  }
+
+  /** A dialog ends: it is no longer found, and the nonce it held goes with it. */
+  function forget(d: Dialog): void {
+    dialogs.delete(key(d.callId, d.localTag));
+    digest?.release(d.nonce);
+    d.nonce = undefined;
+  }
+
+  /**
+   * Authenticates a request in dialog `d`: true when it carries valid credentials of the user
+   * who set the dialog up. Otherwise it got its answer: 401 (no, wrong or replayed credentials),
+   * 403 (another user's), 481 (the dialog ended meanwhile).
+   */
+  async function authorizedInDialog(rq: SipMessage, remote: Remote, d: Dialog): Promise<boolean> {
+    if (digest === undefined) return true;
+    const r = await digest.check(rq, remote, { inDialog: true });
+    if (!r.ok) {
+      respond(rq, r.status, r.reason, { headers: r.headers ?? {} });
+      return false;
+    }
+    if (r.username !== d.user) {
+      // Valid credentials, of someone else: authenticated, and refused (RFC 3261 §21.4.4).
+      log(`sip: ${rq.method} in a dialog of ${d.user ?? '?'} with credentials of ${r.username}: 403`);
+      respond(rq, 403, 'Credentials are not of the dialog\'s user');
+      return false;
+    }
+    // The credentials were checked while the dialog could end (a kick, an expiry).
+    if (dialogs.get(key(d.callId, d.localTag)) !== d) {
+      respond(rq, 481, 'Call/Transaction Does Not Exist');
+      return false;
+    }
+    d.nonce = digest.hold(r, d.nonce);
+    return true;
   }
 
   /**
@@ -195,7 +243,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
    * naming anyone else is refused with 403; without, the From as it came. Undefined when the
    * request got its answer (401 challenge, 403, 400).
    */
-  async function identify(rq: SipMessage, remote: Remote): Promise<{ uri: string; displayName?: string } | undefined> {
+  async function identify(rq: SipMessage, remote: Remote): Promise<{ uri: string; displayName?: string; auth?: { username: string; nonce: string; nc: number } } | undefined> {
     const from = rq.headers.from;
     const displayName = from.name !== undefined ? from.name.replace(/^"|"$/g, '') : undefined;
     if (digest === undefined) return { uri: uriOf(from), ...(displayName !== undefined ? { displayName } : {}) };
@@ -209,7 +257,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       respond(rq, 403, 'From is not the authenticated user');
       return undefined;
     }
-    return { uri: `sip:${r.username}@${r.domain}`, ...(displayName !== undefined ? { displayName } : {}) };
+    return { uri: `sip:${r.username}@${r.domain}`, ...(displayName !== undefined ? { displayName } : {}), auth: r };
   }
 
   async function onRequest(rq: SipMessage, remote: Remote): Promise<void> {
@@ -221,7 +269,10 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       case 'BYE': {
         const d = inDialog(rq);
         if (d?.kind !== 'call') return respond(rq, 481, 'Call/Transaction Does Not Exist');
-        dialogs.delete(key(d.callId, d.localTag));
+        // Challenged like the rest: a BYE anyone could send would let them end anyone's call.
+        // A client that gives up still leaves the room when its MSRP session ends.
+        if (!(await authorizedInDialog(rq, remote, d))) return;
+        forget(d);
         byParticipant.delete(d.participant);
         d.room.leave(d.participant);
         return respond(rq, 200, 'OK');
@@ -232,11 +283,16 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
         return subscribe(rq, remote);
       case 'OPTIONS':
         return respond(rq, 200, 'OK', { headers: { allow: ALLOW, accept: 'application/sdp' } });
-      case 'MESSAGE':
-        // Authenticated like the rest; then: the room speaks MSRP, a page-mode message has no
-        // session to answer on.
-        if (digest !== undefined && (await identify(rq, remote)) === undefined) return;
+      case 'MESSAGE': {
+        // Authenticated like the rest, in its dialog or out of one; then: the room speaks MSRP,
+        // a page-mode message has no session to answer on.
+        if (typeof rq.headers.to.params.tag === 'string') {
+          const d = inDialog(rq);
+          if (d === undefined) return respond(rq, 481, 'Call/Transaction Does Not Exist');
+          if (!(await authorizedInDialog(rq, remote, d))) return;
+        } else if (digest !== undefined && (await identify(rq, remote)) === undefined) return;
         return respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
+      }
       default:
         return respond(rq, 405, 'Method Not Allowed', { headers: { allow: ALLOW } });
     }
@@ -244,9 +300,11 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
 
   async function invite(rq: SipMessage, remote: Remote): Promise<void> {
     const again = inDialog(rq);
+    if (again === undefined && typeof rq.headers.to.params.tag === 'string') return respond(rq, 481, 'Call/Transaction Does Not Exist');
     if (again !== undefined) {
       // A re-INVITE: the session is the same; so is the answer.
       if (again.kind !== 'call') return respond(rq, 481, 'Call/Transaction Does Not Exist');
+      if (!(await authorizedInDialog(rq, remote, again))) return;
       return respond(rq, 200, 'OK', { headers: { contact: [focusContact(again.localUri)], 'content-type': 'application/sdp' }, content: again.sdpAnswer });
     }
     const roomUri = roomUriOf(rq);
@@ -271,6 +329,8 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       localTag,
       localUri: roomUri,
       remote: from,
+      user: identity.auth?.username,
+      nonce: identity.auth !== undefined ? digest!.hold(identity.auth, undefined) : undefined,
       remoteTarget: Array.isArray(rq.headers.contact) && rq.headers.contact[0] !== undefined ? uriOf(rq.headers.contact[0]) : uriOf(from),
       cseq: 0,
       room,
@@ -301,7 +361,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
   function endSubscription(s: Subscription, sendLast: boolean): void {
     clearTimeout(s.timer);
     s.room.off('roster', s.onRoster);
-    dialogs.delete(key(s.callId, s.localTag));
+    forget(s);
     if (sendLast) notify(s, 'terminated');
   }
 
@@ -310,8 +370,11 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     if (event !== 'conference') return respond(rq, 489, 'Bad Event', { headers: { 'allow-events': 'conference' } });
     const expires = Math.min(MAX_EXPIRES, Number(header(rq, 'expires') ?? MAX_EXPIRES));
     const existing = inDialog(rq);
+    if (existing === undefined && typeof rq.headers.to.params.tag === 'string') return respond(rq, 481, 'Call/Transaction Does Not Exist');
     if (existing !== undefined) {
       if (existing.kind !== 'subscription') return respond(rq, 481, 'Call/Transaction Does Not Exist');
+      // A refresh or an unsubscribe: the subscriber's own, or anyone could end it or keep it alive.
+      if (!(await authorizedInDialog(rq, remote, existing))) return;
       respond(rq, 200, 'OK', { headers: { expires: String(expires), contact: [{ uri: contact, params: {} }] } });
       if (expires === 0) return endSubscription(existing, true);
       existing.expiresAt = Date.now() + expires * 1000;
@@ -321,7 +384,8 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
     }
     const roomUri = roomUriOf(rq);
     if (roomUri === undefined) return respond(rq, 404, 'Not Found');
-    if ((await identify(rq, remote)) === undefined) return;
+    const identity = await identify(rq, remote);
+    if (identity === undefined) return;
     const room = chat.rooms.get(roomUri);
     if (room === undefined) return respond(rq, 404, 'Not Found');
     const localTag = newTag();
@@ -331,6 +395,8 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       localTag,
       localUri: roomUri,
       remote: rq.headers.from,
+      user: identity.auth?.username,
+      nonce: undefined,
       remoteTarget: Array.isArray(rq.headers.contact) && rq.headers.contact[0] !== undefined ? uriOf(rq.headers.contact[0]) : uriOf(rq.headers.from),
       cseq: 0,
       room,
@@ -345,6 +411,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
       return notify(s, 'terminated');
     }
     dialogs.set(key(s.callId, localTag), s);
+    if (identity.auth !== undefined) s.nonce = digest!.hold(identity.auth, undefined);
     room.on('roster', s.onRoster);
     notify(s, 'active');
   }
@@ -352,6 +419,7 @@ export async function startSipChatServer(o: SipChatServerOptions): Promise<SipCh
   return {
     relay,
     chat,
+    sipAuth: digest,
     async close() {
       for (const d of dialogs.values()) if (d.kind === 'subscription') endSubscription(d, false);
       stack.destroy();

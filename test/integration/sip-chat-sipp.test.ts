@@ -1,8 +1,9 @@
 /**
  * examples/sip-chat-server driven by SIPp (Debian package sip-tester), an independent SIP stack,
  * with the scenarios of examples/sip-chat-server/sipp/: the participant's whole life (INVITE with
- * Digest, MESSAGE, SUBSCRIBE to the conference package, BYE), an offer without CPIM, and many
- * calls. Real MSRP clients AUTH at the relay and their URIs go into the SIPp offers (-inf CSV),
+ * Digest, MESSAGE, SUBSCRIBE to the conference package, a refresh with the dialog's nonce, BYE
+ * and unsubscribe challenged in their dialogs), an offer without CPIM, and many calls (each BYE
+ * with SIPp's own nc-incremented credentials over the INVITE's nonce). Real MSRP clients AUTH at the relay and their URIs go into the SIPp offers (-inf CSV),
  * so the SIPp-created participant really chats over MSRP through the relay.
  * Skips when `sipp` is not installed (CI installs it: .ci/run).
  */
@@ -135,7 +136,7 @@ describe('SIPp against examples/sip-chat-server', { skip: hasSipp ? false : 'sip
     return readCopy(f);
   }
 
-  it('UDP: a SIPp participant joins with Digest, gets 405 for MESSAGE, the roster by NOTIFY, chats over MSRP, leaves with BYE', async () => {
+  it('UDP: a SIPp participant joins with Digest, gets 405 for MESSAGE, the roster by NOTIFY, chats over MSRP, refreshes and leaves with in-dialog Digest', async () => {
     const roomUri = 'sip:sipp-chat@example.com';
     const alice = await msrpUser('alice');
     const run = sipp('chat', { scenario: 'chat.xml', room: 'sipp-chat', user: 'alice', lines: [alice.line], transport: 'u1' });
@@ -175,9 +176,17 @@ describe('SIPp against examples/sip-chat-server', { skip: hasSipp ? false : 'sip
     assert.match(path[2]!, /message\/cpim/);
     assert.match(r.logs, /message status 405/);
     assert.match(r.logs, /notify 1 user entity="sip:alice@example\.com"/);
+    // In the dialogs: the refresh with SIPp's next nc over the SUBSCRIBE's nonce went through
+    // unchallenged; BYE and unsubscribe without credentials were challenged, then accepted.
+    assert.match(r.logs, /refresh with the dialog's nonce 200/);
+    assert.match(r.logs, /notify refresh <user-count>1<\/user-count>/);
+    assert.match(r.logs, /bye challenged 401/);
+    assert.match(r.logs, /unsubscribe challenged 401/);
     assert.match(r.logs, /notify 4 <user-count>0<\/user-count> no user entity/);
     assert.match(r.logs, /notify 5 terminated/);
     assert.equal(room.participants.length, 0);
+    // Both dialogs ended: no nonce is held for them any more.
+    assert.equal(server.sipAuth!.heldNonces, 0);
   });
 
   it('an offer without message/cpim gets 488 (after the challenge), and nobody joins', async () => {
@@ -199,6 +208,9 @@ describe('SIPp against examples/sip-chat-server', { skip: hasSipp ? false : 'sip
     assert.equal(r.stats['SuccessfulCall(C)'], String(LOAD_CALLS));
     assert.equal(r.stats['FailedCall(C)'], '0');
     assert.equal(server.chat.rooms.get('sip:sipp-load@example.com')!.participants.length, 0);
+    // Every BYE went through with the INVITE's nonce (a 401 would have failed its call), and each
+    // call's nonce went with its dialog.
+    assert.equal(server.sipAuth!.heldNonces, 0);
   });
 
   // Over TCP the calls themselves (INVITE with Digest, ACK, BYE). The server's own requests in a
