@@ -35,7 +35,16 @@ export interface JoinResult {
 /** Who gets a message whose CPIM headers are in (room.decide), or why it is refused. */
 export type RouteDecision =
   | { readonly kind: 'reject'; readonly status: number; readonly comment: string }
-  | { readonly kind: 'deliver'; readonly private: boolean; readonly recipients: readonly Participant[]; readonly store: boolean; readonly to?: string; readonly nowhere?: true };
+  | {
+      readonly kind: 'deliver';
+      readonly private: boolean;
+      readonly recipients: readonly Participant[];
+      readonly store: boolean;
+      readonly to?: string;
+      readonly nowhere?: true;
+      /** A muted sender's text that starts with `/`: run as a command, or else refused 403. */
+      readonly commandOnly?: true;
+    };
 
 /** One user of the roster with its sessions (C-10). */
 export interface RosterEntry {
@@ -136,8 +145,11 @@ export interface RoomCore extends ParticipantRoom, ClusterRoom {
   readonly maxMessageSize: number;
   isMuted(user: string): boolean;
   roster(): RosterEntry[];
-  /** Who gets a message whose CPIM headers are in, or why it is refused (C-4, C-5, C-7, C-11). */
-  decide(p: Participant, m: CpimMessage): RouteDecision;
+  /**
+   * Who gets a message whose CPIM headers are in, or why it is refused (C-4, C-5, C-7, C-11);
+   * `command`: its text starts with `/` (a command to the room, if it names one).
+   */
+  decide(p: Participant, m: CpimMessage, command?: boolean): RouteDecision;
   /** The focus's header lines of a copy: its server timestamp and the sender's nickname (C-6). */
   focusLines(p: { nickname: string | undefined }, m: CpimMessage, at: Date, history: boolean): string;
   /** A `/command` to the focus: true when the text was one and was answered. */

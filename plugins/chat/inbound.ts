@@ -179,13 +179,14 @@ export class InboundMessage implements MessageInProgress {
     if (maybeCommand && !complete && buf.length <= m.contentStart) return;
     this.head = undefined;
     this.cpim = m;
-    const d = this.room.decide(this.sender, m);
+    const command = maybeCommand && buf[m.contentStart] === 0x2f; /* '/' */
+    const d = this.room.decide(this.sender, m, command);
     if (d.kind === 'reject') {
       this.fail({ status: d.status, comment: d.comment });
       return;
     }
     this.decision = d;
-    if (maybeCommand && !d.private && buf[m.contentStart] === 0x2f /* '/' */) {
+    if (command && !d.private) {
       this.commandBody = [buf];
       return;
     }
@@ -300,6 +301,11 @@ export class InboundMessage implements MessageInProgress {
         if (this.successReport) this.room.reportSuccess(this.sender, this.messageId, this.received - this.reportOffset, this.cpim!, false);
         this.cleanup();
         return { status: 200 };
+      }
+      if (this.decision!.commandOnly === true) {
+        // A muted sender's text that names no command: refused as its other messages are.
+        this.cleanup();
+        return { status: 403, comment: 'Muted' };
       }
       this.startCopies(body, true);
     }

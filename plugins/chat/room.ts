@@ -481,7 +481,7 @@ export class Room extends EventEmitter implements RoomCore {
   }
 
   /** Who gets a message whose CPIM headers are in, or why it is refused. */
-  decide(p: Participant, m: CpimMessage): RouteDecision {
+  decide(p: Participant, m: CpimMessage, command = false): RouteDecision {
     const reject = (status: number, comment: string): RouteDecision => ({ kind: 'reject', status, comment });
     // C-4: the From must be the sender's.
     const ids = [p.identity.uri, ...(p.identity.aliases ?? [])];
@@ -497,6 +497,8 @@ export class Room extends EventEmitter implements RoomCore {
       if (this.isMuted(p.user) || this.roleOf(p.user) === 'banned') {
         // A muted user's typing notices go nowhere; its messages are refused.
         if (composing) return { kind: 'deliver', private: false, recipients: [], store: false, nowhere: true };
+        // Its commands are the focus's business, not the room's: /help, /who, /files still answer.
+        if (command && this.isMuted(p.user)) return { kind: 'deliver', private: false, recipients: [], store: false, nowhere: true, commandOnly: true };
         return reject(403, 'Muted');
       }
       // C-6, C-10: everyone but the sending session, its user's other sessions included; C-7.
@@ -774,11 +776,17 @@ export class Room extends EventEmitter implements RoomCore {
     if (!this.mayModerate(by)) throw new ChatError('forbidden', 'only moderators may do that');
   }
 
+  /** Owners are moderated by owners only (or the application): a moderator's kick, ban or mute of one is refused. */
+  private guardOwner(user: string, by: Participant | undefined, what: 'kick' | 'ban' | 'mute'): void {
+    if (by !== undefined && this.roleOf(user) === 'owner' && this.roleOf(by.user) !== 'owner') throw new ChatError('forbidden', `only owners may ${what} owners`);
+  }
+
   /** Removes every session of the user (`left` with reason kicked). Returns how many. */
   kick(who: string | Participant, o: { by?: Participant; reason?: string } = {}): number {
     this.guard(o.by);
     const u = typeof who === 'string' ? this.resolveUser(who) : { user: who.user, uri: who.identity.uri };
     if (u === undefined) return 0;
+    this.guardOwner(u.user, o.by, 'kick');
     const sessions = this.members.filter((m) => m.user === u.user);
     for (const s of sessions) this.leave(s, 'kicked');
     // With the cluster option the other nodes remove theirs (cluster-state.ts), counted here too.
@@ -791,7 +799,7 @@ export class Room extends EventEmitter implements RoomCore {
     this.guard(o.by);
     const u = this.resolveUser(who);
     if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
-    if (o.by !== undefined && this.roleOf(u.user) === 'owner' && this.roleOf(o.by.user) !== 'owner') throw new ChatError('forbidden', 'only owners may ban owners');
+    this.guardOwner(u.user, o.by, 'ban');
     this.roles.set(u.user, 'banned');
     for (const s of this.members.filter((m) => m.user === u.user)) this.leave(s, 'banned');
     this.changed('role', u.uri, 'banned', o.by);
@@ -811,6 +819,7 @@ export class Room extends EventEmitter implements RoomCore {
     this.guard(o.by);
     const u = this.resolveUser(who);
     if (u === undefined) throw new ChatError('forbidden', `no such user: ${who}`);
+    this.guardOwner(u.user, o.by, 'mute');
     this.mutedUsers.add(u.user);
     this.focus.persist(this);
     this.emit('mute', u.uri, true, o.by);

@@ -61,6 +61,13 @@ describe('chat: moderation', () => {
     assert.equal((await b.say('psst', { to: a.sip })).status, 200);
     await a.received('psst');
     assert.equal(a.copies('<isComposing/>').length, 0);
+    // Its commands still answer, to it alone; text that names no command is refused as any other.
+    assert.equal((await b.say('/who')).status, 200);
+    const who = await b.received((x) => x.text.includes('<sip:alice@example.com>'));
+    assert.equal(who.cpim.to[0]!.uri, b.sip);
+    assert.equal(a.copies('/who').length, 0);
+    assert.equal((await b.say('/me shouts')).status, 403);
+    assert.equal(a.copies('/me shouts').length, 0);
     assert.equal(room.unmute('sip:carol@example.com'), false, 'carol was not muted');
     assert.equal(room.unmute('sip:bob@example.com'), true);
     assert.equal((await b.say('thanks')).status, 200);
@@ -155,6 +162,28 @@ describe('chat: moderation', () => {
     assert.equal((await left)[1], 'banned');
     await a.received('sip:dave@example.com is banned.');
     await assert.rejects((await client('dave')).join(room), forbidden);
+  });
+
+  it('owners are moderated by owners only: a moderator\'s /kick, /mute and /ban of an owner are refused', async () => {
+    const room = await chat.rooms.create('sip:owned@example.com', { owners: ['sip:alice@example.com', 'sip:erin@example.com'], moderators: ['sip:bob@example.com'] });
+    const a = await (await client('alice')).join(room, { nickname: 'boss' });
+    const b = await (await client('bob')).join(room);
+    const e = await (await client('erin')).join(room);
+    for (const cmd of ['/kick boss', '/mute boss', '/ban boss']) {
+      await b.say(cmd);
+      await b.received((x) => x.text.startsWith('Not allowed') && x.text.includes(`only owners may ${cmd.slice(1, -5)} owners`));
+    }
+    assert.deepEqual(room.participants.map((p) => p.user).sort(), ['alice@example.com', 'bob@example.com', 'erin@example.com']);
+    assert.equal(room.isMuted('alice@example.com'), false);
+    assert.equal(room.roleOf('alice@example.com'), 'owner');
+    // Through the API with a participant as `by`, the same rule.
+    assert.throws(() => room.kick('sip:alice@example.com', { by: b.participant }), forbidden);
+    // Another owner may; so may the application (no `by`).
+    await e.say('/mute boss');
+    await e.received('sip:alice@example.com is muted.');
+    assert.equal(room.isMuted('alice@example.com'), true);
+    assert.equal(room.kick('sip:alice@example.com'), 1);
+    assert.equal(a.participant.left, 'kicked');
   });
 });
 
