@@ -40,6 +40,7 @@ import type {
   ClaimDecision,
   CloseReason,
   ConnectionContext,
+  AccountQuery,
   CredentialQuery,
   Credentials,
   DomainDecision,
@@ -94,6 +95,12 @@ export interface RelayHooks<R = unknown> {
   readonly authenticate: AsyncSeriesBailHookT<[AuthRequest], AuthDecision | undefined>;
   /** core:digest needs (user, realm): { ha1 } or { password }; when every tap passes, the user is unknown. */
   readonly lookupCredentials: AsyncSeriesBailHookT<[CredentialQuery], Credentials | undefined>;
+  /**
+   * An authenticated user, asked by every front that authenticates one (MSRP AUTH before
+   * authorize; a SIP front): a Rejection bars the account (403, R-38). A tap keeps nothing per
+   * call (no place reserved, nothing to give back): authorize is for that.
+   */
+  readonly checkAccount: AsyncSeriesBailHookT<[Identity, AccountQuery], Rejection | undefined>;
   /** A valid identity, before the 200. A Rejection is answered with its status (403 for R-38). */
   readonly authorize: AsyncSeriesBailHookT<[Identity, AuthRequest], Rejection | undefined>;
   /** An AUTH succeeded: the session exists and the 200 is about to be written. */
@@ -134,6 +141,7 @@ export const HOOK_ORDER = [
   'resolveDomain',
   'authenticate',
   'lookupCredentials',
+  'checkAccount',
   'authorize',
   'authenticated',
   'authFailed',
@@ -363,6 +371,16 @@ class AuthView extends TapView implements AuthRequest {
   }
 }
 
+class AccountView extends TapView implements AccountQuery {
+  readonly front: string;
+  readonly connection: ConnectionContext;
+  constructor(c: AccountQuery, call: TapCall) {
+    super(call);
+    this.front = c.front;
+    this.connection = c.connection;
+  }
+}
+
 class CredentialView extends TapView implements CredentialQuery {
   readonly username: string;
   readonly realm: string;
@@ -446,6 +464,7 @@ type ViewsCopyEveryField = [
   Assert<Copies<DomainView, DomainQuery>>,
   Assert<Copies<AuthView, AuthRequest>>,
   Assert<Copies<CredentialView, CredentialQuery>>,
+  Assert<Copies<AccountView, AccountQuery>>,
   Assert<Copies<BindView, BindRequest>>,
   Assert<Copies<NextHopView, NextHopQuery>>,
   Assert<Copies<ChunkView, ChunkContext>>,
@@ -494,6 +513,7 @@ const SPECS: { readonly [K in HookName]: HookSpec } = {
   authenticate: { kind: 'decision', signalAt: 0, view: AuthView, rejects: true, connection: first },
   // Credentials have no rejection: a thrown MsrpError goes to the caller (core:digest), whose answer it becomes.
   lookupCredentials: { kind: 'decision', signalAt: 0, view: CredentialView, connection: first },
+  checkAccount: { kind: 'decision', signalAt: 1, view: AccountView, rejects: true, connection: second },
   authorize: { kind: 'decision', signalAt: 1, view: AuthView, rejects: true, connection: second },
   authenticated: { kind: 'notification', connection: second },
   authFailed: { kind: 'notification', connection: first },
@@ -532,6 +552,7 @@ export function createHooks<R>(options: HookOptions): RelayHooks<R> {
     resolveDomain: new AsyncSeriesBailHook<[DomainQuery], DomainDecision | undefined>(['query'], 'resolveDomain'),
     authenticate: new AsyncSeriesBailHook<[AuthRequest], AuthDecision | undefined>(['auth'], 'authenticate'),
     lookupCredentials: new AsyncSeriesBailHook<[CredentialQuery], Credentials | undefined>(['query'], 'lookupCredentials'),
+    checkAccount: new AsyncSeriesBailHook<[Identity, AccountQuery], Rejection | undefined>(['identity', 'query'], 'checkAccount'),
     authorize: new AsyncSeriesBailHook<[Identity, AuthRequest], Rejection | undefined>(['identity', 'auth'], 'authorize'),
     authenticated: new SyncHook<[Identity, AuthRequest, SessionInfo]>(['identity', 'auth', 'session'], 'authenticated'),
     authFailed: new SyncHook<[AuthFailure]>(['failure'], 'authFailed'),

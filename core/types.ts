@@ -253,6 +253,18 @@ export interface CredentialQuery {
   readonly signal: AbortSignal;
 }
 
+/**
+ * checkAccount: may this authenticated user use the service at all (a disabled account, a
+ * blocked domain)? Asked once per authentication, by whichever front authenticated it.
+ */
+export interface AccountQuery {
+  /** The front that asks: `msrp` for an AUTH (before authorize), another protocol's name for others (`sip`). */
+  readonly front: string;
+  /** Where the request came from: for `msrp` the AUTH's connection; a front of another protocol describes its peer. */
+  readonly connection: ConnectionContext;
+  readonly signal: AbortSignal;
+}
+
 export type Credentials =
   | { readonly ha1: string; readonly attributes?: Record<string, unknown> }
   | { readonly password: string; readonly attributes?: Record<string, unknown> };

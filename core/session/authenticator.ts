@@ -134,7 +134,9 @@ export class Authenticator {
       return this.fail(peer, req, decision.reject, { close: false, count: counts(decision.reject) }, auth);
     }
     const identity: Identity = decision.accept;
-    // authenticated, but not allowed.
+    // authenticated, but not allowed: the account (every front asks), then this AUTH.
+    const barred = await hooks.checkAccount.promise(identity, { front: 'msrp', connection: conn, signal: conn.signal });
+    if (barred !== undefined) return this.fail(peer, req, barred.reject, { close: false, count: counts(barred.reject) }, auth);
     const refusal = await hooks.authorize.promise(identity, auth);
     if (refusal !== undefined) return this.fail(peer, req, refusal.reject, { close: false, count: counts(refusal.reject) }, auth);
     // sessions per connection.

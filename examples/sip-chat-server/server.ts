@@ -45,7 +45,8 @@ export interface SipChatServerOptions {
   /** The relay's one MSRP listener (plain TCP with AUTH allowed: an example on loopback). */
   msrp: { hostname: string; host: string; port: number };
   /** MSRP accounts (auth-memory): the clients AUTH at this relay with them. */
-  users: Array<{ username: string; domain: string; password: string }>;
+  /** The accounts (auth-memory): `disabled` ones authenticate, then get 403, in SIP as in MSRP AUTH. */
+  users: Array<{ username: string; domain: string; password: string; disabled?: boolean }>;
   chat?: ChatOptionsInput;
   /**
    * SIP Digest authentication (RFC 3261 §22) of INVITE, SUBSCRIBE and MESSAGE against the MSRP

@@ -14,7 +14,7 @@ import { MsrpTestClient, freePort } from '../../core/testing/index.ts';
 import { parseChallenge } from '../../core/protocol/index.ts';
 import { startSipChatServer, type SipChatServer } from './server.ts';
 
-const USERS = ['alice', 'bob', 'carol'].map((username) => ({ username, domain: 'example.com', password: 'secret' }));
+const USERS = [...['alice', 'bob', 'carol'].map((username) => ({ username, domain: 'example.com', password: 'secret' })), { username: 'dave', domain: 'example.com', password: 'secret', disabled: true }];
 const rnd = () => randomBytes(6).toString('hex');
 
 describe('examples/sip-chat-server: SIP Digest authentication', () => {
@@ -184,6 +184,22 @@ describe('examples/sip-chat-server: SIP Digest authentication', () => {
   it('an unknown user is challenged like a wrong password', async () => {
     const { responses } = await authenticated('INVITE', { room: 'lobby', user: 'mallory', password: 'secret', from: 'sip:mallory@example.com', sdp: await msrpOffer('bob') });
     assert.deepEqual(responses.map((r) => r.status), [401, 401]);
+  });
+
+  it('a disabled account authenticates, then gets 403 on INVITE and SUBSCRIBE, as its MSRP AUTH does (checkAccount)', async () => {
+    const invite = await authenticated('INVITE', { room: 'lobby', user: 'dave', password: 'secret', sdp: await msrpOffer('bob') });
+    assert.deepEqual(invite.responses.map((r) => r.status), [401, 403]);
+    assert.match(invite.rs.reason ?? '', /may not use this relay/);
+    const subscribe = await authenticated('SUBSCRIBE', { room: 'lobby', user: 'dave', password: 'secret', headers: { event: 'conference', expires: '60' } });
+    assert.deepEqual(subscribe.responses.map((r) => r.status), [401, 403]);
+    assert.equal(server.chat.rooms.get('sip:lobby@example.com')?.participants.some((p) => p.identity.uri === 'sip:dave@example.com') ?? false, false);
+    // The same account at the relay: authenticated, then 403.
+    const c = await MsrpTestClient.connect({ port: msrpPort, timeoutMs: 10_000 });
+    clients.push(c);
+    assert.equal((await c.auth({ relayUri: 'msrp://example.com;tcp', username: 'dave', password: 'secret' })).status, 403);
+    // A wrong password is still a plain challenge: the bar says nothing to a guesser.
+    const guess = await authenticated('INVITE', { room: 'lobby', user: 'dave', password: 'wrong', sdp: await msrpOffer('bob') });
+    assert.deepEqual(guess.responses.map((r) => r.status), [401, 401]);
   });
 
   it('a From that is not the authenticated user gets 403', async () => {

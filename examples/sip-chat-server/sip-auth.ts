@@ -4,9 +4,10 @@
  * the challenge formatter, the Authorization parser and verifyDigest), so there is one Digest
  * implementation. Credentials come from the relay's `lookupCredentials` hook: the SIP side
  * knows the same users, from the same backend (auth-memory here; auth-sql or auth-ldap the
- * same way), as MSRP AUTH does. The relay's `authorize` taps are not run for SIP requests
- * (README.md, "Authentication", says why: they are one step of an MSRP AUTH that makes a
- * session).
+ * same way), as MSRP AUTH does, and an authenticated user is let in only if the relay's
+ * `checkAccount` taps do not bar the account (403, as its MSRP AUTH would get). The relay's
+ * `authorize` taps are not run for SIP requests (README.md, "Authentication", says why: they
+ * are one step of an MSRP AUTH that makes a session).
  *
  * - A request without credentials gets 401 with `WWW-Authenticate: Digest realm, nonce,
  *   opaque, qop="auth"` (a UAS challenges with 401, §22.1; 407 is a proxy's).
@@ -109,10 +110,21 @@ export class SipDigest {
   }
 
   /** The credentials of `username` from the relay's credential backend, or undefined. */
-  private async ha1(username: string, peer: ConnectionContext): Promise<string | undefined> {
+  private async lookup(username: string, peer: ConnectionContext): Promise<{ ha1: string; attributes: Readonly<Record<string, unknown>> } | undefined> {
     const found = await this.relay.hooks.lookupCredentials.promise({ username, realm: this.realm, domain: this.domain, connection: peer, signal: peer.signal });
     if (found === undefined) return undefined;
-    return 'ha1' in found ? found.ha1.toLowerCase() : computeHa1(username, this.realm, found.password);
+    return { ha1: 'ha1' in found ? found.ha1.toLowerCase() : computeHa1(username, this.realm, found.password), attributes: found.attributes ?? {} };
+  }
+
+  /**
+   * An authenticated user, let in if the relay's `checkAccount` taps do not bar the account
+   * (auth-memory's `disabled`, a block list): the same rule as for its MSRP AUTH (R-38), 403.
+   */
+  private async admit(username: string, attributes: Readonly<Record<string, unknown>>, peer: ConnectionContext, nonce: string, nc: number): Promise<SipAuthResult> {
+    const identity = { username, domain: this.domain, realm: this.realm, method: 'sip-digest', attributes };
+    const barred = await this.relay.hooks.checkAccount.promise(identity, { front: 'sip', connection: peer, signal: peer.signal });
+    if (barred !== undefined) return { ok: false, status: 403, reason: barred.reject.message };
+    return { ok: true, username, domain: this.domain, nonce, nc };
   }
 
   /**
@@ -136,9 +148,10 @@ export class SipDigest {
     const requestUri = typeof rq.uri === 'string' ? rq.uri : sip.stringifyUri(rq.uri!);
     if (creds.uri === undefined || creds.uri !== requestUri) return { ok: false, status: 400, reason: 'Digest uri is not the Request-URI' };
     const peer = sipPeer(remote);
-    const ha1 = await this.ha1(creds.username, peer);
+    const found = await this.lookup(creds.username, peer);
     // An unknown user is answered like a wrong password.
-    if (ha1 === undefined) return this.challenge(false);
+    if (found === undefined) return this.challenge(false);
+    const ha1 = found.ha1;
     const nc = Number.parseInt(creds.nc, 16);
     const right = () => timingSafeHexEqual(computeDigestResponse({ ha1, nonce: creds.nonce, nc: creds.nc, cnonce: creds.cnonce, qop: 'auth', method: rq.method!, uri: creds.uri! }), creds.response);
     const held = o.inDialog === true ? this.held.get(creds.nonce) : undefined;
@@ -149,7 +162,7 @@ export class SipDigest {
       if (nc <= held.nc) return this.challenge(right());
       if (!right()) return this.challenge(false);
       held.nc = nc;
-      return { ok: true, username: creds.username, domain: this.domain, nonce: creds.nonce, nc };
+      return this.admit(creds.username, found.attributes, peer, creds.nonce, nc);
     }
     const verdict = verifyDigest({ credentials: creds, expectedRealm: this.realm, expectedOpaque: this.opaque, digestUri: creds.uri, ha1, nonces: this.nonces, method: rq.method! });
     if (!verdict.ok) {
@@ -160,7 +173,7 @@ export class SipDigest {
       if (verdict.reason === 'unknown-nonce' || verdict.reason === 'replay') return this.challenge(right());
       return this.challenge(false);
     }
-    return { ok: true, username: creds.username, domain: this.domain, nonce: creds.nonce, nc };
+    return this.admit(creds.username, found.attributes, peer, creds.nonce, nc);
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * auth-memory: accounts listed in the config. The reference example of a
- * credential plugin: it answers `lookupCredentials` and, for disabled accounts,
- * refuses them in `authorize` (they authenticate, then get 403: R-38).
+ * credential plugin: it answers `lookupCredentials` and bars disabled accounts in
+ * `checkAccount` (they authenticate, then get 403: R-38; a SIP front asks the same hook).
  */
 
 import { MsrpError, type PluginHost, type RelayPlugin } from '../../core/index.ts';
@@ -64,7 +64,8 @@ export default class AuthMemory implements RelayPlugin {
       const attributes = u.attributes ?? {};
       return u.ha1 !== undefined ? { ha1: u.ha1.toLowerCase(), attributes } : { password: u.password!, attributes };
     });
-    relay.hooks.authorize.tapPromise(this.name, async (identity) => {
+    // A disabled account is barred from every front (MSRP AUTH, a SIP front), not just one AUTH.
+    relay.hooks.checkAccount.tapPromise(this.name, async (identity) => {
       const u = this.users.get(key(identity.username, identity.domain));
       if (u?.disabled === true) return { reject: new MsrpError('MSRP_ERR_ACCOUNT_DISABLED') };
       return undefined;

@@ -50,6 +50,7 @@ function probe(): { plugin: RelayPlugin; on: Taps; errors: Array<{ err: Error; c
         call('requestReceived', [ctx]);
       });
       h.receiveRequest.tapPromise('probe', (ctx) => call('receiveRequest', [ctx]) as Promise<undefined>);
+      h.checkAccount.tapPromise('probe', (identity, query) => call('checkAccount', [identity, query]) as Promise<undefined>);
       h.authorize.tapPromise('probe', (identity, auth) => call('authorize', [identity, auth]) as Promise<undefined>);
       h.resolveNextHop.tapPromise('probe', (q) => call('resolveNextHop', [q]) as Promise<undefined>);
       h.rewritePath.tap('probe', (paths, ctx) => call('rewritePath', [paths, ctx]) as typeof paths);
@@ -168,6 +169,33 @@ describe('hook failures through a real relay', () => {
     );
     await custom.client.close();
     await disabled.client.close();
+  });
+
+  it('checkAccount runs after authentication and before authorize, with front msrp and the connection; its refusal is the AUTH\'s 403, counted', async () => {
+    reset();
+    const order: string[] = [];
+    let query: { front: string; connection: unknown; signal: AbortSignal } | undefined;
+    p.on.checkAccount = (identity: { username: string }, q: typeof query) => {
+      order.push(`checkAccount ${identity.username}`);
+      query = q;
+      return identity.username === 'disabled' ? Promise.resolve({ reject: new MsrpError('MSRP_ERR_ACCOUNT_DISABLED') }) : passes();
+    };
+    p.on.authorize = (identity: { username: string }) => {
+      order.push(`authorize ${identity.username}`);
+      return passes();
+    };
+    const ok = await authStatus(t, 'alice');
+    assert.equal(ok.status, 200);
+    assert.equal(query?.front, 'msrp');
+    assert.ok(query?.connection !== undefined && query.signal instanceof AbortSignal);
+    const barred = await authStatus(t, 'disabled');
+    assert.equal(barred.status, 403);
+    // A barred account never reaches authorize (nothing is reserved for it there).
+    assert.deepEqual(order, ['checkAccount alice', 'authorize alice', 'checkAccount disabled']);
+    assert.deepEqual(p.authFailed.map((f) => [f.status, f.username]), [[403, 'disabled']]);
+    assert.equal(p.errors.length, 0);
+    await ok.client.close();
+    await barred.client.close();
   });
 
   it('an MsrpError from lookupCredentials (a store that is down) is the AUTH answer: 500, not reported', async () => {

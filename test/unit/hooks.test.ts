@@ -103,6 +103,7 @@ describe('hook taps: promise taps only', () => {
     'resolveDomain',
     'authenticate',
     'lookupCredentials',
+    'checkAccount',
     'authorize',
     'bindSession',
     'resolveNextHop',
