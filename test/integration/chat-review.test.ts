@@ -4,40 +4,27 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { ChatError, formatUseNickname, msrpMedia, parseSdp } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, cpimBody } from '../support/chat.ts';
+import { ChatError, formatUseNickname, msrpMedia, parseSdp, type ChatOptionsInput } from '../../plugins/chat/index.ts';
+import { chatSuite, cpimBody, startChat, type ChatClient } from '../support/chat.ts';
 import { cpimFile, until } from '../support/chat-files.ts';
 import { createDriver } from '../../plugins/auth-sql/load-driver.ts';
 
+/** The focus of these tests: no welcome message, so that what a client receives is what the test caused. */
+const QUIET: ChatOptionsInput = { store: { driver: 'memory' }, welcome: 'none' };
+
 describe('chat review: what one participant does never stalls the others', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  const client = async (name: string) => {
-    const c = await ChatClient.connect(t, name);
-    open.push(c);
-    return c;
-  };
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('messages a sender leaves unfinished do not hold back the copies of other messages (C-8, C-9, C-16)', async () => {
-    const room = await chat.rooms.create('sip:stall@example.com');
-    const alice = await (await client('alice')).join(room);
-    const bob = await (await client('bob')).join(room);
-    const carol = await (await client('carol')).join(room);
+    const room = await s.chat.rooms.create('sip:stall@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
+    const carol = await s.join('carol', room);
     // Alice starts eight messages whose headers are in and whose rest never comes (a slow
     // upload, or on purpose): the C-9 timer would end them only after 540 s.
     const first = { id: '', length: 0 };
@@ -83,26 +70,11 @@ describe('chat review: what one participant does never stalls the others', () =>
 });
 
 describe('chat review: nicknames (C-13, C-14)', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  const client = async (name: string) => {
-    const c = await ChatClient.connect(t, name);
-    open.push(c);
-    return c;
-  };
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('two users joining at once with the same nickname: one gets it, the other is refused (C-13: unique in the room)', async () => {
-    const room = await chat.rooms.create('sip:nickrace@example.com');
-    const [a, b] = await Promise.all([client('alice'), client('bob')]);
+    const room = await s.chat.rooms.create('sip:nickrace@example.com');
+    const [a, b] = await Promise.all([s.client('alice'), s.client('bob')]);
     const results = await Promise.allSettled([a.join(room, { nickname: 'twin' }), b.join(room, { nickname: 'TWIN' })]);
     const ok = results.filter((r) => r.status === 'fulfilled');
     const refused = results.filter((r) => r.status === 'rejected');
@@ -118,10 +90,10 @@ describe('chat review: nicknames (C-13, C-14)', () => {
   });
 
   it('NICKNAME counts in the rate of its session: a flood of changes gets 403 and is not announced to the room (C-17)', async () => {
-    const room = await chat.rooms.create('sip:nickflood@example.com');
-    const frank = await (await client('frank')).join(room);
+    const room = await s.chat.rooms.create('sip:nickflood@example.com');
+    const frank = await s.join('frank', room);
     // A client that knows nothing of rooms is told of every change (C-17).
-    const dave = await (await client('dave')).join(room, { chatroom: null });
+    const dave = await s.join('dave', room, { chatroom: null });
     const statuses: number[] = [];
     for (let i = 0; i < 80; i++) statuses.push(await frank.nickname(formatUseNickname(`flood${i}`)));
     // limits.rate is 50 per 10 s: the first 50 pass, then (but for what the bucket refills meanwhile) 403.
@@ -135,8 +107,8 @@ describe('chat review: nicknames (C-13, C-14)', () => {
   });
 
   it('a Use-Nickname that is not UTF-8 is refused (400 from the relay, R-22) and sets no nickname (C-13)', async () => {
-    const room = await chat.rooms.create('sip:nickutf8@example.com');
-    const erin = await (await client('erin')).join(room);
+    const room = await s.chat.rooms.create('sip:nickutf8@example.com');
+    const erin = await s.join('erin', room);
     const tid = 'nk' + randomBytes(6).toString('hex');
     const head = `MSRP ${tid} NICKNAME\r\nTo-Path: ${erin.toPath.join(' ')}\r\nFrom-Path: ${erin.c.uri}\r\nUse-Nickname: "`;
     erin.c.write(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from([0x65, 0xff, 0xfe, 0x72]), Buffer.from(`"\r\n-------${tid}$\r\n`, 'latin1')]));
@@ -149,27 +121,15 @@ describe('chat review: nicknames (C-13, C-14)', () => {
 });
 
 describe('chat review: the SDP answer', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('a subject with line breaks (set by /subject) does not add lines to the next SDP answer (RFC 4566 §5.3)', async () => {
-    const room = await chat.rooms.create('sip:sdp@example.com', { owners: ['sip:alice@example.com'] });
-    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
-    open.push(alice);
+    const room = await s.chat.rooms.create('sip:sdp@example.com', { owners: ['sip:alice@example.com'] });
+    const alice = await s.join('alice', room);
     assert.equal((await alice.say('/subject Tea\r\na=path:msrp://evil.example.com:1/x;tcp\r\nm=audio 9 RTP/AVP 0')).status, 200);
     await alice.received((c) => c.text === 'Subject set.');
     assert.match(room.subject, /Tea/);
-    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
-    open.push(bob);
+    const bob = await s.join('bob', room);
     const lines = bob.sdpAnswer.split('\r\n');
     assert.equal(lines.filter((l) => l.startsWith('m=')).length, 1, bob.sdpAnswer);
     assert.equal(lines.filter((l) => l.startsWith('a=path:')).length, 1, bob.sdpAnswer);
@@ -180,30 +140,15 @@ describe('chat review: the SDP answer', () => {
 });
 
 describe('chat review: Byte-Range (R-72)', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  const client = async (name: string) => {
-    const c = await ChatClient.connect(t, name);
-    open.push(c);
-    return c;
-  };
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   const chunk = (c: ChatClient, id: string, range: string, body: Buffer, flag: '+' | '$' | '#') =>
     c.c.waitForResponse(c.c.sendRequest({ method: 'SEND', toPath: c.toPath, headers: [['Message-ID', id], ['Byte-Range', range]], body, contentType: 'message/cpim', flag })).then((r) => r.status);
 
   it('chunks out of order: the later chunk that came first gets 413, and so does the first one after it (R-72)', async () => {
-    const room = await chat.rooms.create('sip:order@example.com');
-    const alice = await (await client('alice')).join(room);
-    const bob = await (await client('bob')).join(room);
+    const room = await s.chat.rooms.create('sip:order@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
     const body = cpimBody({ from: alice.sip, to: room.uri, text: 'out of order, never whole' });
     const id = 'ooo' + randomBytes(6).toString('hex');
     const cut = body.length - 5;
@@ -216,9 +161,9 @@ describe('chat review: Byte-Range (R-72)', () => {
   });
 
   it('a last chunk that ends before its announced total is not passed on as whole (R-72)', async () => {
-    const room = await chat.rooms.create('sip:short@example.com');
-    const alice = await (await client('carol')).join(room);
-    const bob = await (await client('dave')).join(room);
+    const room = await s.chat.rooms.create('sip:short@example.com');
+    const alice = await s.join('carol', room);
+    const bob = await s.join('dave', room);
     const body = cpimBody({ from: alice.sip, to: room.uri, text: 'shorter than it says' });
     const id = 'short' + randomBytes(6).toString('hex');
     const status = await chunk(alice, id, `1-${body.length}/${body.length + 10}`, body, '$');
@@ -236,8 +181,7 @@ describe('chat review: Byte-Range (R-72)', () => {
 describe('chat review: a store that fails', () => {
   it('a persistent room whose record cannot be written is not created half: no room, and it can be created once the store is back', async () => {
     const filename = join(mkdtempSync(join(tmpdir(), 'chat-review-')), 'chat.db');
-    const chat = new ChatFocus({ store: { driver: 'sqlite3', filename }, welcome: 'none' });
-    const t = await startTestRelay({ users: USERS, plugins: [chat] });
+    const { t, chat } = await startChat({ ...QUIET, store: { driver: 'sqlite3', filename } });
     // A second connection to the same file, as an operator's tool would have.
     const db = await createDriver('sqlite3', { filename, create: false, poolSize: 1, connectTimeoutMs: 5000, queryTimeoutMs: 5000 }, 'test');
     try {
@@ -257,10 +201,10 @@ describe('chat review: a store that fails', () => {
 });
 
 describe('chat review: /get', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-review-files-'));
+  const s = chatSuite({ ...QUIET, files: { enabled: true, dir } }, { timeoutMs: 60_000 });
+
   it('a participant asking for a kept file again and again holds a bounded number of open files (C-17 anti-DoS)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'chat-review-files-'));
-    const chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none', files: { enabled: true, dir } });
-    const t = await startTestRelay({ users: USERS, plugins: [chat] });
     const openFiles = () => readdirSync('/proc/self/fd').filter((fd) => {
       try {
         return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
@@ -268,9 +212,9 @@ describe('chat review: /get', () => {
         return false;
       }
     }).length;
-    const room = await chat.rooms.create('sip:gets@example.com');
-    const alice = await (await ChatClient.connect(t, 'alice', { timeoutMs: 60_000 })).join(room);
-    const bob = await (await ChatClient.connect(t, 'bob', { storeBodies: false, timeoutMs: 60_000 })).join(room);
+    const room = await s.chat.rooms.create('sip:gets@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await (await s.client('bob', { storeBodies: false })).join(room);
     try {
       const file = cpimFile({ from: alice.sip, to: room.uri, size: 4 * 2 ** 20, seed: 7, name: 'big.bin', type: 'application/octet-stream' });
       const kept = new Promise<{ id: string }>((resolve) => room.once('file', resolve));
@@ -289,36 +233,19 @@ describe('chat review: /get', () => {
       const n = openFiles();
       assert.ok(n <= 4, `${n} kept files open for one reader`);
     } finally {
+      // Reading again, so that its close at the end of the block completes.
       bob.c.resumeReading();
-      await alice.close();
-      await bob.close();
-      await t.close();
     }
   });
 });
 
 describe('chat review: what passes for the focus', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  const client = async (name: string) => {
-    const c = await ChatClient.connect(t, name);
-    open.push(c);
-    return c;
-  };
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it("a sender's headers with the focus's prefix, undeclared, never read as the focus's lines in a copy (C-6)", async () => {
-    const room = await chat.rooms.create('sip:spoof@example.com');
-    const alice = await (await client('alice')).join(room);
-    const bob = await (await client('bob')).join(room);
+    const room = await s.chat.rooms.create('sip:spoof@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
     const r = await alice.say('I am the room', { extra: ['Chat.Type: status', 'Chat.Nickname: "admin"', 'Chat.History: yes'] });
     assert.equal(r.status, 200);
     const copy = await bob.received('I am the room');
@@ -334,23 +261,12 @@ describe('chat review: what passes for the focus', () => {
 });
 
 describe('chat review: roles', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('a moderator cannot take an owner\'s role away (and then ban the owner): only owners ban owners', async () => {
-    const room = await chat.rooms.create('sip:roles@example.com', { owners: ['sip:alice@example.com'], moderators: ['sip:bob@example.com'] });
-    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
-    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
-    open.push(alice, bob);
+    const room = await s.chat.rooms.create('sip:roles@example.com', { owners: ['sip:alice@example.com'], moderators: ['sip:bob@example.com'] });
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
     assert.equal((await bob.say('/role sip:alice@example.com member')).status, 200);
     const answer = await bob.received((c) => c.focus('Type') === 'status');
     assert.match(answer.text, /^Not allowed/, answer.text);
@@ -362,23 +278,12 @@ describe('chat review: roles', () => {
 });
 
 describe('chat review: messages in progress', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('a session has at most 16 messages in progress: the next one gets 403 until one ends (C-17 anti-DoS)', async () => {
-    const room = await chat.rooms.create('sip:inprogress@example.com');
-    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
-    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
-    open.push(alice, bob);
+    const room = await s.chat.rooms.create('sip:inprogress@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
     const started: Array<{ id: string; length: number }> = [];
     const start = async (i: number) => {
       const body = cpimBody({ from: alice.sip, to: room.uri, text: `part ${i} ` });
@@ -402,23 +307,12 @@ describe('chat review: messages in progress', () => {
 });
 
 describe('chat review: checked and found right', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('responses and REPORTs the focus never asked for change nothing; the session goes on (C-12)', async () => {
-    const room = await chat.rooms.create('sip:unasked@example.com');
-    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
-    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
-    open.push(alice, bob);
+    const room = await s.chat.rooms.create('sip:unasked@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
     const tid = 'unasked' + randomBytes(6).toString('hex');
     alice.c.write(`MSRP ${tid} 200 OK\r\nTo-Path: ${alice.toPath.join(' ')}\r\nFrom-Path: ${alice.c.uri}\r\n-------${tid}$\r\n`);
     alice.c.sendRequest({ method: 'REPORT', toPath: alice.toPath, headers: [['Message-ID', 'nosuchmessage1'], ['Byte-Range', '1-10/10'], ['Status', '000 413 Stop']] });
@@ -428,11 +322,10 @@ describe('chat review: checked and found right', () => {
   });
 
   it('a sender that leaves mid-message: the copies end with #, and the others go on', async () => {
-    const room = await chat.rooms.create('sip:midleave@example.com');
-    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
-    const bob = await (await ChatClient.connect(t, 'bob')).join(room);
-    const carol = await (await ChatClient.connect(t, 'carol')).join(room);
-    open.push(alice, bob, carol);
+    const room = await s.chat.rooms.create('sip:midleave@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
+    const carol = await s.join('carol', room);
     const body = cpimBody({ from: alice.sip, to: room.uri, text: 'cut short ' });
     const tid = alice.c.sendRequest({ method: 'SEND', toPath: alice.toPath, headers: [['Message-ID', 'mid' + randomBytes(6).toString('hex')], ['Byte-Range', `1-${body.length}/${body.length + 100}`]], body, contentType: 'message/cpim', flag: '+' });
     assert.equal((await alice.c.waitForResponse(tid)).status, 200);
@@ -447,22 +340,11 @@ describe('chat review: checked and found right', () => {
 });
 
 describe('chat review: reports', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const open: ChatClient[] = [];
-  before(async () => {
-    chat = new ChatFocus({ store: { driver: 'memory' }, welcome: 'none' });
-    t = await startTestRelay({ users: USERS, plugins: [chat] });
-  });
-  after(async () => {
-    for (const c of open) await c.close();
-    await t.close();
-  });
+  const s = chatSuite(QUIET);
 
   it('a /command with Success-Report yes gets its 200 REPORT from the focus, as any message (C-1, RFC 4975 §7.1.2)', async () => {
-    const room = await chat.rooms.create('sip:cmdreport@example.com');
-    const alice = await (await ChatClient.connect(t, 'alice')).join(room);
-    open.push(alice);
+    const room = await s.chat.rooms.create('sip:cmdreport@example.com');
+    const alice = await s.join('alice', room);
     const sent = await alice.say('/help', { successReport: 'yes' });
     assert.equal(sent.status, 200);
     await alice.received((c) => c.focus('Type') === 'status' && c.text.startsWith('Commands:'));

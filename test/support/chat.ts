@@ -2,15 +2,15 @@
  * Chat participants for the integration tests: an MSRP test client that AUTHs at the relay,
  * offers SDP the way a chat client does (its relay token then its own URI in a=path), joins a
  * room through the focus's API as a SIP application would, and then speaks Message/CPIM. Also
- * what the tests share around it: a relay with the chat focus (alone or as a node of a cluster
- * on the real Redis, with a key prefix of its own), the clients a test opened, and waiting for a
- * condition.
+ * what the tests share around it: a relay with the chat focus (alone, for the tests of one
+ * describe block, or as a node of a cluster on the real Redis, with a key prefix of its own), the
+ * clients a test opened, and waiting for a condition.
  */
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after } from 'node:test';
-import { MsrpTestClient, startTestRelay, type ReceivedFrame, type TestRelay } from '../../core/testing/index.ts';
+import { after, before } from 'node:test';
+import { MsrpTestClient, startTestRelay, type ReceivedFrame, type TestRelay, type TestRelayOptions } from '../../core/testing/index.ts';
 import ChatFocus, { type ChatOptionsInput, type Participant, type Room } from '../../plugins/chat/index.ts';
 import { INCOMPLETE, msrpMedia, parseSdp, scanCpim, type CpimMessage } from '../../plugins/chat/index.ts';
 
@@ -81,6 +81,13 @@ export function readCopy(f: ReceivedFrame): Copy {
   };
 }
 
+export interface ConnectOptions {
+  /** Keep the bodies of what arrives (true by default; false for large transfers). */
+  storeBodies?: boolean;
+  /** How long a wait for a frame lasts, 10 s by default. */
+  timeoutMs?: number;
+}
+
 export class ChatClient {
   readonly sip: string;
   toPath: string[] = [];
@@ -99,7 +106,7 @@ export class ChatClient {
   }
 
   /** Connects and AUTHs as `name` (through its own relay token, the common case). */
-  static async connect(t: Pick<TestRelay, 'tcpPort'>, name: string, o: { storeBodies?: boolean; timeoutMs?: number } = {}): Promise<ChatClient> {
+  static async connect(t: Pick<TestRelay, 'tcpPort'>, name: string, o: ConnectOptions = {}): Promise<ChatClient> {
     const c = await MsrpTestClient.connect({ port: t.tcpPort, storeBodies: o.storeBodies ?? true, timeoutMs: o.timeoutMs ?? 10_000 });
     const r = await c.auth({ relayUri: 'msrp://example.com;tcp', username: name, password: 'secret' });
     assert.equal(r.status, 200);
@@ -195,10 +202,13 @@ export async function until(what: string, cond: () => boolean | Promise<boolean>
   }
 }
 
+/** The relay's own options around the focus (limits, …): the users and plugins are startChat's. */
+export type ChatRelayOptions = Omit<TestRelayOptions, 'users' | 'plugins'>;
+
 /** A relay with a chat focus of these options, and the users of USERS. */
-export async function startChat(options: ChatOptionsInput = { store: { driver: 'memory' } }): Promise<{ t: TestRelay; chat: ChatFocus }> {
+export async function startChat(options: ChatOptionsInput = { store: { driver: 'memory' } }, relay: ChatRelayOptions = {}): Promise<{ t: TestRelay; chat: ChatFocus }> {
   const chat = new ChatFocus(options);
-  const t = await startTestRelay({ users: USERS, plugins: [chat] });
+  const t = await startTestRelay({ ...relay, users: USERS, plugins: [chat] });
   return { t, chat };
 }
 
@@ -208,9 +218,9 @@ export class Clients {
 
   constructor(private readonly o: { timeoutMs?: number } = {}) {}
 
-  /** Connects and AUTHs as `name` at the relay `t`. */
-  async connect(t: Pick<TestRelay, 'tcpPort'>, name: string): Promise<ChatClient> {
-    const c = await ChatClient.connect(t, name, this.o.timeoutMs !== undefined ? { timeoutMs: this.o.timeoutMs } : {});
+  /** Connects and AUTHs as `name` at the relay `t`; `o` overrides the timeout and whether bodies are kept. */
+  async connect(t: Pick<TestRelay, 'tcpPort'>, name: string, o: ConnectOptions = {}): Promise<ChatClient> {
+    const c = await ChatClient.connect(t, name, { ...(this.o.timeoutMs !== undefined ? { timeoutMs: this.o.timeoutMs } : {}), ...o });
     this.open.push(c);
     return c;
   }
@@ -224,6 +234,46 @@ export class Clients {
     // A client whose relay went first (a node killed) may fail to close: it is gone all the same.
     for (const c of this.open.splice(0)) await c.close().catch(() => undefined);
   }
+}
+
+/** A relay with a chat focus that the tests of one describe block share (chatSuite). */
+export interface ChatSuite {
+  readonly t: TestRelay;
+  readonly chat: ChatFocus;
+  readonly clients: Clients;
+  /** Connects and AUTHs as `name`; closed after the block's tests. */
+  client(name: string, o?: ConnectOptions): Promise<ChatClient>;
+  /** Connects as `name` and joins `room`; closed after the block's tests. */
+  join(name: string, room: Room, o?: Parameters<ChatClient['join']>[1]): Promise<ChatClient>;
+}
+
+/**
+ * Called in a describe block: startChat(options, o.relay) before its tests, and after them the
+ * clients opened through the suite are closed, then the relay. `t` and `chat` are there from
+ * the block's first test (or a before hook declared after this call) on.
+ */
+export function chatSuite(options: ChatOptionsInput = { store: { driver: 'memory' } }, o: { timeoutMs?: number; relay?: ChatRelayOptions } = {}): ChatSuite {
+  const clients = new Clients(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {});
+  let started: { t: TestRelay; chat: ChatFocus } | undefined;
+  const get = (): { t: TestRelay; chat: ChatFocus } => started ?? assert.fail('chatSuite: the relay is not started yet (used outside a test?)');
+  before(async () => {
+    started = await startChat(options, o.relay);
+  });
+  after(async () => {
+    await clients.close();
+    await started?.t.close();
+  });
+  return {
+    get t() {
+      return get().t;
+    },
+    get chat() {
+      return get().chat;
+    },
+    clients,
+    client: (name, c) => clients.connect(get().t, name, c),
+    join: (name, room, j) => clients.join(get().t, name, room, j),
+  };
 }
 
 // ------------------------------------------------------------------ rooms across nodes (the cluster option)
