@@ -6,10 +6,9 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startTestRelay, type TestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { type Participant, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, USERS, next, readCopy } from '../support/chat.ts';
+import { describe, it } from 'node:test';
+import type { Participant, Room } from '../../plugins/chat/index.ts';
+import { ChatClient, chatSuite, next, readCopy, startChat } from '../support/chat.ts';
 import { cpimFile, sha256 } from '../support/chat-files.ts';
 
 const MiB = 2 ** 20;
@@ -27,25 +26,22 @@ function congestedEvent(room: Room, who: Participant, event: 'congested' | 'deco
 }
 
 describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  before(async () => {
-    chat = new ChatFocus({
+  const s = chatSuite(
+    {
       store: { driver: 'memory' },
       limits: { maxMessageSize: 32 * MiB },
       congestion: { backlogBytes: MiB, dropAfter: 600 },
       spool: { memoryBytes: MiB },
-    });
-    t = await startTestRelay({ users: USERS, plugins: [chat], limits: { maxMessageSize: 64 * MiB } });
-  });
-  after(() => t.close());
+    },
+    { timeoutMs: 120_000, relay: { limits: { maxMessageSize: 64 * MiB } } },
+  );
 
   it('reaches every member whole; the member that reads nothing is congested and does not hold back the others', async () => {
-    const room = await chat.rooms.create('sip:files@example.com');
-    const alice = await (await ChatClient.connect(t, 'alice', { timeoutMs: 120_000 })).join(room);
-    const bob = await (await ChatClient.connect(t, 'bob', { timeoutMs: 120_000 })).join(room);
-    const dave = await (await ChatClient.connect(t, 'dave', { timeoutMs: 120_000 })).join(room);
-    const carol = await (await ChatClient.connect(t, 'carol', { timeoutMs: 120_000 })).join(room);
+    const room = await s.chat.rooms.create('sip:files@example.com');
+    const alice = await s.join('alice', room);
+    const bob = await s.join('bob', room);
+    const dave = await s.join('dave', room);
+    const carol = await s.join('carol', room);
     carol.c.pauseReading();
     const congested = congestedEvent(room, carol.participant);
 
@@ -86,14 +82,12 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
     await alice.say('carol is back');
     await carol.received('carol is back');
     assert.equal(carol.copies('while carol is congested').length, 0);
-    for (const c of [alice, bob, dave, carol]) await c.close();
   });
 
   it('short messages to a member that reads nothing: it is marked congested, the others get every one, and it is free again once it reads', async () => {
     // Copies of short messages go out whole, asking for error answers only (Failure-Report
     // partial): what marks the member is its connection staying full (markAfter), not a 200.
-    const quick = new ChatFocus({ store: { driver: 'memory' }, limits: { rate: { messages: 1_000_000, seconds: 1 } }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.2, dropAfter: 600 } });
-    const t2 = await startTestRelay({ users: USERS, plugins: [quick] });
+    const { t: t2, chat: quick } = await startChat({ store: { driver: 'memory' }, limits: { rate: { messages: 1_000_000, seconds: 1 } }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.2, dropAfter: 600 } });
     try {
       const room = await quick.rooms.create('sip:short@example.com');
       const alice = await (await ChatClient.connect(t2, 'alice', { timeoutMs: 60_000, storeBodies: false })).join(room);
@@ -138,8 +132,10 @@ describe('chat: congestion (C-16) and a 20 MiB file to the room', () => {
   });
 
   it('a member whose output stays blocked is marked congested, then dropped from the room after dropAfter', async () => {
-    const quick = new ChatFocus({ store: { driver: 'memory' }, limits: { maxMessageSize: 32 * MiB }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.05, dropAfter: 0.2 } });
-    const t2 = await startTestRelay({ users: USERS, plugins: [quick], limits: { maxMessageSize: 64 * MiB } });
+    const { t: t2, chat: quick } = await startChat(
+      { store: { driver: 'memory' }, limits: { maxMessageSize: 32 * MiB }, congestion: { backlogBytes: 64 * MiB, markAfter: 0.05, dropAfter: 0.2 } },
+      { limits: { maxMessageSize: 64 * MiB } },
+    );
     try {
       const room = await quick.rooms.create('sip:stuck@example.com');
       const alice = await (await ChatClient.connect(t2, 'alice', { timeoutMs: 60_000 })).join(room);
