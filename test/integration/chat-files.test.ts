@@ -12,9 +12,8 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { TestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { ChatError, type ChatOptionsInput, type FileRecord, type Room } from '../../plugins/chat/index.ts';
-import { ChatClient, Clients, next, startChat, until } from '../support/chat.ts';
+import { ChatError, type ChatOptionsInput, type FileRecord, type Room } from '../../plugins/chat/index.ts';
+import { ChatClient, chatSuite, next, startChat, until } from '../support/chat.ts';
 import { cpimFile, pullOffer, pushOffer, sha256, wholeCopy, type CpimFile } from '../support/chat-files.ts';
 
 const KiB = 1024;
@@ -36,23 +35,16 @@ function statusText(c: ChatClient, re: RegExp): Promise<string> {
 
 /** An RFC 5547 pull offer (§8.2): recvonly, with a file-selector. */
 describe('chat files: kept, listed, fetched, pulled', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
   let room: Room;
   const dir = newDir();
-  const clients = new Clients({ timeoutMs: 60_000 });
-  const open = clients.open;
-  const client = (name: string) => clients.connect(t, name);
+  const s = chatSuite({ store: { driver: 'memory' }, files: { enabled: true, dir } }, { timeoutMs: 60_000 });
+  const open = s.clients.open;
+  const client = (name: string) => s.client(name);
   let kept: FileRecord;
   const file = cpimFile({ from: 'sip:alice@example.com', to: 'sip:files@example.com', size: 300 * KiB + 17, seed: 3, name: 'photo.jpg', type: 'image/jpeg' });
 
   before(async () => {
-    ({ t, chat } = await startChat({ store: { driver: 'memory' }, files: { enabled: true, dir } }));
-    room = await chat.rooms.create('sip:files@example.com', { subject: 'Files' });
-  });
-  after(async () => {
-    await clients.close();
-    await t.close();
+    room = await s.chat.rooms.create('sip:files@example.com', { subject: 'Files' });
   });
 
   it('a file to a room of three arrives whole at the others and is kept on disk', async () => {
@@ -155,7 +147,7 @@ describe('chat files: kept, listed, fetched, pulled', () => {
     assert.match(r.sdpAnswer, /\r\nm=message 0 TCP\/MSRP \*\r\n/);
     room.leave(r.participant);
     let refuse = true;
-    chat.hooks.authorizeJoin.tapPromise('test', async (q) => (refuse && q.media.fileSelector !== undefined ? { reject: 'no files for you' } : undefined));
+    s.chat.hooks.authorizeJoin.tapPromise('test', async (q) => (refuse && q.media.fileSelector !== undefined ? { reject: 'no files for you' } : undefined));
     try {
       await assert.rejects(room.join({ sdpOffer: pullOffer(frank, 'name:"photo.jpg"'), identity: { uri: frank.sip } }), (e: unknown) => e instanceof ChatError && e.code === 'forbidden');
     } finally {
@@ -178,7 +170,7 @@ describe('chat files: kept, listed, fetched, pulled', () => {
 
   it('an aborted file (#) is not kept and leaves nothing on disk', async () => {
     const alice = open[0]!;
-    const before = chat.files!.stats.aborted;
+    const before = s.chat.files!.stats.aborted;
     const f = cpimFile({ from: alice.sip, to: room.uri, size: 200 * KiB, seed: 8, name: 'half.bin' });
     const half = f.source(0, 100 * KiB);
     const id = 'abortedfile1';
@@ -186,40 +178,31 @@ describe('chat files: kept, listed, fetched, pulled', () => {
     assert.equal((await alice.c.waitForResponse(t1)).status, 200);
     const t2 = alice.c.sendRequest({ method: 'SEND', toPath: alice.toPath, headers: [['Message-ID', id], ['Byte-Range', `${half.length + 1}-${half.length + 10}/${f.size}`], ['Content-Type', 'message/cpim']], body: f.source(half.length, 10), flag: '#' });
     assert.equal((await alice.c.waitForResponse(t2)).status, 200);
-    await until('the abort is counted', () => chat.files!.stats.aborted === before + 1);
+    await until('the abort is counted', () => s.chat.files!.stats.aborted === before + 1);
     await until('no partial file is left', () => readdirSync(dir).every((n) => n.endsWith('.file')));
-    assert.equal((await chat.files!.list(room)).some((x) => x.name === 'half.bin'), false);
+    assert.equal((await s.chat.files!.list(room)).some((x) => x.name === 'half.bin'), false);
   });
 });
 
 describe('chat files: limits', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
   const dir = newDir();
-  const clients = new Clients({ timeoutMs: 60_000 });
-  before(async () => {
-    ({ t, chat } = await startChat({ store: { driver: 'memory' }, limits: { maxMessageSize: 4 * MiB }, files: { enabled: true, dir, maxFileSize: 256 * KiB, maxFiles: 2, types: ['image/*', 'application/octet-stream'] } }));
-  });
-  after(async () => {
-    await clients.close();
-    await t.close();
-  });
+  const s = chatSuite({ store: { driver: 'memory' }, limits: { maxMessageSize: 4 * MiB }, files: { enabled: true, dir, maxFileSize: 256 * KiB, maxFiles: 2, types: ['image/*', 'application/octet-stream'] } }, { timeoutMs: 60_000 });
   const pair = async (roomUri: string) => {
-    const room = await chat.rooms.create(roomUri);
-    const a = await clients.join(t, 'alice', room);
-    const b = await clients.join(t, 'bob', room);
+    const room = await s.chat.rooms.create(roomUri);
+    const a = await s.join('alice', room);
+    const b = await s.join('bob', room);
     return { room, a, b };
   };
 
   it('a file over files.maxFileSize but within the room’s maxMessageSize is fanned out, not kept; over maxMessageSize it is 413 (C-17)', async () => {
     const { room, a, b } = await pair('sip:limit-size@example.com');
-    const refused = chat.files!.stats.refused;
+    const refused = s.chat.files!.stats.refused;
     const big = cpimFile({ from: a.sip, to: room.uri, size: 1 * MiB, seed: 11, name: 'big.bin' });
     assert.deepEqual([...new Set(await sendFile(a, big))], [200]);
     const copy = await wholeCopy(b.c, (_f, m) => m !== undefined && m.mediaType === 'application/octet-stream');
     assert.equal(sha256(copy.content), big.contentHash, 'fanned out whole');
-    assert.equal(chat.files!.stats.refused, refused + 1);
-    assert.deepEqual(await chat.files!.list(room), []);
+    assert.equal(s.chat.files!.stats.refused, refused + 1);
+    assert.deepEqual(await s.chat.files!.list(room), []);
     assert.deepEqual(readdirSync(dir), []);
     // Over the room's maxMessageSize: 413 from the first chunk (C-17), nothing on disk.
     const huge = cpimFile({ from: a.sip, to: room.uri, size: 5 * MiB, seed: 12, name: 'huge.bin' });
@@ -234,7 +217,7 @@ describe('chat files: limits', () => {
     assert.deepEqual([...new Set(await sendFile(a, pdf))], [200]);
     const copy = await wholeCopy(b.c, (_f, m) => m?.mediaType === 'application/pdf');
     assert.equal(sha256(copy.content), pdf.contentHash);
-    assert.deepEqual(await chat.files!.list(room), []);
+    assert.deepEqual(await s.chat.files!.list(room), []);
   });
 
   it('past maxFiles the oldest file goes, from disk and from the list', async () => {
@@ -245,8 +228,8 @@ describe('chat files: limits', () => {
       assert.deepEqual([...new Set(await sendFile(a, cpimFile({ from: a.sip, to: room.uri, size: 20 * KiB, seed: 20 + i, name: `p${i}.png`, type: 'image/png' })))], [200]);
       ids.push((await kept)[0].id);
     }
-    await until('the quota is applied', async () => (await chat.files!.list(room)).length === 2);
-    assert.deepEqual((await chat.files!.list(room)).map((f) => f.name), ['p2.png', 'p1.png'], 'newest first, the oldest gone');
+    await until('the quota is applied', async () => (await s.chat.files!.list(room)).length === 2);
+    assert.deepEqual((await s.chat.files!.list(room)).map((f) => f.name), ['p2.png', 'p1.png'], 'newest first, the oldest gone');
     assert.equal(existsSync(join(dir, `${ids[0]}.file`)), false);
     assert.equal(existsSync(join(dir, `${ids[2]}.file`)), true);
   });

@@ -8,28 +8,18 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import type { TestRelay } from '../../core/testing/index.ts';
-import ChatFocus, { ChatError, formatUseNickname } from '../../plugins/chat/index.ts';
-import { ChatClient, Clients, next, startChat } from '../support/chat.ts';
+import { describe, it } from 'node:test';
+import { ChatError, formatUseNickname } from '../../plugins/chat/index.ts';
+import { chatSuite, next, startChat, type ChatClient } from '../support/chat.ts';
 
 const forbidden = (e: unknown) => e instanceof ChatError && e.code === 'forbidden' && e.sipStatus === 403;
 
 describe('chat: moderation', () => {
-  let t: TestRelay;
-  let chat: ChatFocus;
-  const clients = new Clients();
-  const client = (name: string) => clients.connect(t, name);
-  before(async () => {
-    ({ t, chat } = await startChat({ store: { driver: 'memory' } }));
-  });
-  after(async () => {
-    await clients.close();
-    await t.close();
-  });
+  const s = chatSuite({ store: { driver: 'memory' } });
+  const client = (name: string) => s.client(name);
 
   it('API: kick removes every session of the user; ban removes and keeps them out; unban lets them back', async () => {
-    const room = await chat.rooms.create('sip:mod1@example.com');
+    const room = await s.chat.rooms.create('sip:mod1@example.com');
     await (await client('alice')).join(room);
     const b1 = await (await client('bob')).join(room);
     const b2 = await (await client('bob')).join(room);
@@ -50,7 +40,7 @@ describe('chat: moderation', () => {
   });
 
   it('API: a muted user\'s messages get 403 and its typing notices go nowhere; unmute lets it speak', async () => {
-    const room = await chat.rooms.create('sip:mod2@example.com');
+    const room = await s.chat.rooms.create('sip:mod2@example.com');
     const a = await (await client('alice')).join(room);
     const b = await (await client('bob')).join(room);
     room.mute('sip:bob@example.com');
@@ -75,7 +65,7 @@ describe('chat: moderation', () => {
   });
 
   it('API: the subject changes, is announced to clients without a=chatroom, and shows in conference-info', async () => {
-    const room = await chat.rooms.create('sip:mod3@example.com', { subject: 'Old' });
+    const room = await s.chat.rooms.create('sip:mod3@example.com', { subject: 'Old' });
     const plain = await (await client('carol')).join(room, { chatroom: null });
     const changed = next(room, 'subject');
     room.setSubject('New & improved');
@@ -85,21 +75,21 @@ describe('chat: moderation', () => {
   });
 
   it('a room password and an ACL keep joiners out with 403', async () => {
-    const locked = await chat.rooms.create('sip:locked@example.com', { password: 'open sesame' });
+    const locked = await s.chat.rooms.create('sip:locked@example.com', { password: 'open sesame' });
     await assert.rejects((await client('alice')).join(locked), forbidden);
     await assert.rejects((await client('alice')).join(locked, { password: 'wrong' }), forbidden);
     await (await client('alice')).join(locked, { password: 'open sesame' });
     assert.match(locked.conferenceInfo(), /<locked>true<\/locked>/);
     assert.equal(locked.toRecord().settings.password === 'open sesame', false, 'the password is kept hashed');
-    const staff = await chat.rooms.create('sip:staff@example.com', { acl: { allow: ['*@example.com'], deny: ['sip:mallory@example.com', 'dave@example.com'] } });
+    const staff = await s.chat.rooms.create('sip:staff@example.com', { acl: { allow: ['*@example.com'], deny: ['sip:mallory@example.com', 'dave@example.com'] } });
     await (await client('alice')).join(staff);
     await assert.rejects((await client('dave')).join(staff), forbidden);
     await assert.rejects((await client('erin')).join(staff, { identity: 'sip:erin@elsewhere.example' }), forbidden);
   });
 
   it('the join hook of the application may refuse a joiner or give it a role', async () => {
-    const room = await chat.rooms.create('sip:hooked@example.com');
-    chat.hooks.authorizeJoin.tapPromise('test', async (q) => {
+    const room = await s.chat.rooms.create('sip:hooked@example.com');
+    s.chat.hooks.authorizeJoin.tapPromise('test', async (q) => {
       if (q.room !== room) return undefined;
       if (q.user === 'frank@example.com') return { reject: 'frank is on holiday' };
       if (q.user === 'erin@example.com') return { role: 'moderator' };
@@ -112,7 +102,7 @@ describe('chat: moderation', () => {
   });
 
   it('commands to the room: members may not moderate; moderators kick, mute, set the subject; answers come privately', async () => {
-    const room = await chat.rooms.create('sip:cmd@example.com', { moderators: ['sip:alice@example.com'] });
+    const room = await s.chat.rooms.create('sip:cmd@example.com', { moderators: ['sip:alice@example.com'] });
     const a = await (await client('alice')).join(room, { nickname: 'al' });
     const b = await (await client('bob')).join(room, { nickname: 'bob the builder' });
     const c = await (await client('carol')).join(room);
@@ -153,7 +143,7 @@ describe('chat: moderation', () => {
   });
 
   it('NICKNAME then /ban by nickname; the ban holds for the user\'s every session', async () => {
-    const room = await chat.rooms.create('sip:cmdban@example.com', { owners: ['sip:alice@example.com'] });
+    const room = await s.chat.rooms.create('sip:cmdban@example.com', { owners: ['sip:alice@example.com'] });
     const a = await (await client('alice')).join(room);
     const d = await (await client('dave')).join(room);
     assert.equal(await d.nickname(formatUseNickname('Troll')), 200);
@@ -165,7 +155,7 @@ describe('chat: moderation', () => {
   });
 
   it('owners are moderated by owners only: a moderator\'s /kick, /mute and /ban of an owner are refused', async () => {
-    const room = await chat.rooms.create('sip:owned@example.com', { owners: ['sip:alice@example.com', 'sip:erin@example.com'], moderators: ['sip:bob@example.com'] });
+    const room = await s.chat.rooms.create('sip:owned@example.com', { owners: ['sip:alice@example.com', 'sip:erin@example.com'], moderators: ['sip:bob@example.com'] });
     const a = await (await client('alice')).join(room, { nickname: 'boss' });
     const b = await (await client('bob')).join(room);
     const e = await (await client('erin')).join(room);
