@@ -488,15 +488,15 @@ export class ChatFiles implements FileKeeping {
     if (f === undefined) throw Object.assign(new ChatError('no-such-file', 'no kept file matches the file-selector (RFC 5547 §8.2)'), { sdpAnswer: declined() });
     const bare = mediaTypeMatches(media.acceptTypes, f.contentType);
     if (!bare && !media.acceptTypes.includes('message/cpim')) throw Object.assign(new ChatError('not-acceptable', `the pull offer takes neither ${f.contentType.split(';')[0]} nor message/cpim`), { sdpAnswer: declined() });
-    const sessionId = this.focus.relay.newSessionId();
-    const focus = this.focus.focusUri(sessionId, media);
-    const preRoute = this.focus.routeFromPath(media.path, focus.uri);
-    if (preRoute === undefined && media.setup === 'passive') throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), which it does not');
+    const way = this.focus.openSession(media);
     const opened = bare ? await this.openBare(f) : await this.openWrapped(f);
-    if (opened === undefined) throw Object.assign(new ChatError('no-such-file', 'the kept file is gone'), { sdpAnswer: declined() });
+    if (opened === undefined) {
+      this.focus.abandon(way);
+      throw Object.assign(new ChatError('no-such-file', 'the kept file is gone'), { sdpAnswer: declined() });
+    }
     const p = new Participant(room, {
-      sessionId,
-      uri: focus.uri,
+      sessionId: way.sessionId,
+      uri: way.uri,
       identity: o.identity,
       user,
       path: media.path,
@@ -508,16 +508,15 @@ export class ChatFiles implements FileKeeping {
     const sdpAnswer = buildAnswer({
       offer,
       accept: media.index,
-      path: [focus.uri],
-      address: focus.host,
-      port: focus.port,
+      path: [way.uri],
+      address: way.host,
+      port: way.port,
       acceptTypes: [bare ? f.contentType.split(';')[0]!.trim() : 'message/cpim'],
       sessionName: f.name ?? 'file',
       extra,
     });
     this.focus.register(p);
-    if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
-    else this.focus.awaitRoute(p);
+    this.focus.connect(p, way);
     this.stats.sent++;
     p.deliver(new Delivery(p, opened, 'private', opened.length, bare ? f.contentType : 'message/cpim'));
     p.release();
@@ -534,13 +533,10 @@ export class ChatFiles implements FileKeeping {
    * the offer's selector and file-transfer-id.
    */
   async push(room: RoomCore, o: JoinOptions, offer: Sdp, media: MsrpMedia, user: string): Promise<JoinResult> {
-    const sessionId = this.focus.relay.newSessionId();
-    const focus = this.focus.focusUri(sessionId, media);
-    const preRoute = this.focus.routeFromPath(media.path, focus.uri);
-    if (preRoute === undefined && media.setup === 'passive') throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), which it does not');
+    const way = this.focus.openSession(media);
     const p = new Participant(room, {
-      sessionId,
-      uri: focus.uri,
+      sessionId: way.sessionId,
+      uri: way.uri,
       identity: o.identity,
       user,
       path: media.path,
@@ -555,17 +551,16 @@ export class ChatFiles implements FileKeeping {
     const sdpAnswer = buildAnswer({
       offer,
       accept: media.index,
-      path: [focus.uri],
-      address: focus.host,
-      port: focus.port,
+      path: [way.uri],
+      address: way.host,
+      port: way.port,
       acceptTypes: media.acceptTypes.length > 0 ? media.acceptTypes : ['*'],
       maxSize: room.maxMessageSize,
       sessionName: room.subject !== '' ? room.subject : 'file',
       extra,
     });
     this.focus.register(p);
-    if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
-    else this.focus.awaitRoute(p);
+    this.focus.connect(p, way);
     p.release();
     room.emit('file-push', p);
     return { sdpAnswer, participant: p };

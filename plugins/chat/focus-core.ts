@@ -95,6 +95,19 @@ export interface Crossings {
   begin(room: RoomCore, meta: MessageMeta, first: readonly Buffer[], total: number): Crossing | undefined;
 }
 
+/** A new session of the focus (FocusCore.openSession): where it answers, and how it reaches its participant. */
+export interface SessionWay {
+  readonly sessionId: string;
+  /** The focus's URI of the session, and the host and port its SDP answer names. */
+  readonly uri: string;
+  readonly host: string;
+  readonly port: number;
+  /** The participant's a=path starts with a session of this relay: its copies go this way at once. */
+  readonly route: Route | undefined;
+  /** Cluster mode (`--workers`): a worker link of its own toward a token another worker issued, opening. */
+  readonly link: Promise<ConnectionContext> | undefined;
+}
+
 /** What a room and its parts need of the focus (the plugin, index.ts). */
 export interface FocusCore {
   readonly relay: PluginHost;
@@ -107,25 +120,23 @@ export interface FocusCore {
   readonly files?: FileKeeping | undefined;
   /** Large messages across nodes (cluster-files.ts), with the cluster option. */
   readonly clusterFiles?: Crossings | undefined;
-  /** The focus's URI for a new participant, and the host and port its SDP answer names. */
-  focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number };
-  /** The route to a participant whose a=path starts with a session of this relay, else undefined. */
-  routeFromPath(path: readonly string[], focusUri: string): Route | undefined;
+  /**
+   * A session of the focus for an offer's MSRP stream: its URI, and the way to the participant
+   * that the offer's a=path gives. Throws ChatError not-acceptable (488) for a passive offerer
+   * (RFC 6135) that no session of this relay leads to: the focus dials nothing.
+   */
+  openSession(media: MsrpMedia): SessionWay;
   /** Requests to the participant's URI reach its room from now on. */
   register(p: Participant): void;
   unregister(p: Participant): void;
-  /** Copies to the participant go this way; when the route's session or connection ends, it leaves. */
-  bindRoute(p: Participant, route: Route): void;
   /**
-   * Cluster mode (`--workers`): a connection of its own over the worker link toward a path whose
-   * first URI is a token another worker issued (relay.openWorkerLink); undefined otherwise.
+   * Copies to the participant go the session's way: at once when its path starts with a session
+   * of this relay, else over its worker link once open, or back the way its first request came;
+   * none of these within connectTimeout, it leaves (`no-connection`).
    */
-  linkToward(path: readonly string[]): Promise<ConnectionContext> | undefined;
-  /**
-   * Drops the participant if no request of it arrives within connectTimeout. Its copies go over
-   * `link` (linkToward) as soon as that is open, unless a request of it came first another way.
-   */
-  awaitRoute(p: Participant, link?: Promise<ConnectionContext>): void;
+  connect(p: Participant, way: SessionWay): void;
+  /** A join that failed after openSession(): what it opened (a worker link) is closed. */
+  abandon(way: SessionWay): void;
   /** Saves the room (persistent rooms). */
   persist(room: RoomCore): void;
   /** Runs store work for a room in order; failures are logged. */

@@ -28,6 +28,7 @@ import { ChatError } from './errors.ts';
 import { RelayedRefusals } from './relayed-report.ts';
 import { CHAT_SCHEMA, resolveOptions, type ChatOptions, type ChatOptionsInput } from './options.ts';
 import type { Participant } from './participant.ts';
+import type { SessionWay } from './focus-core.ts';
 import { Room, hashPassword, sameMsrpUri, type ChatHooks, type JoinDecision, type JoinRequest, type RoomFocus, type RoomOptions, type RoomSettings } from './room.ts';
 import type { MsrpMedia } from './sdp.ts';
 import { createStore } from './stores/index.ts';
@@ -312,7 +313,33 @@ export default class ChatFocus implements RelayPlugin, RoomFocus {
 
   // ------------------------------------------------------------------ RoomFocus
 
-  focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number } {
+  openSession(media: MsrpMedia): SessionWay {
+    const sessionId = this.relay.newSessionId();
+    const focus = this.focusUri(sessionId, media);
+    const route = this.routeFromPath(media.path, focus.uri);
+    // Cluster mode: a token another worker issued is reached over a worker link of its own,
+    // opened now, so that a passive offerer is reached that way too.
+    const link = route === undefined ? this.linkToward(media.path) : undefined;
+    // Handled here too: it may fail while a join still reads the history (connect() logs it).
+    link?.catch(() => undefined);
+    if (route === undefined && link === undefined && media.setup === 'passive') {
+      // RFC 6135: a passive offerer waits to be dialled; the focus dials nothing but the relay's own sessions.
+      throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), and its path starts with no session of this relay');
+    }
+    return { sessionId, ...focus, route, link };
+  }
+
+  connect(p: Participant, way: SessionWay): void {
+    if (way.route !== undefined) this.bindRoute(p, way.route);
+    else this.awaitRoute(p, way.link);
+  }
+
+  abandon(way: SessionWay): void {
+    void way.link?.then((c) => c.close(), () => undefined);
+  }
+
+  /** The focus's URI for a new session, and the host and port its SDP answer names. */
+  private focusUri(sessionId: string, media: MsrpMedia): { uri: string; host: string; port: number } {
     const ls = this.relay.listeners;
     const tls = ls.find((l) => l.transport === 'tls');
     const tcp = ls.find((l) => l.transport === 'tcp');
@@ -324,7 +351,8 @@ export default class ChatFocus implements RelayPlugin, RoomFocus {
     return { uri: `${l.scheme}://${uriHost}:${l.port}/${sessionId};tcp`, host, port: l.port };
   }
 
-  routeFromPath(path: readonly string[], focusUri: string): Route | undefined {
+  /** The route to a participant whose a=path starts with a session of this relay, else undefined. */
+  private routeFromPath(path: readonly string[], focusUri: string): Route | undefined {
     if (path.length < 2) return undefined;
     const u = tryParseUri(path[0]!);
     if (u?.sessionId === undefined) return undefined;
@@ -353,7 +381,8 @@ export default class ChatFocus implements RelayPlugin, RoomFocus {
     }
   }
 
-  bindRoute(p: Participant, route: Route): void {
+  /** Copies to the participant go this way; when the route's session or connection ends, it leaves. */
+  private bindRoute(p: Participant, route: Route): void {
     if (p.route !== undefined || p.left !== undefined) return;
     const t = this.routeTimers.get(p);
     if (t !== undefined) clearTimeout(t);
@@ -369,11 +398,12 @@ export default class ChatFocus implements RelayPlugin, RoomFocus {
    * a worker link of its own, at once (as a token of this worker is), and one slow participant
    * holds back no other (C-16).
    */
-  linkToward(path: readonly string[]): Promise<ConnectionContext> | undefined {
+  private linkToward(path: readonly string[]): Promise<ConnectionContext> | undefined {
     return path.length >= 2 ? this.relay.openWorkerLink(path[0]!) : undefined;
   }
 
-  awaitRoute(p: Participant, link = this.linkToward(p.path)): void {
+  /** Drops the participant if no request of it arrives within connectTimeout; over `link` once it is open. */
+  private awaitRoute(p: Participant, link: Promise<ConnectionContext> | undefined): void {
     const t = setTimeout(() => {
       this.routeTimers.delete(p);
       if (p.route === undefined && p.left === undefined) p.room.leave(p, 'no-connection');

@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import type { AsyncSeriesBailHook } from 'tapable';
-import type { ConnectionContext, LocalReceiver, LocalResponse } from '../../core/index.ts';
+import type { LocalReceiver, LocalResponse } from '../../core/index.ts';
 import { formatStatusHeader, getHeaders, parseUri, uriEquals, type MsrpRequestHead } from '../../core/protocol/index.ts';
 import { HELP_TEXT, parseCommand } from './commands.ts';
 import { streamIdAfter, type ClusterMessage } from './cluster.ts';
@@ -28,7 +28,7 @@ import { buildCpim, focusHeaderLines, focusPrefix, headersInNamespace, insertHea
 import { Delivery, type DeliveryKind, type Route } from './delivery.ts';
 import { ChatError } from './errors.ts';
 import type { ChatFiles } from './files.ts';
-import type { FocusCore, JoinOptions, JoinResult, RosterEntry, RouteDecision, RoomCore } from './focus-core.ts';
+import type { FocusCore, JoinOptions, JoinResult, RosterEntry, RouteDecision, RoomCore, SessionWay } from './focus-core.ts';
 import { InboundMessage, MAX_IN_PROGRESS } from './inbound.ts';
 import { NicknameError, nicknameKey, parseUseNickname, prepareNickname } from './nickname.ts';
 import { Participant, type LeaveReason, type ParticipantIdentity } from './participant.ts';
@@ -118,10 +118,7 @@ interface Entering {
   readonly offer: Sdp;
   readonly media: MsrpMedia;
   readonly role: Exclude<Role, 'banned'> | undefined;
-  readonly sessionId: string;
-  readonly focus: { readonly uri: string; readonly host: string; readonly port: number };
-  readonly preRoute: Route | undefined;
-  readonly link: Promise<ConnectionContext> | undefined;
+  readonly way: SessionWay;
 }
 
 const IS_COMPOSING = 'application/im-iscomposing+xml';
@@ -229,33 +226,22 @@ export class Room extends EventEmitter implements RoomCore {
     const role = await this.authorize({ room: this, identity: o.identity, user, media });
     if (this.closed) throw new ChatError('closed', 'the room is closed');
 
-    const sessionId = this.focus.relay.newSessionId();
-    const focus = this.focus.focusUri(sessionId, media);
-    const preRoute = this.focus.routeFromPath(media.path, focus.uri);
-    // Cluster mode: a token another worker issued is reached over a worker link of its own
-    // (index.ts), opened now, so that a passive offerer is reached that way too.
-    const link = preRoute === undefined ? this.focus.linkToward(media.path) : undefined;
-    // Handled here too: it may fail while the join still reads the history (awaitRoute logs it).
-    link?.catch(() => undefined);
-    if (preRoute === undefined && link === undefined && media.setup === 'passive') {
-      // RFC 6135: a passive offerer waits to be dialled; the focus dials nothing but the relay's own sessions.
-      throw new ChatError('not-acceptable', 'the offer wants the focus to connect to it (a=setup:passive), and its path starts with no session of this relay');
-    }
+    const way = this.focus.openSession(media);
     try {
-      return await this.enter({ o, user, offer, media, role, sessionId, focus, preRoute, link });
+      return await this.enter({ o, user, offer, media, role, way });
     } catch (e) {
-      void link?.then((c) => c.close(), () => undefined);
+      this.focus.abandon(way);
       throw e;
     }
   }
 
   /** join() once the offer is taken: the session, its nickname, welcome and history, the answer. */
   private async enter(j: Entering): Promise<JoinResult> {
-    const { o, user, offer, media, role, sessionId, focus, preRoute, link } = j;
+    const { o, user, offer, media, role, way } = j;
     const chatroom = media.chatroom;
     const p = new Participant(this, {
-      sessionId,
-      uri: focus.uri,
+      sessionId: way.sessionId,
+      uri: way.uri,
       identity: o.identity,
       user,
       path: media.path,
@@ -298,9 +284,9 @@ export class Room extends EventEmitter implements RoomCore {
     const sdpAnswer = buildAnswer({
       offer,
       accept: media.index,
-      path: [focus.uri],
-      address: focus.host,
-      port: focus.port,
+      path: [way.uri],
+      address: way.host,
+      port: way.port,
       acceptTypes: ['message/cpim'],
       acceptWrappedTypes: this.focus.options.acceptWrappedTypes,
       maxSize: this.maxMessageSize,
@@ -310,8 +296,7 @@ export class Room extends EventEmitter implements RoomCore {
     this.members.push(p);
     this.focus.register(p);
     this.focus.cluster?.rosterChanged(this);
-    if (preRoute !== undefined) this.focus.bindRoute(p, preRoute);
-    else this.focus.awaitRoute(p, link);
+    this.focus.connect(p, way);
     // The welcome and the history go first; then what is said from now on (C-17).
     if (welcome) this.status(p, this.welcomeText(p), 'private');
     for (const h of history) this.replay(p, h);
