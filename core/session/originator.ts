@@ -8,6 +8,7 @@
  * each with its own tid, Message-ID and paths.
  */
 
+import { randomFillSync } from 'node:crypto';
 import type { EndFlag, FrameHead, RawHeader } from '../protocol/framer.ts';
 import { formatByteRange, getHeader, isIdent, lowerName, newTransactionId, parseRequestHead, readPaths, type MsrpRequestHead, type Paths } from '../protocol/message.ts';
 import { randomBase62 } from '../protocol/random.ts';
@@ -237,17 +238,56 @@ function putAscii(f: Buffer, at: number, s: string): number {
   return at;
 }
 
-/** A copy written whole at once: nothing to stream, nothing awaited. */
-class WrittenCopy implements SentCopy {
-  onWritable: (() => void) | undefined = undefined;
-  private settled: Promise<OriginateResult> | undefined;
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
-  constructor(readonly written: boolean) {}
+/** Random octets for the tids of prepared copies, refilled 4 KiB at a time; octets used are zeroed. */
+const tidPool = Buffer.allocUnsafe(4096);
+let tidAt = tidPool.length;
 
-  get result(): Promise<OriginateResult> {
-    return (this.settled ??= Promise.resolve(NO_ANSWER));
+/**
+ * A new transaction id (R-59: 128 random bits as 32 lower-case hex digits) written at `a`, the
+ * start line's, and at `b`, the end-line's: the copy sent whole needs it nowhere else, so it is
+ * never made a string.
+ */
+function putNewTid(f: Buffer, a: number, b: number): void {
+  if (tidAt + 16 > tidPool.length) {
+    randomFillSync(tidPool);
+    tidAt = 0;
+  }
+  for (let i = 0; i < 16; i++) {
+    const x = tidPool[tidAt]!;
+    tidPool[tidAt++] = 0;
+    const hi = HEX[x >> 4]!;
+    const lo = HEX[x & 15]!;
+    f[a++] = hi;
+    f[a++] = lo;
+    f[b++] = hi;
+    f[b++] = lo;
   }
 }
+
+/** A copy written whole with room left, and with the connection full (then its onWritable comes). */
+class WrittenCopy implements SentCopy {
+  onWritable: (() => void) | undefined = undefined;
+  readonly written = false;
+  get result(): Promise<OriginateResult> {
+    return SETTLED;
+  }
+}
+const SETTLED = Promise.resolve(NO_ANSWER);
+/**
+ * The copy written whole to a connection with room left, the common case, is one shared object:
+ * nothing of it is the copy's own. Its onWritable is never called (none is due), so setting it
+ * keeps nothing.
+ */
+const WRITTEN: SentCopy = {
+  written: true,
+  get onWritable() {
+    return undefined;
+  },
+  set onWritable(_fn: (() => void) | undefined) {},
+  result: SETTLED,
+};
 
 /**
  * A request checked once and rendered once but for what each copy has of its own: the
@@ -326,13 +366,14 @@ class Prepared implements PreparedRequest {
       if (method === 'SEND') mid = randomBase62(16);
       else if (method === 'REPORT') throw invalid(who, 'REPORT without Message-ID');
     } else if (!isIdent(mid)) throw invalid(who, 'Message-ID is not an ident');
-    const tid = newTransactionId();
     const w = conn.writer;
     if (this.oneFrame && w.isIdle && !conn.isClosed) {
       const lines = (route.lines ??= Buffer.from(`To-Path: ${route.to}\r\nFrom-Path: ${route.from}\r\n`));
-      const f = Buffer.allocUnsafe(MSRP_.length + 2 * tid.length + this.startRest.length + lines.length + (mid === undefined ? 0 : MESSAGE_ID_.length + mid.length + 2) + this.tail.length + 3);
+      const n = MSRP_.length + 32 + this.startRest.length + lines.length + (mid === undefined ? 0 : MESSAGE_ID_.length + mid.length + 2) + this.tail.length + 32 + 3;
+      const f = Buffer.allocUnsafe(n);
       f.set(MSRP_, 0);
-      let at = putAscii(f, MSRP_.length, tid);
+      putNewTid(f, MSRP_.length, n - 35);
+      let at = MSRP_.length + 32;
       f.set(this.startRest, at);
       at += this.startRest.length;
       f.set(lines, at);
@@ -344,16 +385,19 @@ class Prepared implements PreparedRequest {
         f[at++] = 0x0a;
       }
       f.set(this.tail, at);
-      at = putAscii(f, at + this.tail.length, tid);
+      // the end-line's tid is in place: its flag
+      at += this.tail.length + 32;
       f[at++] = 0x24; // '$'
       f[at++] = 0x0d;
       f[at] = 0x0a;
       if (w.whole(f)) {
-        const c = new WrittenCopy(w.writable);
-        if (!c.written) w.whenDrained(() => c.onWritable?.());
+        if (w.writable) return WRITTEN;
+        const c = new WrittenCopy();
+        w.whenDrained(() => c.onWritable?.());
         return c;
       }
     }
+    const tid = newTransactionId();
     // Behind the connection's other streams, cut where it may be (R-67, W-4), or awaiting an answer.
     const p = route.paths;
     const req: MsrpRequestHead = { ...this.req, tid, toPath: p.toPath, fromPath: p.fromPath, toUris: p.toUris, fromUris: p.fromUris, messageId: mid, headers: mid === undefined ? this.req.headers : [['Message-ID', mid], ...this.req.headers] };

@@ -102,6 +102,11 @@ export class Delivery {
   private chunkLimit = 0;
   /** Where the current chunk started (cursor position). */
   private chunkStart = 0;
+  /**
+   * Octets of a copy of a prepared request (sendWhole): its cursor stays where it is, as moving
+   * it walks every cursor of the message's spool, and the copy is done at once or soon after.
+   */
+  private sentWhole = 0;
 
   constructor(
     readonly owner: DeliveryOwner,
@@ -122,12 +127,12 @@ export class Delivery {
 
   /** Bytes of the message not yet written to the recipient. */
   get backlog(): number {
-    return (this.total >= 0 ? this.total : this.spool.length) - this.cursor.pos;
+    return (this.total >= 0 ? this.total : this.spool.length) - this.written;
   }
 
   /** Bytes written so far. */
   get written(): number {
-    return this.cursor.pos;
+    return this.cursor.pos + this.sentWhole;
   }
 
   /**
@@ -152,7 +157,6 @@ export class Delivery {
     // A small body already whole goes out in one piece, from the Buffer every copy shares, with
     // its exact range; anything else is streamed from the spool, open-ended (R-67: interruptible).
     const body = at === 0 && t <= 2048 && (this.chunkLimit === 0 || t <= this.chunkLimit) && this.spool.length === t ? this.spool.whole() : undefined;
-    const range = body !== undefined ? `1-${t}/${t}` : `${at + 1}-*/${t >= 0 ? t : '*'}`;
     // C-12 lets the focus choose the report model of its copies: a copy sent whole asks for
     // error answers only (Failure-Report partial, RFC 4975 §7.1.2), as nothing could be done
     // with a 200 to it; saving the recipient a response and the relay a transaction per copy
@@ -161,6 +165,7 @@ export class Delivery {
     // is gone (481). A streamed copy keeps yes: an error answer stops it.
     const partial = body !== undefined && this.owner.wantsAnswer?.() !== true;
     if (partial) return this.sendWhole(body);
+    const range = body !== undefined ? `1-${t}/${t}` : `${at + 1}-*/${t >= 0 ? t : '*'}`;
     let out: OutgoingRequest;
     try {
       out = this.relay!.originate(this.route!.target, {
@@ -181,7 +186,7 @@ export class Delivery {
       const ok = out.write(body);
       this.cursor.advance(body.length);
       out.end('$');
-      this.sentWhole(ok, out);
+      this.handedOver(ok, out);
       return false;
     }
     out.onWritable = () => {
@@ -207,8 +212,8 @@ export class Delivery {
       this.done('failed');
       return false;
     }
-    this.cursor.advance(body.length);
-    this.sentWhole(c.written, c);
+    this.sentWhole = body.length;
+    this.handedOver(c.written, c);
     return false;
   }
 
@@ -217,7 +222,7 @@ export class Delivery {
    * the relay holds it, and it counts as blocked until the connection has room again, so C-16
    * sees a recipient that does not read.
    */
-  private sentWhole(written: boolean, c: { onWritable: (() => void) | undefined }): void {
+  private handedOver(written: boolean, c: { onWritable: (() => void) | undefined }): void {
     if (written) {
       this.done('sent');
       return;
