@@ -346,13 +346,15 @@ class Prepared implements PreparedRequest {
       throw new Error(`${who}: Byte-Range ${range.start}-${range.end} is not the body's ${body.length} octets`);
     }
     this.req = { ...req, headers: idRequired ? req.headers.slice(1) : req.headers };
-    this.body = body;
     const awaited = req.failureReport === 'partial' ? undefined : answerKind(req);
     this.oneFrame = awaited === undefined && !isInterruptible(req, hasStarEnd(req));
     let rest = '';
     for (const [n, v] of this.req.headers) rest += `${n}: ${v}\r\n`;
     this.startRest = Buffer.from(` ${o.method}\r\n`, 'latin1');
-    this.tail = hasBody ? Buffer.concat([Buffer.from(`${rest}\r\n`), body, Buffer.from('\r\n-------', 'latin1')]) : Buffer.from(`${rest}-------`);
+    const headEnd = Buffer.from(hasBody ? `${rest}\r\n` : rest);
+    this.tail = Buffer.concat([headEnd, body ?? Buffer.alloc(0), Buffer.from(hasBody ? '\r\n-------' : '-------', 'latin1')]);
+    // The copy of the body in the tail: a caller may reuse its own Buffer once prepare() returned.
+    this.body = hasBody ? this.tail.subarray(headEnd.length, headEnd.length + body.length) : undefined;
   }
 
   send(target: ConnectionContext | SessionInfo, copy: CopyOptions): SentCopy {

@@ -79,7 +79,10 @@ describe('relay.prepare(): one request sent as copies', () => {
     const alice = await member('m-alice');
     const bob = await member('m-bob', 'bob');
     const body = 'hello everyone, é';
-    const p = fanout.relay.prepare({ method: 'SEND', headers: [['Failure-Report', 'partial']], contentType: 'text/plain;charset=UTF-8', body });
+    const given = Buffer.from(body);
+    const p = fanout.relay.prepare({ method: 'SEND', headers: [['Failure-Report', 'partial']], contentType: 'text/plain;charset=UTF-8', body: given });
+    // prepare() keeps a copy: the caller may reuse its Buffer.
+    given.fill(0x21);
     const copies: SentCopy[] = [];
     for (const [m, ids] of [[alice, ['a1', 'a2', 'a3']], [bob, ['b1', 'b2', 'b3']]] as const) {
       for (const id of ids) copies.push(send(p, m.way, `copy-${id}`));
