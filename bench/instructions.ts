@@ -9,7 +9,8 @@
  * `--baseline DIR`, the other one, alternated) runs under callgrind with instrumentation off;
  * it is switched on (callgrind_control) only around each measured run, after the usual
  * unmeasured warm-up, and the count is divided by the work done: instructions per KiB
- * relayed (bulk), per message delivered (rate), per AUTH (auth).
+ * relayed (bulk), per message delivered (rate), per AUTH (auth), per copy delivered (chat:
+ * its max phase only, not the participants' AUTHs and joins, nor the half-rate phase).
  *
  * The relay runs some 30-50 times slower under callgrind. Runs must be long enough for the JIT
  * to have compiled the hot path during the warm-up (rate and auth run 30 s by default here):
@@ -42,6 +43,7 @@ interface Count {
 function workOf(sc: Scenario, o: BenchOptions, metrics: Record<string, number>, seconds: number): { amount: number; unit: string } | undefined {
   if (sc.name === 'bulk') return { amount: o.size / 1024, unit: 'KiB' };
   if (sc.name === 'rate') return metrics['delivered'] !== undefined ? { amount: metrics['delivered'], unit: 'message' } : undefined;
+  if (sc.name === 'chat') return metrics['deliveries'] !== undefined ? { amount: metrics['deliveries'], unit: 'copy' } : undefined;
   const rateKey = sc.metrics[0]!.key;
   if (rateKey.endsWith('/s') && metrics[rateKey] !== undefined) return { amount: metrics[rateKey] * seconds, unit: rateKey.slice(0, -2) };
   return undefined;
@@ -155,24 +157,35 @@ export async function countInstructions(
     }
     const variants: Variant[] = sc.variants(o).flatMap((v) => legsList.map((legs) => ({ ...v, name: legsList.length === 1 ? v.name : `${v.name} ${legs.name}`.trim(), legs })));
     for (let rep = 1; rep <= reps; rep++) {
-      for (const { spec, dir } of targets) {
+      for (const { spec: given, dir } of targets) {
+        // chat: this relay with the chat focus, started the same way (under callgrind).
+        const spec = sc.target?.(given, o) ?? given;
         const runnable = variants.filter((v) => sc.notApplicable?.(v, spec, o) === undefined);
         if (runnable.length === 0) continue;
         const running = await spec.start();
         try {
           const pid = running.pids()[0]!;
           const warm = o.cold ? undefined : sc.warmup?.(o);
+          const on = () => {
+            collected(dir, pid);
+            control(pid, '--zero');
+            control(pid, '--instr=on');
+          };
+          const off = () => control(pid, '--instr=off');
           for (const v of runnable) {
             if (warm !== undefined) {
               log(`${sc.name} ${v.name} on ${spec.name}: warm-up under callgrind, not counted ...`);
               await sc.run(over(running, v), spec, v, warm);
             }
             log(`${sc.name} ${v.name} on ${spec.name}, rep ${rep}/${reps}: counting ...`);
-            collected(dir, pid);
-            control(pid, '--zero');
-            control(pid, '--instr=on');
-            const out = await sc.run(over(running, v), spec, v, o);
-            control(pid, '--instr=off');
+            let out;
+            if (sc.countsOwnPhase === true) {
+              out = await sc.run(over(running, v), spec, v, { ...o, counting: { on, off } });
+            } else {
+              on();
+              out = await sc.run(over(running, v), spec, v, o);
+              off();
+            }
             control(pid, '--dump');
             const ir = collected(dir, pid, keepDir !== undefined ? join(keepDir, `${sc.name}-${v.name.replace(/\W+/g, '_')}-${spec.name}-${rep}`) : undefined);
             const work = workOf(sc, o, out.metrics, out.metered.seconds);
@@ -210,7 +223,7 @@ function median(xs: number[]): number {
 }
 
 function table(counts: Count[], scenarios: Scenario[], names: string[]): string {
-  const unit: Record<string, string> = { bulk: 'KiB', rate: 'message', auth: 'auth' };
+  const unit: Record<string, string> = { bulk: 'KiB', rate: 'message', auth: 'auth', chat: 'copy' };
   const lines = [
     `| scenario | variant | counted | ${names.map((n) => `${n} (median per unit)`).join(' | ')} | ${names.slice(1).map((n) => `${names[0]} / ${n}`).join(' | ')} | runs |`,
     `|${'---|'.repeat(3 + names.length + names.length - 1 + 1)}`,

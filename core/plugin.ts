@@ -22,7 +22,7 @@ import type { RelayConfigInput } from './config/schema.ts';
 import type { RelayConfig } from './config/schema.ts';
 import type { RelayHooks } from './hooks.ts';
 import type { Transports } from './transport/stream.ts';
-import type { ConnectionContext, ListenerInfo, OriginateOptions, OutgoingRequest, SessionInfo } from './types.ts';
+import type { ConnectionContext, ListenerInfo, OriginateOptions, OutgoingRequest, PrepareOptions, PreparedRequest, SessionInfo } from './types.ts';
 
 export type { Logger } from './types.ts';
 import type { Logger } from './types.ts';
@@ -55,6 +55,11 @@ export interface PluginHost {
    * (DESIGN.md §3a: a local endpoint's copies). See OriginateOptions and OutgoingRequest.
    */
   originate(target: ConnectionContext | SessionInfo, options: OriginateOptions): OutgoingRequest;
+  /**
+   * A request checked and rendered once, to send as many copies (a fan-out, C-1): each copy
+   * costs its own transaction id, Message-ID and paths only. Throws when it is not valid MSRP.
+   */
+  prepare(options: PrepareOptions): PreparedRequest;
   /** A fresh session-id for a URI of this relay that is no token (a local endpoint's; R-47). */
   newSessionId(): string;
   /**

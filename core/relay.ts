@@ -24,7 +24,7 @@ import { alreadyReported, createHooks, isTapped, type RelayHooks } from './hooks
 import { silentLogger, type Logger, type PluginHost, type RelayPlugin, type SessionsView } from './plugin.ts';
 import { loadPlugins } from './plugin-loader.ts';
 import { Connection } from './session/connection.ts';
-import { originate } from './session/originator.ts';
+import { originate, prepare } from './session/originator.ts';
 import { Peer, peerOf } from './session/peer.ts';
 import { Router } from './session/router.ts';
 import { tryParseUri } from './protocol/uri.ts';
@@ -33,7 +33,7 @@ import { TransportRegistry, type Transports } from './transport/registry.ts';
 import { describeEntry, type Admission, type AdoptOptions, type MsrpStream, type TransportContext, type TransportListener } from './transport/stream.ts';
 import { tcpTransport } from './transport/tcp.ts';
 import { MsrpError } from './errors.ts';
-import type { CloseReason, ConnectionContext, ListenerInfo, NextHop, OriginateOptions, OutgoingRequest, SessionInfo } from './types.ts';
+import type { CloseReason, ConnectionContext, ListenerInfo, NextHop, OriginateOptions, OutgoingRequest, PrepareOptions, PreparedRequest, SessionInfo } from './types.ts';
 
 export interface CreateRelayOptions {
   /** Folder that relative paths in the config (certificates, plugin files) are resolved against. */
@@ -191,9 +191,19 @@ export class Relay implements PluginHost {
    * and end(), or give it whole in `options.body`.
    */
   originate(target: ConnectionContext | SessionInfo, options: OriginateOptions): OutgoingRequest {
+    return originate(this.originTarget(target, 'relay.originate()'), this.router.transactions, options);
+  }
+
+  /** A request checked and rendered once, sent as copies (PreparedRequest.send; docs/reference/transports.md). */
+  prepare(options: PrepareOptions): PreparedRequest {
+    return prepare(options, (target) => this.originTarget(target, 'PreparedRequest.send()'), this.router.transactions);
+  }
+
+  /** The connection a request from the relay goes on: the target's, or its session owner's. */
+  private originTarget(target: ConnectionContext | SessionInfo, who: string): Connection {
     const conn = 'owner' in target ? target.owner : target;
-    if (!(conn instanceof Connection) || !this.connections.has(conn)) throw new Error('relay.originate(): the target is not a connection of this relay');
-    return originate(conn, this.router.transactions, options);
+    if (!(conn instanceof Connection) || !this.connections.has(conn)) throw new Error(`${who}: the target is not a connection of this relay`);
+    return conn;
   }
 
   /**

@@ -208,6 +208,55 @@ export interface OutgoingRequest {
   readonly result: Promise<OriginateResult>;
 }
 
+/**
+ * relay.prepare(): one request checked and rendered once, then sent as many copies, each with
+ * its own transaction id, Message-ID and paths: a local endpoint's fan-out (C-1: a chat focus
+ * sends every message to each participant as a new SEND).
+ */
+export interface PrepareOptions {
+  readonly method: string;
+  /**
+   * Headers after From-Path and the copy's Message-ID (Byte-Range, Failure-Report, …): not
+   * To-Path, From-Path, Message-ID (given per copy) or Content-Type.
+   */
+  readonly headers?: readonly RawHeader[];
+  /** With a body: its Content-Type (written last, R-25). A request without it has no body. */
+  readonly contentType?: string;
+  /** The whole body every copy carries (required with contentType: a prepared request is not streamed). */
+  readonly body?: Buffer | string;
+}
+
+/** One copy of a prepared request. */
+export interface CopyOptions {
+  readonly toPath: readonly string[];
+  readonly fromPath: readonly string[];
+  /** Its Message-ID (C-1: a new one per copy); a SEND without one gets a random one. */
+  readonly messageId?: string;
+}
+
+/** A request prepared once (relay.prepare()), sent as copies. */
+export interface PreparedRequest {
+  /**
+   * Sends a copy on a connection, or toward the owner of a session, through that connection's
+   * Writer as relay.originate() sends a whole body (back-pressure, R-67, W-4). Throws when the
+   * target is not a connection of this relay or the copy's paths or Message-ID are not valid.
+   */
+  send(target: ConnectionContext | SessionInfo, copy: CopyOptions): SentCopy;
+}
+
+/** A copy on its way: what relay.originate() tells of a whole body, without write() or end(). */
+export interface SentCopy {
+  /**
+   * True when the copy is handed to the connection and it has room for more; false when the
+   * connection is full or the copy waits behind another stream on it: then onWritable comes
+   * once, when the copy is all written and the connection has room again.
+   */
+  readonly written: boolean;
+  onWritable: (() => void) | undefined;
+  /** As OutgoingRequest.result (status 0 once written when no response is due). */
+  readonly result: Promise<OriginateResult>;
+}
+
 /** resolveDomain: which SIP domain (and Digest realm) an AUTH belongs to. */
 export interface DomainQuery {
   readonly connection: ConnectionContext;

@@ -34,6 +34,14 @@ export interface BenchOptions {
   chatHalf: boolean;
   /** No unmeasured warm-up run after a target starts (see Scenario.warmup). */
   cold: boolean;
+  /**
+   * --instructions: switches the relay's counting on and off. A scenario that sets up much
+   * before the work it reports (chat: a hundred AUTHs and joins) calls these around its
+   * measured phase; for the others the runner counts the whole run.
+   */
+  counting?: { on(): void; off(): void };
+  /** --instructions: the relay runs under callgrind, some 40 times slower (longer warm-ups). */
+  slow?: boolean;
   log(msg: string): void;
 }
 
@@ -85,4 +93,6 @@ export interface Scenario {
    * latency warms up inside its own run). `--cold` skips every warm-up.
    */
   warmup?(o: BenchOptions): BenchOptions;
+  /** It calls BenchOptions.counting around its measured phase itself (--instructions). */
+  readonly countsOwnPhase?: boolean;
 }

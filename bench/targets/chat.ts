@@ -76,10 +76,13 @@ export function chatRelayTarget(base: TargetSpec, participants: number): TargetS
         '--participants',
         String(participants),
       ];
-      const g = spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
+      const w = base.wrapper;
+      const g = w !== undefined && w.length > 0 ? spawnGroup(w[0]!, [...w.slice(1), process.execPath, ...args], { cwd: dir, log: join(dir, 'relay.log') }) : spawnGroup(process.execPath, args, { cwd: dir, log: join(dir, 'relay.log') });
+      // Under valgrind (--instructions) the relay takes minutes to start.
+      const startMs = w !== undefined ? 300_000 : 60_000;
       try {
-        await waitForPort(port, 60_000, () => exitedBeforeListening(g));
-        await waitForPort(control, 60_000, () => exitedBeforeListening(g));
+        await waitForPort(port, startMs, () => exitedBeforeListening(g));
+        await waitForPort(control, startMs, () => exitedBeforeListening(g));
       } catch (e) {
         await g.stop();
         throw new Error(`${base.name} (chat) did not start: ${(e as Error).message}\n${tail(g.log)}`);

@@ -78,6 +78,7 @@ export function msrprelayTarget(o: MsrprelayOptions): TargetSpec {
     kind: 'relay',
     root: o.root,
     ...(o.nodeArgs !== undefined ? { nodeArgs: o.nodeArgs } : {}),
+    ...(o.wrapper !== undefined ? { wrapper: o.wrapper } : {}),
     keep: o.keep === true,
     workers: o.workers,
     auth: o.auth,

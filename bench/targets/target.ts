@@ -105,6 +105,8 @@ export interface TargetSpec {
   /** This project's relay (targets/msrprelay.ts): its checkout, extra node flags, how it runs; scenarios with a relay of their own (chat) start it the same way. */
   readonly root?: string;
   readonly nodeArgs?: readonly string[];
+  /** A command the relay's node runs under (valgrind's callgrind, --instructions). */
+  readonly wrapper?: readonly string[];
   readonly keep?: boolean;
   readonly workers?: number;
   readonly auth?: 'memory' | 'sql';

@@ -192,6 +192,18 @@ export class Writer {
     return true;
   }
 
+  /**
+   * A complete request that may not be cut (a bodiless one, or a chunk announced as 2048
+   * octets or less: R-67), written at once when no stream holds the socket or waits for it.
+   * False when one does: the request must then queue as a stream, behind them, in order.
+   * On a message-oriented transport it leaves as one message (W-3), as its stream would.
+   */
+  whole(frame: Buffer): boolean {
+    if (this.closed || this.active !== undefined || this.waiting.length > 0) return false;
+    this.out(frame);
+    return true;
+  }
+
   /** Queues a stream; it becomes active when the writer is free. */
   open(s: OutStream): void {
     if (this.closed) return;

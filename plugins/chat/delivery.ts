@@ -6,7 +6,7 @@
  */
 
 import { randomFillSync } from 'node:crypto';
-import type { OriginateResult, OutgoingRequest, PluginHost, SessionInfo, ConnectionContext } from '../../core/index.ts';
+import type { OriginateResult, OutgoingRequest, PluginHost, PreparedRequest, SentCopy, SessionInfo, ConnectionContext } from '../../core/index.ts';
 import type { EndFlag } from '../../core/protocol/index.ts';
 import type { Spool, SpoolCursor } from './spool.ts';
 
@@ -66,6 +66,27 @@ export function newMessageId(): string {
   return idChars.toString('latin1');
 }
 
+/**
+ * The copies of one message sent whole: one request prepared for all of them (relay.prepare,
+ * its head checked and rendered once), kept with the message's spool. Each copy adds its tid,
+ * Message-ID and paths only.
+ */
+interface Template {
+  readonly relay: PluginHost;
+  readonly contentType: string;
+  readonly prepared: PreparedRequest;
+}
+const templates = new WeakMap<Spool, Template>();
+
+function templateOf(relay: PluginHost, spool: Spool, contentType: string, body: Buffer): PreparedRequest {
+  const known = templates.get(spool);
+  if (known !== undefined && known.relay === relay && known.contentType === contentType) return known.prepared;
+  const t = body.length;
+  const prepared = relay.prepare({ method: 'SEND', headers: [['Byte-Range', `1-${t}/${t}`], ['Failure-Report', 'partial']], contentType, body });
+  templates.set(spool, { relay, contentType, prepared });
+  return prepared;
+}
+
 export class Delivery {
   state: 'pending' | 'active' | 'done' = 'pending';
   /** Its last write() returned false and no onWritable came yet. */
@@ -81,6 +102,11 @@ export class Delivery {
   private chunkLimit = 0;
   /** Where the current chunk started (cursor position). */
   private chunkStart = 0;
+  /**
+   * Octets of a copy of a prepared request (sendWhole): its cursor stays where it is, as moving
+   * it walks every cursor of the message's spool, and the copy is done at once or soon after.
+   */
+  private sentWhole = 0;
 
   constructor(
     readonly owner: DeliveryOwner,
@@ -101,12 +127,12 @@ export class Delivery {
 
   /** Bytes of the message not yet written to the recipient. */
   get backlog(): number {
-    return (this.total >= 0 ? this.total : this.spool.length) - this.cursor.pos;
+    return (this.total >= 0 ? this.total : this.spool.length) - this.written;
   }
 
   /** Bytes written so far. */
   get written(): number {
-    return this.cursor.pos;
+    return this.cursor.pos + this.sentWhole;
   }
 
   /**
@@ -131,7 +157,6 @@ export class Delivery {
     // A small body already whole goes out in one piece, from the Buffer every copy shares, with
     // its exact range; anything else is streamed from the spool, open-ended (R-67: interruptible).
     const body = at === 0 && t <= 2048 && (this.chunkLimit === 0 || t <= this.chunkLimit) && this.spool.length === t ? this.spool.whole() : undefined;
-    const range = body !== undefined ? `1-${t}/${t}` : `${at + 1}-*/${t >= 0 ? t : '*'}`;
     // C-12 lets the focus choose the report model of its copies: a copy sent whole asks for
     // error answers only (Failure-Report partial, RFC 4975 §7.1.2), as nothing could be done
     // with a 200 to it; saving the recipient a response and the relay a transaction per copy
@@ -139,13 +164,15 @@ export class Delivery {
     // asks for a 200 on some copies (its first, then now and then) to learn of a route that
     // is gone (481). A streamed copy keeps yes: an error answer stops it.
     const partial = body !== undefined && this.owner.wantsAnswer?.() !== true;
+    if (partial) return this.sendWhole(body);
+    const range = body !== undefined ? `1-${t}/${t}` : `${at + 1}-*/${t >= 0 ? t : '*'}`;
     let out: OutgoingRequest;
     try {
       out = this.relay!.originate(this.route!.target, {
         method: 'SEND',
         toPath: this.route!.toPath,
         fromPath: this.route!.fromPath,
-        headers: partial ? [['Message-ID', this.messageId], ['Byte-Range', range], ['Failure-Report', 'partial']] : [['Message-ID', this.messageId], ['Byte-Range', range]],
+        headers: [['Message-ID', this.messageId], ['Byte-Range', range]],
         contentType: this.contentType,
       });
     } catch {
@@ -155,20 +182,11 @@ export class Delivery {
     }
     this.out = out;
     if (body !== undefined) {
-      if (!partial) this.watch(out);
+      this.watch(out);
       const ok = out.write(body);
       this.cursor.advance(body.length);
       out.end('$');
-      if (ok) {
-        this.done('sent');
-        return false;
-      }
-      // The connection is full (or busy with another copy): the relay holds the copy, and it
-      // counts as blocked until the connection has room again, so C-16 sees a recipient that
-      // does not read.
-      this.blocked = true;
-      this.owner.blocked(this);
-      out.onWritable = () => this.done('sent');
+      this.handedOver(ok, out);
       return false;
     }
     out.onWritable = () => {
@@ -181,6 +199,37 @@ export class Delivery {
     };
     this.watch(out);
     return true;
+  }
+
+  /** A whole copy that asks for error answers only: one copy of the message's prepared request. */
+  private sendWhole(body: Buffer): false {
+    const route = this.route!;
+    let c: SentCopy;
+    try {
+      c = templateOf(this.relay!, this.spool, this.contentType, body).send(route.target, { toPath: route.toPath, fromPath: route.fromPath, messageId: this.messageId });
+    } catch {
+      // The route's connection is gone.
+      this.done('failed');
+      return false;
+    }
+    this.sentWhole = body.length;
+    this.handedOver(c.written, c);
+    return false;
+  }
+
+  /**
+   * A copy handed to the relay whole. When its connection is full (or busy with another copy)
+   * the relay holds it, and it counts as blocked until the connection has room again, so C-16
+   * sees a recipient that does not read.
+   */
+  private handedOver(written: boolean, c: { onWritable: (() => void) | undefined }): void {
+    if (written) {
+      this.done('sent');
+      return;
+    }
+    this.blocked = true;
+    this.owner.blocked(this);
+    c.onWritable = () => this.done('sent');
   }
 
   /** The answer to a copy (or to a chunk of it). */
@@ -265,7 +314,8 @@ export class Delivery {
 
   private finish(flag: EndFlag, result: 'sent' | 'aborted' | 'failed', r?: OriginateResult): void {
     if (this.state !== 'active') return;
-    this.out!.end(flag);
+    // A copy of a prepared request (sendWhole) has no stream of its own to end.
+    this.out?.end(flag);
     this.done(result, r);
   }
 
