@@ -8,12 +8,12 @@
  */
 
 import { MsrpError } from '../errors.ts';
-import type { RelayHooks } from '../hooks.ts';
+import { isTapped, type RelayHooks } from '../hooks.ts';
 import type { RawHeader } from '../protocol/framer.ts';
 import { getHeader, parseSeconds, type MsrpRequestHead } from '../protocol/message.ts';
 import { parseUri } from '../protocol/uri.ts';
 import type { RelayConfig } from '../config/schema.ts';
-import type { AuthDecision, AuthRequest, DomainQuery, Identity, ListenerInfo } from '../types.ts';
+import type { AccountQuery, AuthDecision, AuthRequest, DomainQuery, Identity, ListenerInfo } from '../types.ts';
 import type { Connection } from './connection.ts';
 import type { Peer } from './peer.ts';
 import { newSessionId, Session, type SessionTable } from './session-table.ts';
@@ -135,9 +135,10 @@ export class Authenticator {
     }
     const identity: Identity = decision.accept;
     // authenticated, but not allowed: the account (every front asks), then this AUTH.
-    const barred = await hooks.checkAccount.promise(identity, { front: 'msrp', connection: conn, signal: conn.signal });
+    // An untapped hook is not called (DESIGN.md §3): a relay whose backend bars nobody pays nothing for it.
+    const barred = isTapped(hooks.checkAccount) ? await hooks.checkAccount.promise(identity, new AccountQueryOf(conn)) : undefined;
     if (barred !== undefined) return this.fail(peer, req, barred.reject, { close: false, count: counts(barred.reject) }, auth);
-    const refusal = await hooks.authorize.promise(identity, auth);
+    const refusal = isTapped(hooks.authorize) ? await hooks.authorize.promise(identity, auth) : undefined;
     if (refusal !== undefined) return this.fail(peer, req, refusal.reject, { close: false, count: counts(refusal.reject) }, auth);
     // sessions per connection.
     if (peer.sessionsIfAny !== undefined && peer.sessionsIfAny.size >= cfg.limits.maxSessionsPerConnection) {
@@ -244,6 +245,16 @@ class DomainQueryOf implements DomainQuery {
     readonly request: MsrpRequestHead,
     readonly host: string,
   ) {}
+
+  get signal(): AbortSignal {
+    return this.connection.signal;
+  }
+}
+
+/** checkAccount's question for an AUTH; its signal, the connection's, is made only if a tap asks for it. */
+class AccountQueryOf implements AccountQuery {
+  readonly front = 'msrp';
+  constructor(readonly connection: Connection) {}
 
   get signal(): AbortSignal {
     return this.connection.signal;
