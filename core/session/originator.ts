@@ -8,10 +8,9 @@
  * each with its own tid, Message-ID and paths.
  */
 
-import { randomFillSync } from 'node:crypto';
 import type { EndFlag, FrameHead, RawHeader } from '../protocol/framer.ts';
 import { formatByteRange, getHeader, isIdent, lowerName, newTransactionId, parseRequestHead, readPaths, type MsrpRequestHead, type Paths } from '../protocol/message.ts';
-import { randomBase62 } from '../protocol/random.ts';
+import { fillRandom, randomBase62 } from '../protocol/random.ts';
 import { statusComment } from '../protocol/status.ts';
 import type { ConnectionContext, CopyOptions, OriginateOptions, OriginateResult, OutgoingRequest, PrepareOptions, PreparedRequest, SentCopy, SessionInfo } from '../types.ts';
 import type { Connection } from './connection.ts';
@@ -240,9 +239,8 @@ function putAscii(f: Buffer, at: number, s: string): number {
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
 
-/** Random octets for the tids of prepared copies, refilled 4 KiB at a time; octets used are zeroed. */
-const tidPool = Buffer.allocUnsafe(4096);
-let tidAt = tidPool.length;
+/** The tid octets of one prepared copy, from the relay's random pool (protocol/random.ts), zeroed once encoded. */
+const tidOctets = Buffer.alloc(16);
 
 /**
  * A new transaction id (R-59: 128 random bits as 32 lower-case hex digits) written at `a`, the
@@ -250,13 +248,9 @@ let tidAt = tidPool.length;
  * never made a string.
  */
 function putNewTid(f: Buffer, a: number, b: number): void {
-  if (tidAt + 16 > tidPool.length) {
-    randomFillSync(tidPool);
-    tidAt = 0;
-  }
+  fillRandom(tidOctets, 0, 16);
   for (let i = 0; i < 16; i++) {
-    const x = tidPool[tidAt]!;
-    tidPool[tidAt++] = 0;
+    const x = tidOctets[i]!;
     const hi = HEX[x >> 4]!;
     const lo = HEX[x & 15]!;
     f[a++] = hi;
@@ -264,6 +258,7 @@ function putNewTid(f: Buffer, a: number, b: number): void {
     f[b++] = hi;
     f[b++] = lo;
   }
+  tidOctets.fill(0);
 }
 
 /** A copy written whole with room left, and with the connection full (then its onWritable comes). */
