@@ -81,8 +81,8 @@ const templates = new WeakMap<Spool, Template>();
 function templateOf(relay: PluginHost, spool: Spool, contentType: string, body: Buffer): PreparedRequest {
   const known = templates.get(spool);
   if (known !== undefined && known.relay === relay && known.contentType === contentType) return known.prepared;
-  const t = body.length;
-  const prepared = relay.prepare({ method: 'SEND', headers: [['Byte-Range', `1-${t}/${t}`], ['Failure-Report', 'partial']], contentType, body });
+  // Its Byte-Range is the body's exact one, as prepare() writes it when none is given.
+  const prepared = relay.prepare({ method: 'SEND', headers: [['Failure-Report', 'partial']], contentType, body });
   templates.set(spool, { relay, contentType, prepared });
   return prepared;
 }
